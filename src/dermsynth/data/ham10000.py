@@ -1,0 +1,140 @@
+"""HAM10000 reader: metadata CSV (or Dataverse's .tab) plus JPEGs at any depth.
+
+Works with the official two-folder layout (``HAM10000_images_part_1/``,
+``HAM10000_images_part_2/``), a single ``images/`` folder, or images next to the
+metadata file: ``<image_id>.jpg`` is looked up anywhere under the data root.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from dermsynth.data.index import (
+    CLASS_TO_LABEL,
+    CLASSES,
+    DataError,
+    DatasetIndex,
+    Record,
+    safe_file_name,
+)
+
+METADATA_NAMES = (
+    "HAM10000_metadata.csv",
+    "HAM10000_metadata.tab",
+    "HAM10000_metadata.tsv",
+    "HAM10000_metadata",
+)
+REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def find_metadata(root: Path, required: bool = True) -> Path | None:
+    """The metadata file at the data root, or one folder below it."""
+    for base in [root, *sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))]:
+        for name in METADATA_NAMES:
+            if (base / name).is_file():
+                return base / name
+    if required:
+        raise DataError(f"{root}: no metadata file ({' or '.join(METADATA_NAMES[:2])}) found")
+    return None
+
+
+def find_images(root: Path) -> dict[str, list[Path]]:
+    """Map image stem -> files with that stem anywhere under ``root`` (hidden folders skipped)."""
+    found: dict[str, list[Path]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            stem, suffix = os.path.splitext(name)
+            if suffix.lower() in IMAGE_SUFFIXES:
+                found.setdefault(stem, []).append(Path(dirpath) / name)
+    return found
+
+
+def read_metadata(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """Rows of the metadata file as (line number, row); comma or tab separated."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a UTF-8 text file ({e})") from None
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise DataError(f"{path}: the metadata file is empty")
+    delimiter = "\t" if lines[0].count("\t") > lines[0].count(",") else ","
+    reader = csv.DictReader(lines, delimiter=delimiter)
+    columns = [c.strip() for c in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing required column(s) {', '.join(missing)} "
+            f"(found: {', '.join(columns) or 'none'})"
+        )
+    rows = []
+    for row in reader:
+        # line_num counts physical lines read so far: the row's own line number.
+        clean = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        rows.append((reader.line_num, clean))
+    return rows
+
+
+def read_ham10000(root: str | Path) -> DatasetIndex:
+    """Index a HAM10000-layout dataset; every problem names the file and row."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder")
+    meta = find_metadata(root)
+    rows = read_metadata(meta)
+    if not rows:
+        raise DataError(f"{meta}: the metadata file has a header but no rows")
+    images = find_images(root)
+
+    warnings: list[str] = []
+    records: list[Record] = []
+    seen: dict[str, int] = {}
+    missing: list[str] = []
+    for line, row in rows:
+        where = f"{meta.name}, line {line}"
+        image_id = safe_file_name(row["image_id"], f"{where}: image_id")
+        lesion_id = row["lesion_id"] or image_id
+        dx = row["dx"].lower()
+        if dx not in CLASS_TO_LABEL:
+            raise DataError(
+                f"{where}: unknown dx label {row['dx']!r} (expected one of {', '.join(CLASSES)})"
+            )
+        if image_id in seen:
+            raise DataError(f"{where}: duplicate image_id {image_id!r} (first at line {seen[image_id]})")
+        seen[image_id] = line
+        paths = images.get(image_id)
+        if not paths:
+            missing.append(f"{where}: {image_id}")
+            continue
+        if len(paths) > 1:
+            warnings.append(f"{image_id}: {len(paths)} files, using {paths[0].relative_to(root)}")
+        records.append(Record(image_id, lesion_id, CLASS_TO_LABEL[dx], path=paths[0]))
+
+    if missing:
+        shown = "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise DataError(f"{len(missing)} row(s) have no image file under {root}: {shown}")
+    orphans = sorted(set(images) - set(seen))
+    if orphans:
+        warnings.append(
+            f"{len(orphans)} image file(s) under {root} have no metadata row and are ignored "
+            f"(e.g. {', '.join(orphans[:3])})"
+        )
+    records.sort(key=lambda r: r.image_id)
+    return DatasetIndex(root=root, records=records, source="ham10000", warnings=warnings)
+
+
+def write_metadata(path: Path, records: list[dict[str, str]], extra_columns: tuple[str, ...] = ()) -> None:
+    """Write a HAM10000-style metadata CSV atomically (used by phantom data and exports)."""
+    columns = ["lesion_id", "image_id", "dx", *extra_columns]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(records)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

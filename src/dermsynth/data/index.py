@@ -1,0 +1,198 @@
+"""The dataset index: one record per image, whatever the source format.
+
+Every reader (HAM10000 CSV, class folders, DermaMNIST .npz) produces a
+:class:`DatasetIndex`; splits, the cache and everything after them only see that.
+
+The class order is fixed for the whole package (the order of the HAM10000
+paper's Table II, most to least frequent)::
+
+    0 nv     melanocytic nevi
+    1 mel    melanoma
+    2 bkl    benign keratosis-like lesions
+    3 bcc    basal cell carcinoma
+    4 akiec  actinic keratoses / intraepithelial carcinoma
+    5 vasc   vascular lesions
+    6 df     dermatofibroma
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+CLASSES: tuple[str, ...] = ("nv", "mel", "bkl", "bcc", "akiec", "vasc", "df")
+CLASS_NAMES: dict[str, str] = {
+    "nv": "melanocytic nevi",
+    "mel": "melanoma",
+    "bkl": "benign keratosis-like lesions",
+    "bcc": "basal cell carcinoma",
+    "akiec": "actinic keratoses / intraepithelial carcinoma",
+    "vasc": "vascular lesions",
+    "df": "dermatofibroma",
+}
+CLASS_TO_LABEL: dict[str, int] = {name: i for i, name in enumerate(CLASSES)}
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file and, where there is one, the row."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image of the dataset."""
+
+    image_id: str
+    """Unique id of the image (HAM10000: ``ISIC_0024306``)."""
+    lesion_id: str
+    """Id of the lesion; images of one lesion must stay in one split part."""
+    label: int
+    """Index into :data:`CLASSES`."""
+    path: Path | None = None
+    """Image file for file-backed sources; None for array-backed ones."""
+    array_index: int | None = None
+    """Row of :attr:`DatasetIndex.arrays` for array-backed sources (DermaMNIST)."""
+    part: str | None = None
+    """A split part that the source itself defines (DermaMNIST), else None."""
+
+    @property
+    def dx(self) -> str:
+        return CLASSES[self.label]
+
+
+@dataclass
+class DatasetIndex:
+    """All images of a dataset, in a stable order (sorted by image_id)."""
+
+    root: Path
+    """Data root the index was read from (a folder, or the .npz file)."""
+    records: list[Record]
+    source: str
+    """Reader that made the index: "ham10000", "folder" or "dermamnist"."""
+    arrays: np.ndarray | None = None
+    """uint8 images (N, H, W, 3) for array-backed sources."""
+    warnings: list[str] = field(default_factory=list)
+    """Problems that did not stop reading (for example images with no row)."""
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([r.label for r in self.records], dtype=np.int64)
+
+    def by_id(self) -> dict[str, Record]:
+        return {r.image_id: r for r in self.records}
+
+    def open_image(self, i: int) -> Image.Image:
+        """Decode record ``i`` as a PIL image (any mode; see ``cache.to_rgb``)."""
+        record = self.records[i]
+        if record.array_index is not None:
+            assert self.arrays is not None
+            return Image.fromarray(self.arrays[record.array_index])
+        assert record.path is not None
+        return Image.open(record.path)
+
+    def fingerprint(self) -> str:
+        """Hash of ids, labels, lesions and file sizes/mtimes: changes when the inputs do."""
+        h = hashlib.sha256()
+        h.update(f"{self.source}\n".encode())
+        for r in self.records:
+            if r.path is not None:
+                st = r.path.stat()
+                stamp = f"{st.st_size}:{st.st_mtime_ns}"
+            else:
+                stamp = str(r.array_index)
+            h.update(f"{r.image_id},{r.lesion_id},{r.label},{stamp}\n".encode())
+        if self.arrays is not None:
+            h.update(hashlib.sha256(np.ascontiguousarray(self.arrays).data).digest())
+        return h.hexdigest()
+
+    def class_table(self) -> list[dict]:
+        """Images and lesions per class, in :data:`CLASSES` order (the paper's Table II)."""
+        rows = []
+        for label, name in enumerate(CLASSES):
+            recs = [r for r in self.records if r.label == label]
+            rows.append(
+                {
+                    "dx": name,
+                    "name": CLASS_NAMES[name],
+                    "images": len(recs),
+                    "lesions": len({r.lesion_id for r in recs}),
+                }
+            )
+        return rows
+
+
+def open_index(root: str | Path, fmt: str = "auto") -> DatasetIndex:
+    """Read a dataset in any supported format.
+
+    ``fmt`` is "ham10000" (metadata CSV/TAB and JPEGs), "folder" (one folder per
+    class name), "dermamnist" (a MedMNIST .npz file) or "auto", which picks by
+    what is at ``root``.
+    """
+    from dermsynth.data import dermamnist, folder, ham10000
+
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: no such file or folder")
+    if fmt == "auto":
+        if root.is_file() and root.suffix == ".npz":
+            fmt = "dermamnist"
+        elif root.is_dir() and ham10000.find_metadata(root, required=False) is not None:
+            fmt = "ham10000"
+        elif root.is_dir() and folder.looks_like_class_folders(root):
+            fmt = "folder"
+        elif root.is_dir():
+            raise DataError(
+                f"{root}: found neither HAM10000_metadata.csv/.tab nor class folders "
+                f"({', '.join(CLASSES)}); is this the data root?"
+            )
+        else:
+            raise DataError(f"{root}: not a data folder or a DermaMNIST .npz file")
+    readers = {
+        "ham10000": ham10000.read_ham10000,
+        "folder": folder.read_class_folders,
+        "dermamnist": dermamnist.read_dermamnist,
+    }
+    if fmt not in readers:
+        raise DataError(f"unknown data format {fmt!r}; choose one of {sorted(readers)} or 'auto'")
+    index = readers[fmt](root)
+    check_nonempty(index)
+    return index
+
+
+def check_nonempty(index: DatasetIndex, classes: tuple[str, ...] | None = None) -> None:
+    """Refuse an empty index, or one where a requested class has no images."""
+    if not index.records:
+        raise DataError(f"{index.root}: the dataset has no images")
+    if classes:
+        present = {r.dx for r in index.records}
+        missing = [c for c in classes if c not in present]
+        if missing:
+            raise DataError(
+                f"{index.root}: no images left for class(es) {', '.join(missing)} after filtering"
+            )
+
+
+def safe_file_name(value: str, where: str) -> str:
+    """Return ``value`` if it is a plain file name; else raise naming ``where``.
+
+    Ids from a CSV become file names: ``../x``, ``a/b`` or an absolute path would
+    let a metadata file read outside the data root, so they are refused.
+    """
+    bad = (
+        not value
+        or value in (".", "..")
+        or "/" in value
+        or "\\" in value
+        or "\x00" in value
+        or Path(value).is_absolute()
+        or value != value.strip()
+    )
+    if bad:
+        raise DataError(f"{where}: {value!r} is not a plain file name")
+    return value
