@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny HAM10000-layout datasets built in tmp_path."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dermsynth.data.index import CLASSES
+
+SHARED_HAM = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000-200x150"
+
+
+def write_ham(
+    root: Path,
+    per_class: int = 4,
+    images_per_lesion: int = 2,
+    size: tuple[int, int] = (40, 30),
+    layout: str = "single",
+    seed: int = 0,
+) -> Path:
+    """A tiny HAM10000-layout dataset: a metadata CSV plus solid-ish JPEGs.
+
+    ``layout`` is "single" (images/), "two" (HAM10000_images_part_1/ and _2/) or
+    "flat" (next to the CSV).
+    """
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    n = 0
+    for label, dx in enumerate(CLASSES):
+        for k in range(per_class):
+            lesion = f"HAM_{label:02d}{k // images_per_lesion:04d}"
+            image_id = f"ISIC_{n:07d}"
+            n += 1
+            rows.append({"lesion_id": lesion, "image_id": image_id, "dx": dx})
+            if layout == "two":
+                folder = root / ("HAM10000_images_part_1" if n % 2 else "HAM10000_images_part_2")
+            elif layout == "flat":
+                folder = root
+            else:
+                folder = root / "images"
+            folder.mkdir(exist_ok=True)
+            colour = np.array([40 * label, 255 - 30 * label, 120], dtype=np.float64)
+            pixels = colour + rng.normal(0, 10, (size[1], size[0], 3))
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"{image_id}.jpg", quality=90)
+    write_csv(root / "HAM10000_metadata.csv", rows)
+    return root
+
+
+def write_csv(path: Path, rows: list[dict], columns=("lesion_id", "image_id", "dx"), delimiter=",") -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns), delimiter=delimiter, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def ham(tmp_path: Path) -> Path:
+    return write_ham(tmp_path / "ham")
+
+
+@pytest.fixture
+def shared_ham() -> Path:
+    if not (SHARED_HAM / "HAM10000_metadata.csv").is_file():
+        pytest.skip("../shared/data/ham10000-200x150 is not on this machine")
+    return SHARED_HAM
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Never touch the user's ~/.cache from tests."""
+    monkeypatch.setenv("DERMSYNTH_CACHE", str(tmp_path_factory.mktemp("cache")))

@@ -1,0 +1,129 @@
+"""Lesion-grouped, stratified splits: no lesion in two parts, shares kept, every class everywhere."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from dermsynth.data import CLASSES, DataError, open_index
+from dermsynth.data.index import CLASS_TO_LABEL, DatasetIndex, Record
+from dermsynth.data.splits import PARTS, load_split, make_split, save_split
+from tests.conftest import write_ham
+
+
+def synthetic_index(seed: int = 0) -> DatasetIndex:
+    """An index with HAM10000-like imbalance and 1-4 images per lesion (no files needed)."""
+    rng = np.random.default_rng(seed)
+    sizes = {"nv": 900, "mel": 150, "bkl": 150, "bcc": 70, "akiec": 45, "vasc": 20, "df": 16}
+    records = []
+    for dx, n in sizes.items():
+        made = 0
+        lesion = 0
+        while made < n:
+            k = min(int(rng.integers(1, 5)), n - made)
+            for _ in range(k):
+                records.append(Record(f"IMG_{dx}_{made:05d}", f"L_{dx}_{lesion:05d}", CLASS_TO_LABEL[dx]))
+                made += 1
+            lesion += 1
+    return DatasetIndex(root="mem", records=records, source="test")
+
+
+def check_grouped(split, index):
+    part_of, part_of_lesion = split.part_of(), {}
+    for r in index.records:
+        part = part_of[r.image_id]
+        assert part_of_lesion.setdefault(r.lesion_id, part) == part, f"lesion {r.lesion_id} in two parts"
+
+
+def test_no_lesion_in_two_parts_and_every_image_once():
+    index = synthetic_index()
+    split = make_split(index, seed=3)
+    check_grouped(split, index)
+    all_ids = [i for ids in split.parts.values() for i in ids]
+    assert sorted(all_ids) == sorted(r.image_id for r in index.records)
+
+
+def test_class_shares_within_two_points_and_parts_near_fractions():
+    index = synthetic_index()
+    split = make_split(index, (0.7, 0.1, 0.2), seed=1)
+    overall = Counter(r.dx for r in index.records)
+    part_of = split.part_of()
+    for part, frac in zip(PARTS, (0.7, 0.1, 0.2)):
+        assert abs(len(split.parts[part]) / len(index) - frac) < 0.02
+        counts = Counter(r.dx for r in index.records if part_of[r.image_id] == part)
+        for dx in ("nv", "mel", "bkl", "bcc"):
+            share = counts[dx] / len(split.parts[part])
+            assert abs(share - overall[dx] / len(index)) < 0.02, (part, dx)
+
+
+def test_rare_classes_have_a_lesion_in_each_part():
+    records = [Record(f"i{k}", f"l{k}", CLASS_TO_LABEL["nv"]) for k in range(50)]
+    records += [Record(f"df{k}", f"ldf{k}", CLASS_TO_LABEL["df"]) for k in range(3)]
+    records += [Record("v0", "lv0", CLASS_TO_LABEL["vasc"]), Record("v1", "lv0", CLASS_TO_LABEL["vasc"])]
+    index = DatasetIndex(root="mem", records=records, source="test")
+    split = make_split(index, seed=0)
+    part_of = split.part_of()
+    assert {part_of[f"df{k}"] for k in range(3)} == set(PARTS)
+    # A class with a single lesion cannot be in every part: it goes to train.
+    assert part_of["v0"] == part_of["v1"] == "train"
+
+
+def test_same_seed_same_split_other_seed_differs():
+    index = synthetic_index()
+    assert make_split(index, seed=5).parts == make_split(index, seed=5).parts
+    assert make_split(index, seed=5).parts != make_split(index, seed=6).parts
+
+
+def test_bad_fractions_are_refused():
+    with pytest.raises(DataError, match="summing to 1"):
+        make_split(synthetic_index(), (0.5, 0.1, 0.1))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    index = synthetic_index()
+    split = make_split(index, seed=2)
+    path = save_split(split, tmp_path / "split.json", index)
+    loaded = load_split(path)
+    assert loaded.parts == split.parts and loaded.seed == 2
+    payload = json.loads(path.read_text())
+    assert payload["counts"] == {p: len(split.parts[p]) for p in PARTS}
+    assert [r["dx"] for r in payload["per_class"]] == list(CLASSES)
+
+
+def test_tampered_or_foreign_split_files_are_refused(tmp_path):
+    index = synthetic_index()
+    path = save_split(make_split(index, seed=2), tmp_path / "split.json")
+    payload = json.loads(path.read_text())
+    payload["parts"]["test"].append(payload["parts"]["train"][0])
+    path.write_text(json.dumps(payload))
+    with pytest.raises(DataError, match="sha256"):
+        load_split(path)
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(DataError, match="not a dermsynth split file"):
+        load_split(tmp_path / "other.json")
+    with pytest.raises(DataError, match="no such split file"):
+        load_split(tmp_path / "missing.json")
+
+
+def test_split_for_other_data_is_refused(tmp_path):
+    index = open_index(write_ham(tmp_path / "a", per_class=3))
+    split = make_split(index, seed=0)
+    other = open_index(write_ham(tmp_path / "b", per_class=2))
+    with pytest.raises(DataError, match="does not have"):
+        split.indices(other, "train")
+
+
+def test_real_ham10000_split_is_grouped_and_stratified(shared_ham):
+    index = open_index(shared_ham)
+    split = make_split(index, seed=0)
+    check_grouped(split, index)
+    overall = Counter(r.dx for r in index.records)
+    part_of = split.part_of()
+    for part in PARTS:
+        counts = Counter(r.dx for r in index.records if part_of[r.image_id] == part)
+        for dx in CLASSES:
+            assert counts[dx] >= 1
+            assert abs(counts[dx] / len(split.parts[part]) - overall[dx] / len(index)) < 0.02, (part, dx)

@@ -1,0 +1,64 @@
+"""The command line: help, data subcommands, and clean errors on bad input."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from dermsynth.cli import main
+from tests.conftest import read_rows, write_csv
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_help_lists_subcommands():
+    result = run("--help")
+    assert result.exit_code == 0 and "data" in result.output
+    result = run("data", "--help")
+    for name in ("summary", "split", "phantom", "prepare", "download"):
+        assert name in result.output
+
+
+def test_summary_prints_class_table(ham):
+    result = run("data", "summary", ham)
+    assert result.exit_code == 0
+    lines = {line.split()[0]: line.split() for line in result.output.splitlines() if line.strip()}
+    assert lines["nv"][-3:] == ["4", "14.3%", "2"]
+    assert lines["total"][1:] == ["28", "100.0%", "14"]
+
+
+def test_bad_input_is_one_clear_line_not_a_traceback(ham):
+    rows = read_rows(ham / "HAM10000_metadata.csv")
+    rows[0]["dx"] = "xyz"
+    write_csv(ham / "HAM10000_metadata.csv", rows)
+    result = CliRunner().invoke(main, ["data", "summary", str(ham)])
+    assert result.exit_code == 2
+    assert "error:" in result.output and "line 2: unknown dx label 'xyz'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_split_writes_file_and_refuses_to_overwrite(ham, tmp_path):
+    out = tmp_path / "split.json"
+    result = run("data", "split", ham, "--out", out, "--seed", "3")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    assert payload["seed"] == 3 and sum(payload["counts"].values()) == 28
+    again = CliRunner().invoke(main, ["data", "split", str(ham), "--out", str(out)])
+    assert again.exit_code == 2 and "--force" in again.output
+    assert run("data", "split", ham, "--out", out, "--force").exit_code == 0
+
+
+def test_split_rejects_bad_fractions(ham, tmp_path):
+    result = CliRunner().invoke(main, ["data", "split", str(ham), "--out", str(tmp_path / "s.json"),
+                                       "--fractions", "0.5,0.5,0.5"])
+    assert result.exit_code == 2 and "must sum to 1" in result.output
+
+
+def test_prepare_builds_cache(ham, tmp_path):
+    result = run("data", "prepare", ham, "--resolution", "32", "--cache-dir", tmp_path / "c")
+    assert result.exit_code == 0, result.output
+    assert "28 images at 32px" in result.output
+    assert list((tmp_path / "c").glob("*/manifest.json"))
