@@ -79,3 +79,25 @@ def shared_ham() -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Never touch the user's ~/.cache from tests."""
     monkeypatch.setenv("DERMSYNTH_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def phantom_data(tmp_path_factory) -> Path:
+    """A small phantom dataset (12 images per class, 48 px wide), shared by a test session."""
+    from dermsynth.data.phantom import make_phantom
+
+    return make_phantom(tmp_path_factory.mktemp("phantom") / "data", per_class=12, size=48, seed=0)
+
+
+TINY_GAN = [
+    "data.resolution=32",
+    "generator.base_channels=8",
+    "generator.max_channels=32",
+    "discriminator.base_channels=8",
+    "discriminator.max_channels=32",
+    "train.batch_size=8",
+    "train.tick_kimg=0.032",
+    "train.snapshot_ticks=2",
+    "train.grid_columns=2",
+]
+"""--set overrides that make any preset tiny: 32 px, 8-32 channels, batch 8, a tick every 4 steps."""

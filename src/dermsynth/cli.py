@@ -11,6 +11,7 @@ import click
 from dermsynth import __version__
 from dermsynth.config import ConfigError, DataConfig, SplitConfig
 from dermsynth.data.index import DataError
+from dermsynth.training.checkpoint import CheckpointError
 
 
 def _clean_errors(fn):
@@ -20,7 +21,7 @@ def _clean_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (DataError, ConfigError) as e:
+        except (DataError, ConfigError, CheckpointError) as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
 
@@ -157,6 +158,63 @@ def download(dataset: str, to: Path, base_url: str | None, keep_archives: bool) 
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
     click.echo(f"HAM10000 is ready in {root}; try: dermsynth data summary {root}")
+
+
+@main.command("train-gan")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
+              help="Preset YAML, e.g. configs/best.yaml or configs/paper.yaml.")
+@click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="Data root.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
+@click.option("--split", "split_file", type=click.Path(path_type=Path), default=None,
+              help="Saved split to reuse [default: draw one with the config's split settings].")
+@click.option("--resume", default=None, help="auto (newest checkpoint in --out) or a checkpoint path.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a config value, e.g. --set train.epochs=5 (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Check the config and print it resolved; train nothing.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
+@_clean_errors
+def train_gan_cmd(config_path: Path, data_root: Path, out: Path, split_file: Path | None, resume: str | None,
+                  overwrite: bool, overrides: tuple[str, ...], dry_run: bool, no_progress: bool) -> None:
+    """Train the conditional GAN on the train part of the split (torchrun for several GPUs)."""
+    import yaml
+
+    from dermsynth.config import gan_config, load_yaml, to_plain
+
+    cfg = gan_config(load_yaml(config_path), list(overrides), data_root=data_root)
+    if dry_run:
+        click.echo(yaml.safe_dump(to_plain(cfg), sort_keys=False))
+        return
+    from dermsynth.training.gan_loop import DivergenceError, RunOptions, train_gan
+
+    try:
+        train_gan(cfg, RunOptions(out=out, split_file=split_file, resume=resume, overwrite=overwrite,
+                                  progress=not no_progress))
+    except DivergenceError as e:
+        click.echo(f"error: training diverged: {e}. The last good checkpoint is kept in {out / 'checkpoints'}.",
+                   err=True)
+        sys.exit(3)
+
+
+@main.command()
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
+              help="generator.pt snapshot or a full training state.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder to write (HAM10000 layout).")
+@click.option("--per-class", default=100, show_default=True, type=int)
+@click.option("--classes", default=None, help="Comma-separated, e.g. nv,bcc,mel,bkl [default: all 7].")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
+@click.option("--overwrite", is_flag=True, help="Replace an existing export folder.")
+@_clean_errors
+def generate(checkpoint: Path, out: Path, per_class: int, classes: str | None, seed: int, device: str,
+             overwrite: bool) -> None:
+    """Write synthetic images (PNG tagged as synthetic) with metadata and a class grid."""
+    from dermsynth.generate import generate_images
+
+    root = generate_images(checkpoint, out, per_class=per_class, classes=classes, seed=seed,
+                           overwrite=overwrite, device=device)
+    click.echo(f"synthetic images in {root / 'images'}; metadata {root / 'HAM10000_metadata.csv'}; "
+               f"grid {root / 'grid.png'}")
 
 
 if __name__ == "__main__":

@@ -129,4 +129,183 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
-__all__ = ["ConfigError", "DataConfig", "PhantomConfig", "SplitConfig", "from_dict", "load_yaml", "to_plain"]
+
+
+
+# --- GAN training -----------------------------------------------------------------
+
+from dermsynth.models.discriminator import DiscriminatorConfig  # noqa: E402
+from dermsynth.models.generator import GeneratorConfig  # noqa: E402
+
+
+@dataclass
+class LossConfig:
+    """GAN loss and regularisers (see training/gan_losses.py)."""
+
+    kind: str = "bce"
+    """bce (non-saturating, the paper), hinge or wgan."""
+    gp_weight: float = 0.0
+    """Weight of the WGAN-GP gradient penalty on interpolates (the paper: 10); 0 disables."""
+    r1_gamma: float = 0.0
+    """R1 penalty weight gamma (the penalty is gamma/2 * E||grad D(x)||^2); 0 disables."""
+    r1_interval: int = 16
+    """Lazy regularisation: apply R1 every this many D steps, weighted by the interval."""
+
+    def problems(self) -> list[str]:
+        from dermsynth.training.gan_losses import LOSSES
+
+        out = []
+        if self.kind not in LOSSES:
+            out.append(f"loss.kind {self.kind!r} is not one of {LOSSES}")
+        if self.gp_weight < 0 or self.r1_gamma < 0:
+            out.append("loss.gp_weight and loss.r1_gamma must be >= 0")
+        if self.r1_interval < 1:
+            out.append("loss.r1_interval must be >= 1")
+        return out
+
+
+@dataclass
+class OptimConfig:
+    """Adam for both networks, with separate learning rates."""
+
+    g_lr: float = 2e-4
+    """Generator learning rate."""
+    d_lr: float = 2e-4
+    """Discriminator learning rate."""
+    betas: tuple[float, float] = (0.5, 0.999)
+    """Adam betas (the paper and DCGAN: 0.5, 0.999)."""
+
+    def problems(self) -> list[str]:
+        self.betas = tuple(float(b) for b in self.betas)
+        out = []
+        if self.g_lr <= 0 or self.d_lr <= 0:
+            out.append("optim.g_lr and optim.d_lr must be > 0")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            out.append(f"optim.betas must be two numbers in [0, 1), got {self.betas}")
+        return out
+
+
+@dataclass
+class TrainConfig:
+    """Length, batch, augmentation, EMA, logging and checkpointing of a GAN run."""
+
+    batch_size: int = 64
+    """Images per step over all processes (each of W processes takes batch_size / W)."""
+    epochs: float = 100.0
+    """Training length in passes over the train part (ignored when total_kimg is set)."""
+    total_kimg: float | None = None
+    """Training length in thousands of real images shown to D; overrides epochs."""
+    max_minutes: float | None = None
+    """Stop cleanly (with a checkpoint) after this much wall-clock time; for equal-time comparisons."""
+    seed: int = 0
+    """Seed of weights, noise, augmentation and data order (process r uses seed + r for noise)."""
+    dihedral: bool = False
+    """Random flips and 90-degree rotations of real images (8x data, label-preserving)."""
+    diffaugment: str = ""
+    """DiffAugment policy for D's inputs, real and fake: any of color,translation,cutout."""
+    ema_halflife_kimg: float = 0.0
+    """Half-life of the generator's weight EMA in kimg; 0 makes the EMA a plain copy of G."""
+    tick_kimg: float = 1.0
+    """Write a stats line every this many kimg."""
+    snapshot_ticks: int = 10
+    """Sample grid, checkpoint and inference snapshot every this many ticks (and at the end)."""
+    keep_checkpoints: int = 3
+    """How many full training states to keep (newest)."""
+    amp: str = "auto"
+    """Mixed precision: auto (bf16 on CUDA, none on CPU), bf16 or none."""
+    channels_last: bool = False
+    """Use the channels_last memory format."""
+    grid_columns: int = 8
+    """Samples per class in the snapshot grids."""
+
+    def problems(self) -> list[str]:
+        from dermsynth.training.augment import check_policy
+
+        out = check_policy(self.diffaugment)
+        if self.batch_size < 2:
+            out.append("train.batch_size must be >= 2")
+        if self.total_kimg is None and self.epochs <= 0:
+            out.append("train.epochs must be > 0")
+        if self.total_kimg is not None and self.total_kimg <= 0:
+            out.append("train.total_kimg must be > 0")
+        if self.amp not in ("auto", "bf16", "none"):
+            out.append(f"train.amp {self.amp!r} is not auto, bf16 or none")
+        if self.tick_kimg <= 0 or self.snapshot_ticks < 1 or self.keep_checkpoints < 1:
+            out.append("train.tick_kimg, train.snapshot_ticks and train.keep_checkpoints must be positive")
+        if self.ema_halflife_kimg < 0:
+            out.append("train.ema_halflife_kimg must be >= 0")
+        return out
+
+
+@dataclass
+class GanConfig:
+    """Everything a GAN run needs besides the data path and the run folder."""
+
+    data: DataConfig
+    split: SplitConfig
+    generator: GeneratorConfig
+    discriminator: DiscriminatorConfig
+    loss: LossConfig
+    optim: OptimConfig
+    train: TrainConfig
+    name: str = "custom"
+    """Preset name, for logs and reports."""
+
+
+GAN_SECTIONS = {
+    "data": DataConfig,
+    "split": SplitConfig,
+    "generator": GeneratorConfig,
+    "discriminator": DiscriminatorConfig,
+    "loss": LossConfig,
+    "optim": OptimConfig,
+    "train": TrainConfig,
+}
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["train.epochs=2", "loss.kind=hinge"]`` -> nested dict, values parsed as YAML."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. train.epochs=2")
+        out.setdefault(section, {})[name] = yaml.safe_load(value)
+    return out
+
+
+def gan_config(raw: dict[str, Any], overrides: list[str] | None = None, data_root: str | Path | None = None) -> GanConfig:
+    """Build and check a :class:`GanConfig` from a preset's dict; every problem is reported at once."""
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for section, values in parse_overrides(overrides or []).items():
+        if section not in GAN_SECTIONS:
+            raise ConfigError(f"--set: unknown section {section!r} (known: {', '.join(GAN_SECTIONS)})")
+        raw.setdefault(section, {}).update(values)
+    name = raw.pop("name", "custom")
+    unknown = sorted(set(raw) - set(GAN_SECTIONS))
+    problems = [f"unknown section(s): {', '.join(unknown)}"] if unknown else []
+    sections: dict[str, Any] = {}
+    for section, cls in GAN_SECTIONS.items():
+        values = dict(raw.get(section) or {})
+        if section == "data" and data_root is not None:
+            values["root"] = data_root
+        if section in ("generator", "discriminator"):
+            # The networks' resolution follows the data's unless a preset sets it.
+            values.setdefault("resolution", (raw.get("data") or {}).get("resolution", DataConfig.resolution))
+        try:
+            sections[section] = from_dict(cls, values, section)
+        except (ConfigError, ValueError, TypeError) as e:
+            problems.append(f"{section}: {e}")
+            continue
+        if hasattr(sections[section], "problems"):
+            problems += sections[section].problems()
+    if not problems:
+        res = sections["data"].resolution
+        if sections["generator"].resolution != res or sections["discriminator"].resolution != res:
+            problems.append(
+                f"generator.resolution ({sections['generator'].resolution}) and discriminator.resolution "
+                f"({sections['discriminator'].resolution}) must equal data.resolution ({res})"
+            )
+    _raise_if(problems, "GAN config")
+    return GanConfig(name=name, **sections)

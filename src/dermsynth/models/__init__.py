@@ -1,0 +1,1 @@
+"""Networks: shared blocks, the conditional generator and discriminator, classifiers."""

@@ -1,0 +1,1 @@
+"""Training: GAN loop, losses and regularisers, augmentation, checkpoints."""

@@ -1,0 +1,91 @@
+"""Checkpoints: full training states for resume and small inference snapshots.
+
+Both are plain dicts of tensors, numbers, strings, lists and dicts, written
+atomically (temporary file, flush, fsync, rename) and read with
+``torch.load(weights_only=True)``, which never unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+STATE_FORMAT = "dermsynth-gan-state/1"
+SNAPSHOT_FORMAT = "dermsynth-generator/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, truncated, foreign or of the wrong kind."""
+
+
+def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, expect: str | tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Load a dermsynth checkpoint safely; ``expect`` is the format (or formats) required."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path}: cannot be read as a dermsynth checkpoint (truncated, or not a safe torch file: {first})"
+        ) from None
+    fmt = obj.get("format") if isinstance(obj, dict) else None
+    if fmt not in (STATE_FORMAT, SNAPSHOT_FORMAT):
+        raise CheckpointError(f"{path}: not a dermsynth checkpoint (format {fmt!r})")
+    wanted = (expect,) if isinstance(expect, str) else expect
+    if wanted and fmt not in wanted:
+        raise CheckpointError(f"{path}: is a {fmt!r} file, expected {' or '.join(wanted)}")
+    return obj
+
+
+def state_path(folder: Path, step: int) -> Path:
+    return folder / f"state-{step:08d}.pt"
+
+
+def list_states(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if re.fullmatch(r"state-\d{8}\.pt", p.name))
+
+
+def find_resume(run_dir: Path, resume: str) -> Path:
+    """``auto``: the newest state in ``run_dir/checkpoints``; else the given path."""
+    if resume != "auto":
+        return Path(resume)
+    states = list_states(run_dir / "checkpoints")
+    if not states:
+        raise CheckpointError(f"--resume auto: no checkpoints in {run_dir / 'checkpoints'}")
+    return states[-1]
+
+
+def prune_states(folder: Path, keep: int) -> None:
+    for old in list_states(folder)[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

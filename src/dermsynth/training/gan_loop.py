@@ -1,0 +1,494 @@
+"""The GAN training loop: one loop, a D phase and a G phase per step.
+
+Run it with ``dermsynth train-gan --config configs/best.yaml --data DIR --out RUN``
+(or under ``torchrun --nproc_per_node N`` for several GPUs). It trains on the
+train part of the saved lesion-grouped split only, feeds from the uint8 cache,
+and writes into the run folder:
+
+    config.yaml        the resolved config
+    run.json           seed, versions, hardware, data and split hashes, timings
+    split.json         the split it trained on
+    stats.jsonl        one line per tick: losses, D outputs, gradient norms, images/s
+    samples/           fixed-noise grids, one row per class, at each snapshot
+    loss_curves.png    the losses over training (the paper's Fig. 5)
+    checkpoints/       the last K full training states (resume with --resume auto)
+    generator.pt       the newest inference snapshot (EMA generator and its config)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DistributedSampler
+from tqdm import tqdm
+
+from dermsynth import __version__, distributed as dist
+from dermsynth.config import GanConfig, to_plain
+from dermsynth.data.cache import load_cache
+from dermsynth.data.index import CLASSES, DataError, open_index
+from dermsynth.data.splits import load_split, make_split, save_split
+from dermsynth.generate import class_grid, save_synthetic_png, to_uint8
+from dermsynth.models.discriminator import Discriminator
+from dermsynth.models.generator import Generator
+from dermsynth.training import gan_losses
+from dermsynth.training.augment import diff_augment, dihedral
+from dermsynth.training.checkpoint import (
+    SNAPSHOT_FORMAT,
+    STATE_FORMAT,
+    find_resume,
+    load_checkpoint,
+    prune_states,
+    save_atomic,
+    state_path,
+)
+
+
+class DivergenceError(RuntimeError):
+    """A loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+
+@dataclass
+class RunOptions:
+    """Where a run reads and writes, and how it treats an existing run folder."""
+
+    out: Path
+    """Run folder."""
+    split_file: Path | None = None
+    """A saved split to reuse; None draws one with the config's split settings."""
+    resume: str | None = None
+    """None (new run), "auto" (newest checkpoint of the run folder) or a checkpoint path."""
+    overwrite: bool = False
+    """Replace an existing run folder (only one that dermsynth made)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+def prepare_run_dir(opts: RunOptions) -> None:
+    """Refuse to write into an existing run folder unless resuming or told to overwrite."""
+    out = opts.out
+    if not out.exists() or not any(out.iterdir()):
+        if opts.resume == "auto":
+            raise DataError(f"--resume auto: {out} holds no run to resume")
+        out.mkdir(parents=True, exist_ok=True)
+        return
+    if opts.resume:
+        return
+    if not opts.overwrite:
+        raise DataError(f"{out} exists and is not empty; pass --resume auto to continue it or --overwrite to replace it")
+    if not (out / "run.json").is_file():
+        raise DataError(f"{out} does not look like a dermsynth run folder (no run.json); refusing to delete it")
+    shutil.rmtree(out)
+    out.mkdir(parents=True)
+
+
+def _versions() -> dict:
+    return {
+        "dermsynth": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _hardware(device: torch.device) -> dict:
+    info = {"device": str(device), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "world_size": dist.world_size(), "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
+    norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
+    return torch.stack(norms).norm() if norms else torch.zeros(())
+
+
+class Trainer:
+    """State and phases of one GAN run; :func:`train_gan` drives it."""
+
+    def __init__(self, cfg: GanConfig, opts: RunOptions, device: torch.device) -> None:
+        self.cfg, self.opts, self.device = cfg, opts, device
+        t = cfg.train
+        self.world = dist.world_size()
+        if t.batch_size % self.world:
+            raise DataError(f"train.batch_size {t.batch_size} is not divisible by the {self.world} processes")
+        self.batch_per_gpu = t.batch_size // self.world
+        use_bf16 = t.amp == "bf16" or (t.amp == "auto" and device.type == "cuda")
+        self.autocast = (
+            (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else (lambda: nullcontext())
+        )
+        self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+
+        torch.manual_seed(t.seed)  # identical initial weights on every rank
+        self.G = Generator(cfg.generator).to(device, memory_format=self.memory_format)
+        self.D = Discriminator(cfg.discriminator).to(device, memory_format=self.memory_format)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        betas = tuple(cfg.optim.betas)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.optim.g_lr, betas=betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.optim.d_lr, betas=betas)
+        if dist.is_initialized():
+            ids = [device.index] if device.type == "cuda" else None
+            self.G_ddp = DDP(self.G, device_ids=ids, broadcast_buffers=False)
+            self.D_ddp = DDP(self.D, device_ids=ids, broadcast_buffers=False)
+        else:
+            self.G_ddp, self.D_ddp = self.G, self.D
+        torch.manual_seed(t.seed + dist.rank())  # per-rank noise and augmentation
+
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.images_seen = 0
+        self.elapsed_s = 0.0
+        self.ema_beta = 0.5 ** (t.batch_size / (t.ema_halflife_kimg * 1000)) if t.ema_halflife_kimg > 0 else 0.0
+
+    # --- data -------------------------------------------------------------------
+
+    def load_data(self, images: np.ndarray, labels: np.ndarray) -> None:
+        """Train images as a uint8 (N, 3, R, R) tensor on the device, with labels."""
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().to(self.device)
+        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(self.device)
+        self.sampler = DistributedSampler(
+            range(len(self.images)), num_replicas=self.world, rank=dist.rank(),
+            shuffle=True, seed=self.cfg.train.seed, drop_last=True,
+        )
+        self.steps_per_epoch = len(self.sampler) // self.batch_per_gpu
+        if self.steps_per_epoch < 1:
+            raise DataError(
+                f"the train part has {len(self.images)} images, fewer than one batch of {self.cfg.train.batch_size}"
+            )
+        self._order: list[int] | None = None
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.batch_in_epoch >= self.steps_per_epoch:
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self._order = None
+        if self._order is None:
+            self.sampler.set_epoch(self.epoch)
+            self._order = list(self.sampler)
+        start = self.batch_in_epoch * self.batch_per_gpu
+        idx = torch.tensor(self._order[start: start + self.batch_per_gpu], device=self.device)
+        self.batch_in_epoch += 1
+        real = self.images[idx].float().div_(127.5).sub_(1.0).contiguous(memory_format=self.memory_format)
+        if self.cfg.train.dihedral:
+            real = dihedral(real)
+        return real, self.labels[idx]
+
+    def total_steps(self) -> int:
+        t = self.cfg.train
+        total_images = t.total_kimg * 1000 if t.total_kimg is not None else t.epochs * len(self.images)
+        return max(1, math.ceil(total_images / t.batch_size))
+
+    # --- one step: D phase, then G phase ------------------------------------------
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        policy = cfg.train.diffaugment
+        real, labels = self.next_batch()
+        z_dim = cfg.generator.z_dim
+        stats: dict[str, torch.Tensor] = {}
+
+        # D phase: real images up, generated images down, plus regularisers.
+        self.D.requires_grad_(True)
+        with torch.no_grad(), self.autocast():
+            fake = self.G(torch.randn(len(real), z_dim, device=self.device), labels).float()
+        do_r1 = cfg.loss.r1_gamma > 0 and self.step % cfg.loss.r1_interval == 0
+        real_in = real.detach().requires_grad_(do_r1)
+        with self.autocast():
+            real_logits = self.D_ddp(diff_augment(real_in, policy), labels).float()
+            fake_logits = self.D_ddp(diff_augment(fake, policy), labels).float()
+            loss_D = gan_losses.d_loss(cfg.loss.kind, real_logits, fake_logits)
+        total_D = loss_D
+        if cfg.loss.gp_weight > 0:
+            gp = gan_losses.gradient_penalty(lambda x, y: self.D_ddp(diff_augment(x, policy), y).float(),
+                                             real, fake, labels)
+            total_D = total_D + cfg.loss.gp_weight * gp
+            stats["gp"] = gp.detach()
+        if do_r1:
+            r1 = gan_losses.r1_penalty(real_logits, real_in)
+            total_D = total_D + (cfg.loss.r1_gamma / 2) * r1 * cfg.loss.r1_interval
+            stats["r1"] = r1.detach()
+        self._check_finite(total_D, "discriminator")
+        self.opt_D.zero_grad(set_to_none=True)
+        total_D.backward()
+        stats["grad_norm_D"] = _grad_norm(self.D)
+        self.opt_D.step()
+
+        # G phase: fool D (its weights frozen; its DDP wrapper skipped, D's grads are not used).
+        self.D.requires_grad_(False)
+        gen_labels = labels[torch.randperm(len(labels), device=self.device)]
+        with self.autocast():
+            fake = self.G_ddp(torch.randn(len(real), z_dim, device=self.device), gen_labels)
+            gen_logits = self.D(diff_augment(fake.float(), policy), gen_labels).float()
+            loss_G = gan_losses.g_loss(cfg.loss.kind, gen_logits)
+        self._check_finite(loss_G, "generator")
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        stats["grad_norm_G"] = _grad_norm(self.G)
+        self.opt_G.step()
+        self._update_ema()
+
+        self.step += 1
+        self.images_seen += cfg.train.batch_size
+        stats.update(
+            loss_D=loss_D.detach(), loss_G=loss_G.detach(),
+            D_real=real_logits.detach().mean(), D_fake=fake_logits.detach().mean(),
+            D_real_prob=torch.sigmoid(real_logits.detach()).mean(),
+            D_fake_prob=torch.sigmoid(fake_logits.detach()).mean(),
+        )
+        return stats
+
+    def _check_finite(self, loss: torch.Tensor, which: str) -> None:
+        if not torch.isfinite(loss).item():
+            raise DivergenceError(
+                f"the {which} loss became {loss.item()} at step {self.step + 1} "
+                f"({self.images_seen / 1000:.1f} kimg); weights were not updated with it"
+            )
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.lerp_(p.detach(), 1.0 - self.ema_beta)
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+    # --- checkpoints ------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": STATE_FORMAT,
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict(),
+            "opt_G": self.opt_G.state_dict(),
+            "opt_D": self.opt_D.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "images_seen": self.images_seen,
+            "elapsed_s": self.elapsed_s,
+            "world_size": self.world,
+            "rng": dist.all_gather_objects(rng),  # one entry per rank
+            "config": to_plain(self.cfg),
+            "dermsynth_version": __version__,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.batch_in_epoch, self.images_seen = int(state["batch_in_epoch"]), int(state["images_seen"])
+        self.elapsed_s = float(state["elapsed_s"])
+        self._order = None
+        rngs = state["rng"]
+        if len(rngs) == self.world:
+            torch.set_rng_state(rngs[dist.rank()]["torch"])
+            if "cuda" in rngs[dist.rank()] and torch.cuda.is_available():
+                torch.cuda.set_rng_state(rngs[dist.rank()]["cuda"], self.device)
+        else:
+            dist.print0(f"note: checkpoint made with {len(rngs)} process(es), resuming with {self.world}: "
+                        "the data order continues, noise streams restart from the seed")
+            torch.manual_seed(self.cfg.train.seed + dist.rank() + self.step)
+
+    def snapshot(self) -> dict:
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "G_ema": self.G_ema.state_dict(),
+            "generator_config": to_plain(self.cfg.generator),
+            "classes": list(CLASSES),
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "preset": self.cfg.name,
+            "dermsynth_version": __version__,
+        }
+
+
+def _fixed_noise(cfg: GanConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    cols = cfg.train.grid_columns
+    gen = torch.Generator().manual_seed(cfg.train.seed + 12345)
+    z = torch.randn(len(CLASSES) * cols, cfg.generator.z_dim, generator=gen)
+    labels = torch.arange(len(CLASSES)).repeat_interleave(cols)
+    return z, labels
+
+
+def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
+    """Train a conditional GAN as ``cfg`` says into ``opts.out``; returns the run folder."""
+    device = dist.init()
+    out = opts.out
+    resume_path = None
+    if dist.is_main():
+        prepare_run_dir(opts)
+        if opts.resume:
+            resume_path = find_resume(out, opts.resume)
+    resume_path = dist.broadcast_object(resume_path)
+
+    # Data: the index, the split (reused or drawn once), the cache; the train part only.
+    index = open_index(cfg.data.root, cfg.data.format)
+    for warning in index.warnings:
+        dist.print0(f"warning: {warning}")
+    if opts.split_file is not None:
+        split = load_split(opts.split_file)
+    elif (out / "split.json").is_file():
+        split = load_split(out / "split.json")
+    else:
+        split = make_split(index, cfg.split.fractions, cfg.split.seed)
+    if dist.is_main():
+        if not (out / "split.json").is_file():
+            save_split(split, out / "split.json", index)
+        cached = load_cache(index, cfg.data.resolution, cfg.data.crop, cfg.data.cache_dir, cfg.data.on_corrupt,
+                            progress=opts.progress)
+    dist.barrier()
+    if not dist.is_main():
+        cached = load_cache(index, cfg.data.resolution, cfg.data.crop, cfg.data.cache_dir, cfg.data.on_corrupt,
+                            progress=False)
+    rows = cached.rows()
+    train_rows = np.array(sorted(rows[i] for i in split.parts["train"] if i in rows), dtype=np.int64)
+    if len(train_rows) == 0:
+        raise DataError("the split's train part has no images in this dataset")
+
+    trainer = Trainer(cfg, opts, device)
+    trainer.load_data(cached.images[train_rows], cached.labels[train_rows])
+    if resume_path is not None:
+        trainer.load_state_dict(load_checkpoint(resume_path, expect=STATE_FORMAT))
+        dist.print0(f"resumed from {resume_path} at step {trainer.step} ({trainer.images_seen / 1000:.1f} kimg)")
+    total_steps = trainer.total_steps()
+
+    if dist.is_main():
+        (out / "config.yaml").write_text(yaml.safe_dump(to_plain(cfg), sort_keys=False))
+        run_info = {
+            "preset": cfg.name,
+            "seed": cfg.train.seed,
+            "command": " ".join(sys.argv),
+            "versions": _versions(),
+            "hardware": _hardware(device),
+            "data_root": str(cfg.data.root),
+            "data_fingerprint": index.fingerprint(),
+            "split_sha256": split.sha256(),
+            "train_images": len(train_rows),
+            "total_steps": total_steps,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        (out / "run.json").write_text(json.dumps(run_info, indent=1))
+
+    fixed_z, fixed_labels = _fixed_noise(cfg)
+    steps_per_tick = max(1, round(cfg.train.tick_kimg * 1000 / cfg.train.batch_size))
+    stats_file = open(out / "stats.jsonl", "a", encoding="utf-8") if dist.is_main() else None
+    writer = _tensorboard(out) if dist.is_main() else None
+    bar = tqdm(total=total_steps * cfg.train.batch_size, initial=trainer.images_seen, unit="img", unit_scale=True,
+               desc=f"train-gan {cfg.name}", disable=not (opts.progress and dist.is_main()), file=sys.stderr)
+
+    def write_snapshot() -> None:
+        state = trainer.state_dict()  # on every rank: it gathers each rank's RNG state
+        if not dist.is_main():
+            return
+        save_atomic(state, state_path(out / "checkpoints", trainer.step))
+        prune_states(out / "checkpoints", cfg.train.keep_checkpoints)
+        save_atomic(trainer.snapshot(), out / "generator.pt")
+        with torch.no_grad():
+            grid = to_uint8(trainer.G_ema(fixed_z.to(device), fixed_labels.to(device)))
+        (out / "samples").mkdir(exist_ok=True)
+        save_synthetic_png(class_grid(grid, len(CLASSES)), out / "samples" / f"fakes-{trainer.step:08d}.png",
+                           step=trainer.step)
+        from dermsynth.report.plots import plot_gan_stats
+
+        plot_gan_stats(out / "stats.jsonl", out / "loss_curves.png")
+
+    start = time.perf_counter() - trainer.elapsed_s
+    session_start = time.perf_counter()
+    tick_sums: dict[str, torch.Tensor] = {}
+    tick_counts: dict[str, int] = {}
+    tick_steps, tick_start, ticks = 0, time.perf_counter(), 0
+    stopped_early = False
+    try:
+        while trainer.step < total_steps:
+            if cfg.train.max_minutes is not None:
+                over = time.perf_counter() - session_start > cfg.train.max_minutes * 60
+                if dist.broadcast_object(over):
+                    stopped_early = True
+                    break
+            stats = trainer.train_step()
+            for k, v in stats.items():
+                tick_sums[k] = tick_sums.get(k, 0) + v.float()
+                tick_counts[k] = tick_counts.get(k, 0) + 1
+            tick_steps += 1
+            bar.update(cfg.train.batch_size)
+            if trainer.step % steps_per_tick == 0 or trainer.step == total_steps:
+                keys = sorted(tick_sums)
+                means = dist.all_reduce_mean(torch.stack([tick_sums[k] / tick_counts[k] for k in keys]))
+                now = time.perf_counter()
+                trainer.elapsed_s = now - start
+                line = {
+                    "step": trainer.step,
+                    "kimg": round(trainer.images_seen / 1000, 3),
+                    "epoch": round(trainer.images_seen / len(trainer.images), 4),
+                    **{k: round(float(v), 6) for k, v in zip(keys, means)},
+                    "images_per_s": round(tick_steps * cfg.train.batch_size / (now - tick_start), 2),
+                    "elapsed_s": round(trainer.elapsed_s, 2),
+                    "diffaugment": cfg.train.diffaugment,
+                    "dihedral": cfg.train.dihedral,
+                }
+                if dist.is_main():
+                    stats_file.write(json.dumps(line) + "\n")
+                    stats_file.flush()
+                    if writer is not None:
+                        for k in keys:
+                            writer.add_scalar(k, line[k], trainer.images_seen)
+                    bar.set_postfix(loss_D=f"{line['loss_D']:.3f}", loss_G=f"{line['loss_G']:.3f}")
+                tick_sums, tick_counts, tick_steps, tick_start = {}, {}, 0, time.perf_counter()
+                ticks += 1
+                if ticks % cfg.train.snapshot_ticks == 0 and trainer.step < total_steps:
+                    write_snapshot()
+        trainer.elapsed_s = time.perf_counter() - start
+        write_snapshot()
+    finally:
+        bar.close()
+        if stats_file is not None:
+            stats_file.close()
+        if writer is not None:
+            writer.close()
+
+    # Every rank must hold the same weights; a mismatch means the DDP set-up is broken.
+    with torch.no_grad():
+        checksums = dist.all_gather_objects(float(sum(p.double().sum() for p in trainer.G.parameters())))
+    agree = all(c == checksums[0] for c in checksums)
+    if dist.is_main():
+        run_info = json.loads((out / "run.json").read_text())
+        run_info.update(
+            finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            steps=trainer.step, kimg=trainer.images_seen / 1000, elapsed_s=round(trainer.elapsed_s, 2),
+            stopped_early=stopped_early, rank_weights_agree=agree, rank_checksums=checksums,
+        )
+        (out / "run.json").write_text(json.dumps(run_info, indent=1))
+        dist.print0(f"done: {trainer.step} steps, {trainer.images_seen / 1000:.1f} kimg in "
+                    f"{trainer.elapsed_s / 60:.1f} min; generator snapshot {out / 'generator.pt'}")
+    if not agree:
+        raise RuntimeError(f"processes ended with different generator weights: {checksums}")
+    return out
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(out / "tensorboard"))

@@ -1,0 +1,54 @@
+"""GAN losses and regularisers, kept outside the networks and the loop.
+
+Losses work on the discriminator's logits:
+
+- ``bce``: binary cross-entropy with a non-saturating generator loss (the
+  paper; the generator maximises log D(G(z)), the usual Keras GAN set-up);
+- ``hinge``: hinge loss for D, -D(G(z)) for G (SAGAN, BigGAN);
+- ``wgan``: Wasserstein loss, to pair with the gradient penalty (WGAN-GP).
+
+Regularisers: the gradient penalty of WGAN-GP on random interpolates of real
+and fake images (weight 10 in the paper), and R1 (Mescheder et al. 2018) on
+real images, applied lazily every ``r1_interval`` D steps with its weight
+scaled by the interval (StyleGAN2).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+LOSSES = ("bce", "hinge", "wgan")
+
+
+def d_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    if kind == "bce":
+        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    if kind == "hinge":
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    if kind == "wgan":
+        return fake_logits.mean() - real_logits.mean()
+    raise ValueError(f"unknown loss {kind!r}; choose one of {LOSSES}")
+
+
+def g_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
+    if kind == "bce":
+        return F.softplus(-fake_logits).mean()
+    if kind in ("hinge", "wgan"):
+        return -fake_logits.mean()
+    raise ValueError(f"unknown loss {kind!r}; choose one of {LOSSES}")
+
+
+def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """E[(||grad_x D(x_hat)||_2 - 1)^2] on x_hat uniformly between real and fake images."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    logits = D(x_hat, labels)
+    (grad,) = torch.autograd.grad(logits.sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """E[||grad_x D(x)||^2] on real images; ``real`` must require grad before D(real)."""
+    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return grad.flatten(1).pow(2).sum(dim=1).mean()

@@ -1,0 +1,205 @@
+"""GAN training end to end on phantom data: snapshots, exact resume, guards, generation, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from dermsynth.cli import main
+from dermsynth.config import gan_config, load_yaml
+from dermsynth.data import open_index
+from dermsynth.training import gan_losses
+from dermsynth.training.checkpoint import CheckpointError, list_states, load_checkpoint
+from dermsynth.training.gan_loop import DivergenceError, RunOptions, train_gan
+from tests.conftest import TINY_GAN
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny(preset: str, data: Path, *extra: str):
+    return gan_config(load_yaml(REPO / "configs" / f"{preset}.yaml"), TINY_GAN + list(extra), data_root=data)
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_train_snapshot_resume_and_generate_through_the_cli(phantom_data, tmp_path):
+    run = tmp_path / "run"
+    sets = [x for s in TINY_GAN + ["train.total_kimg=0.064"] for x in ("--set", s)]
+    result = cli("train-gan", "--config", REPO / "configs/best.yaml", "--data", phantom_data, "--out", run,
+                 "--no-progress", *sets)
+    assert result.exit_code == 0, result.output
+    for name in ("config.yaml", "run.json", "split.json", "stats.jsonl", "generator.pt", "loss_curves.png"):
+        assert (run / name).is_file(), name
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in stats] == [4, 8]
+    for key in ("loss_D", "loss_G", "D_real", "D_fake", "grad_norm_D", "grad_norm_G", "images_per_s"):
+        assert np.isfinite(stats[-1][key]), key
+    assert np.isfinite(stats[0]["r1"])  # lazy R1: on step 0 of every 16
+    grids = sorted((run / "samples").glob("fakes-*.png"))
+    assert grids and Image.open(grids[-1]).size[1] > Image.open(grids[-1]).size[0]  # 7 rows x 2 columns
+    assert Image.open(grids[-1]).text["synthetic"] == "1"
+
+    # The GAN never sees test images: the split it saved has them, the run trained on train only.
+    split = json.loads((run / "split.json").read_text())
+    run_info = json.loads((run / "run.json").read_text())
+    assert run_info["train_images"] == len(split["parts"]["train"]) < len(open_index(phantom_data))
+
+    # A second run into the same folder is refused; --resume auto continues it.
+    again = CliRunner().invoke(main, ["train-gan", "--config", str(REPO / "configs/best.yaml"), "--data",
+                                      str(phantom_data), "--out", str(run), "--no-progress", *sets])
+    assert again.exit_code == 2 and "--resume auto" in again.output
+    longer = [x for s in TINY_GAN + ["train.total_kimg=0.096"] for x in ("--set", s)]
+    result = cli("train-gan", "--config", REPO / "configs/best.yaml", "--data", phantom_data, "--out", run,
+                 "--no-progress", "--resume", "auto", *longer)
+    assert result.exit_code == 0, result.output
+    assert "resumed from" in result.output
+    assert json.loads((run / "stats.jsonl").read_text().splitlines()[-1])["step"] == 12
+
+    out = tmp_path / "synthetic"
+    result = cli("generate", "--checkpoint", run / "generator.pt", "--out", out, "--per-class", 3,
+                 "--classes", "nv,df", "--seed", 7)
+    assert result.exit_code == 0, result.output
+    index = open_index(out)
+    assert {r["dx"]: r["images"] for r in index.class_table() if r["images"]} == {"nv": 3, "df": 3}
+
+
+def test_resume_continues_bit_identically(phantom_data, tmp_path):
+    straight = tmp_path / "straight"
+    train_gan(tiny("best", phantom_data, "train.total_kimg=0.096"), RunOptions(out=straight, progress=False))
+    parted = tmp_path / "parted"
+    train_gan(tiny("best", phantom_data, "train.total_kimg=0.048"), RunOptions(out=parted, progress=False))
+    train_gan(tiny("best", phantom_data, "train.total_kimg=0.096"),
+              RunOptions(out=parted, resume="auto", progress=False))
+    a = load_checkpoint(list_states(straight / "checkpoints")[-1])
+    b = load_checkpoint(list_states(parted / "checkpoints")[-1])
+    assert a["step"] == b["step"] == 12
+    for net in ("G", "D", "G_ema"):
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key}"
+    for k, state in a["opt_G"]["state"].items():
+        assert torch.equal(state["exp_avg"], b["opt_G"]["state"][k]["exp_avg"])
+
+
+def test_paper_preset_trains_with_gradient_penalty(phantom_data, tmp_path):
+    train_gan(tiny("paper", phantom_data, "train.total_kimg=0.032"), RunOptions(out=tmp_path / "r", progress=False))
+    stats = json.loads((tmp_path / "r" / "stats.jsonl").read_text().splitlines()[-1])
+    assert stats["gp"] >= 0 and "r1" not in stats
+
+
+def test_divergence_stops_with_step_and_keeps_last_good_checkpoint(phantom_data, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_d_loss = gan_losses.d_loss
+
+    def poisoned(kind, real_logits, fake_logits):
+        calls["n"] += 1
+        loss = real_d_loss(kind, real_logits, fake_logits)
+        return loss * float("nan") if calls["n"] == 10 else loss
+
+    monkeypatch.setattr(gan_losses, "d_loss", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(DivergenceError, match=r"discriminator loss became nan at step 10"):
+        train_gan(tiny("best", phantom_data, "train.total_kimg=0.2"), RunOptions(out=run, progress=False))
+    states = list_states(run / "checkpoints")
+    assert [p.name for p in states] == ["state-00000008.pt"]
+    state = load_checkpoint(states[0])
+    assert all(torch.isfinite(v).all() for v in state["G"].values() if v.is_floating_point())
+
+
+def test_overwrite_only_replaces_a_dermsynth_run(phantom_data, tmp_path):
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    cfg = tiny("best", phantom_data, "train.total_kimg=0.032")
+    with pytest.raises(Exception, match="does not look like a dermsynth run"):
+        train_gan(cfg, RunOptions(out=foreign, overwrite=True, progress=False))
+    assert (foreign / "thesis.tex").read_text() == "precious"
+    run = tmp_path / "run"
+    train_gan(cfg, RunOptions(out=run, progress=False))
+    (run / "marker").write_text("old")
+    train_gan(cfg, RunOptions(out=run, overwrite=True, progress=False))
+    assert not (run / "marker").exists() and (run / "generator.pt").is_file()
+
+
+def test_checkpoint_loading_is_safe_and_clear(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    torch.save({"format": "dermsynth-gan-state/1", "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a dermsynth checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+    torch.save({"format": "dermsynth-generator/1", "G_ema": {}}, tmp_path / "snap.pt")
+    data = (tmp_path / "snap.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(tmp_path / "cut.pt")
+    with pytest.raises(CheckpointError, match="expected dermsynth-gan-state/1"):
+        load_checkpoint(tmp_path / "snap.pt", expect="dermsynth-gan-state/1")
+
+
+def test_generation_is_deterministic_tagged_and_guarded(phantom_data, tmp_path):
+    run = tmp_path / "run"
+    train_gan(tiny("paper", phantom_data, "train.total_kimg=0.032"), RunOptions(out=run, progress=False))
+    from dermsynth.generate import generate_images
+
+    a = generate_images(run / "generator.pt", tmp_path / "a", per_class=2, seed=3, progress=False)
+    b = generate_images(run / "generator.pt", tmp_path / "b", per_class=2, classes="df,nv", seed=3, progress=False)
+    c = generate_images(run / "generator.pt", tmp_path / "c", per_class=2, classes="nv", seed=4, progress=False)
+    name = "SYN_nv_3_00001.png"
+    assert np.array_equal(np.asarray(Image.open(a / "images" / name)), np.asarray(Image.open(b / "images" / name)))
+    assert not np.array_equal(np.asarray(Image.open(a / "images" / name)),
+                              np.asarray(Image.open(c / "images" / "SYN_nv_4_00001.png")))
+    png = Image.open(a / "images" / name)
+    assert png.text["synthetic"] == "1" and len(png.text["checkpoint_sha256"]) == 64
+    rows = (a / "HAM10000_metadata.csv").read_text().splitlines()
+    assert rows[0] == "lesion_id,image_id,dx,synthetic,seed,checkpoint_sha256" and len(rows) == 15
+    assert (a / "grid.png").is_file()
+    with pytest.raises(Exception, match="--overwrite"):
+        generate_images(run / "generator.pt", a, per_class=1, progress=False)
+    with pytest.raises(Exception, match="unknown class"):
+        generate_images(run / "generator.pt", tmp_path / "d", classes="nv,melanoma", progress=False)
+
+
+def test_config_errors_are_reported_together(phantom_data):
+    result = CliRunner().invoke(main, ["train-gan", "--config", str(REPO / "configs/best.yaml"), "--data",
+                                       str(phantom_data), "--out", "unused", "--dry-run",
+                                       "--set", "loss.kind=lsgan", "--set", "train.diffaugment=blur"])
+    assert result.exit_code == 2
+    assert "loss.kind 'lsgan'" in result.output and "policy 'blur'" in result.output
+    ok = cli("train-gan", "--config", REPO / "configs/paper.yaml", "--data", phantom_data, "--out", "unused",
+             "--dry-run")
+    assert ok.exit_code == 0 and "gp_weight: 10.0" in ok.output
+
+
+def test_torchrun_two_processes_train_and_agree(phantom_data, tmp_path):
+    run = tmp_path / "ddp"
+    sets = [x for s in TINY_GAN + ["train.total_kimg=0.048"] for x in ("--set", s)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "dermsynth.cli", "train-gan", "--config", str(REPO / "configs/best.yaml"),
+           "--data", str(phantom_data), "--out", str(run), "--no-progress", *sets]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    info = json.loads((run / "run.json").read_text())
+    assert info["hardware"]["world_size"] == 2
+    assert info["rank_weights_agree"] is True and len(info["rank_checksums"]) == 2
+    assert proc.stdout.count("done:") == 1  # only rank 0 prints
+    state = load_checkpoint(list_states(run / "checkpoints")[-1])
+    assert len(state["rng"]) == 2 and state["world_size"] == 2
