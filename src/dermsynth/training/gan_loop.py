@@ -159,7 +159,7 @@ class Trainer:
 
     def load_data(self, images: np.ndarray, labels: np.ndarray) -> None:
         """Train images as a uint8 (N, 3, R, R) tensor on the device, with labels."""
-        self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().to(self.device)
+        self.images = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous().to(self.device)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(self.device)
         self.sampler = DistributedSampler(
             range(len(self.images)), num_replicas=self.world, rank=dist.rank(),
