@@ -27,8 +27,11 @@ demo: $(STAMP)
 	$(BIN)/dermsynth data phantom --out demo/data --per-class 60 --size 128 --seed 0 --overwrite
 	$(BIN)/dermsynth data summary demo/data
 	$(BIN)/dermsynth data split demo/data --out demo/split.json --force
-	$(BIN)/dermsynth data prepare demo/data --resolution 64 --cache-dir demo/cache
-	@echo "demo outputs are in demo/ (data, split.json, cache)"
+	$(BIN)/dermsynth data prepare demo/data --resolution 32 --cache-dir demo/cache
+	$(BIN)/dermsynth train-gan --config configs/demo.yaml --data demo/data --split demo/split.json \
+		--out demo/gan --overwrite --set data.cache_dir=demo/cache
+	$(BIN)/dermsynth generate --checkpoint demo/gan/generator.pt --out demo/synthetic --per-class 16 --overwrite
+	@echo "demo outputs: demo/gan (loss_curves.png, samples/, generator.pt), demo/synthetic (grid.png)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
