@@ -61,6 +61,15 @@ def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any rank (a cheap all-reduce; no-op single-process)."""
+    if not is_initialized():
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device="cuda" if torch.cuda.is_available() else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     """``obj`` from every rank, in rank order (a one-item list single-process)."""
     if not is_initialized():

@@ -203,3 +203,49 @@ def test_torchrun_two_processes_train_and_agree(phantom_data, tmp_path):
     assert proc.stdout.count("done:") == 1  # only rank 0 prints
     state = load_checkpoint(list_states(run / "checkpoints")[-1])
     assert len(state["rng"]) == 2 and state["world_size"] == 2
+
+
+def test_ctrl_c_stops_after_the_step_and_saves_a_resumable_checkpoint(phantom_data, tmp_path, monkeypatch):
+    import signal
+
+    from dermsynth.training.gan_loop import Trainer
+
+    original = Trainer.train_step
+
+    def step_then_interrupt(self):
+        stats = original(self)
+        if self.step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+        return stats
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_interrupt)
+    run = tmp_path / "run"
+    train_gan(tiny("best", phantom_data, "train.total_kimg=0.2"), RunOptions(out=run, progress=False))
+    info = json.loads((run / "run.json").read_text())
+    assert info["stopped_early"] is True and info["steps"] == 5
+    assert [p.name for p in list_states(run / "checkpoints")] == ["state-00000005.pt"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+    monkeypatch.setattr(Trainer, "train_step", original)
+    train_gan(tiny("best", phantom_data, "train.total_kimg=0.064"), RunOptions(out=run, resume="auto", progress=False))
+    info = json.loads((run / "run.json").read_text())
+    assert info["steps"] == 8 and info["resumed"][0]["step"] == 5
+
+
+def test_resume_refuses_another_split_and_trims_stats(phantom_data, tmp_path):
+    from dermsynth.data.splits import make_split, save_split
+
+    run = tmp_path / "run"
+    train_gan(tiny("best", phantom_data, "train.total_kimg=0.064", "train.snapshot_ticks=1"),
+              RunOptions(out=run, progress=False))
+    other = save_split(make_split(open_index(phantom_data), seed=99), tmp_path / "other.json")
+    with pytest.raises(Exception, match="differs from the split this run was trained on"):
+        train_gan(tiny("best", phantom_data, "train.total_kimg=0.096"),
+                  RunOptions(out=run, split_file=other, resume="auto", progress=False))
+    # Resuming from the older checkpoint (step 4) drops the stats of steps after it.
+    older = list_states(run / "checkpoints")[0]
+    assert older.name == "state-00000004.pt"
+    train_gan(tiny("best", phantom_data, "train.total_kimg=0.064"),
+              RunOptions(out=run, resume=str(older), progress=False))
+    steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert steps == [4, 8]

@@ -23,7 +23,9 @@ import math
 import os
 import platform
 import shutil
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -323,6 +325,35 @@ class Trainer:
         }
 
 
+def resolve_split(index, cfg: GanConfig, opts: RunOptions):
+    """The split of a run: the run folder's own (on resume), the one given, or a new one.
+
+    A run keeps one split for life: resuming with a different --split is refused.
+    """
+    saved = opts.out / "split.json"
+    given = load_split(opts.split_file) if opts.split_file is not None else None
+    if saved.is_file():
+        split = load_split(saved)
+        if given is not None and given.sha256() != split.sha256():
+            raise DataError(f"{opts.split_file} differs from the split this run was trained on ({saved})")
+    else:
+        split = given or make_split(index, cfg.split.fractions, cfg.split.seed)
+    split.indices(index, "train")  # refuses a split made for other data
+    return split
+
+
+def train_cache_rows(split, index, cached) -> np.ndarray:
+    """Cache rows of the split's train part (images skipped as unreadable are left out, with a warning)."""
+    rows = cached.rows()
+    train_ids = split.parts["train"]
+    missing = [i for i in train_ids if i not in rows]
+    if missing:
+        dist.print0(f"warning: {len(missing)} train image(s) are not in the cache (unreadable), e.g. {missing[:3]}")
+    if len(missing) == len(train_ids):
+        raise DataError(f"the split's train part has no readable images in {index.root}")
+    return np.array(sorted(rows[i] for i in train_ids if i in rows), dtype=np.int64)
+
+
 def _fixed_noise(cfg: GanConfig) -> tuple[torch.Tensor, torch.Tensor]:
     cols = cfg.train.grid_columns
     gen = torch.Generator().manual_seed(cfg.train.seed + 12345)
@@ -346,12 +377,7 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
     index = open_index(cfg.data.root, cfg.data.format)
     for warning in index.warnings:
         dist.print0(f"warning: {warning}")
-    if opts.split_file is not None:
-        split = load_split(opts.split_file)
-    elif (out / "split.json").is_file():
-        split = load_split(out / "split.json")
-    else:
-        split = make_split(index, cfg.split.fractions, cfg.split.seed)
+    split = resolve_split(index, cfg, opts)
     if dist.is_main():
         if not (out / "split.json").is_file():
             save_split(split, out / "split.json", index)
@@ -361,10 +387,7 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
     if not dist.is_main():
         cached = load_cache(index, cfg.data.resolution, cfg.data.crop, cfg.data.cache_dir, cfg.data.on_corrupt,
                             progress=False)
-    rows = cached.rows()
-    train_rows = np.array(sorted(rows[i] for i in split.parts["train"] if i in rows), dtype=np.int64)
-    if len(train_rows) == 0:
-        raise DataError("the split's train part has no images in this dataset")
+    train_rows = train_cache_rows(split, index, cached)
 
     trainer = Trainer(cfg, opts, device)
     trainer.load_data(cached.images[train_rows], cached.labels[train_rows])
@@ -375,6 +398,8 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
 
     if dist.is_main():
         (out / "config.yaml").write_text(yaml.safe_dump(to_plain(cfg), sort_keys=False))
+        _truncate_stats(out / "stats.jsonl", trainer.step)
+        previous = json.loads((out / "run.json").read_text()) if resume_path and (out / "run.json").is_file() else {}
         run_info = {
             "preset": cfg.name,
             "seed": cfg.train.seed,
@@ -386,7 +411,10 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
             "split_sha256": split.sha256(),
             "train_images": len(train_rows),
             "total_steps": total_steps,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "started": previous.get("started", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
+            "resumed": previous.get("resumed", []) + (
+                [{"from": str(resume_path), "step": trainer.step, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}]
+                if resume_path else []),
         }
         (out / "run.json").write_text(json.dumps(run_info, indent=1))
 
@@ -419,13 +447,15 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
     tick_counts: dict[str, int] = {}
     tick_steps, tick_start, ticks = 0, time.perf_counter(), 0
     stopped_early = False
+    interrupt = _GracefulStop()
     try:
         while trainer.step < total_steps:
-            if cfg.train.max_minutes is not None:
-                over = time.perf_counter() - session_start > cfg.train.max_minutes * 60
-                if dist.broadcast_object(over):
-                    stopped_early = True
-                    break
+            over = cfg.train.max_minutes is not None and time.perf_counter() - session_start > cfg.train.max_minutes * 60
+            if dist.any_rank(over or interrupt.requested):
+                stopped_early = True
+                dist.print0(f"stopping at step {trainer.step} ({'time limit' if over else 'interrupted'}); "
+                            "saving a checkpoint to resume from")
+                break
             stats = trainer.train_step()
             for k, v in stats.items():
                 tick_sums[k] = tick_sums.get(k, 0) + v.float()
@@ -461,6 +491,7 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
         trainer.elapsed_s = time.perf_counter() - start
         write_snapshot()
     finally:
+        interrupt.restore()
         bar.close()
         if stats_file is not None:
             stats_file.close()
@@ -484,6 +515,37 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
     if not agree:
         raise RuntimeError(f"processes ended with different generator weights: {checksums}")
     return out
+
+
+class _GracefulStop:
+    """The first Ctrl-C or SIGTERM asks the loop to stop after the current step and save; a second one kills."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _truncate_stats(path: Path, step: int) -> None:
+    """Drop stats lines past ``step`` (after resuming from an older checkpoint)."""
+    if not path.is_file():
+        return
+    from dermsynth.report.plots import read_jsonl
+
+    rows = read_jsonl(path)
+    kept = [r for r in rows if r.get("step", 0) <= step]
+    if len(kept) != len(rows):
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
 
 
 def _tensorboard(out: Path):

@@ -1,0 +1,104 @@
+"""Compare GAN runs (for example `paper` and `best` at equal time) through a judge classifier.
+
+    python benchmarks/compare_presets.py --judge runs/judge/classifier.pt \\
+        --data ../shared/data/ham10000-200x150 runs/cmp-paper runs/cmp-best
+
+For each run's ``generator.pt``: draw --per-class images of every class (seed
+0), and report per class and on average over classes
+
+- detection %: share the judge classifies as the intended class (Table III);
+- confidence %: the judge's mean probability for the intended class;
+- judge-FD: Frechet distance between the generated images and the real train
+  images of that class in the judge's penultimate feature space (lower is
+  better; a proxy until the Inception FID of the metrics issue).
+
+As a floor, the same FD is computed between the real val+test images and the
+real train images of each class. Prints Markdown and writes JSON (--out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + tr(Sa + Sb - 2 (Sa^1/2 Sb Sa^1/2)^1/2), by symmetric eigendecompositions."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    w, v = np.linalg.eigh(sa)
+    sa_half = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    cross = np.linalg.eigvalsh(sa_half @ sb @ sa_half)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * np.sqrt(np.clip(cross, 0, None)).sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--judge", required=True, type=Path)
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    from dermsynth.classify import load_classifier, penultimate_features, predict_proba
+    from dermsynth.data import CLASSES, open_index
+    from dermsynth.data.cache import load_cache
+    from dermsynth.data.splits import load_split
+    from dermsynth.generate import load_generator, sample
+
+    judge, meta = load_classifier(args.judge)
+    index = open_index(args.data)
+    cached = load_cache(index, meta["resolution"], meta.get("crop", "center"), progress=False)
+    rows = cached.rows()
+    split = load_split(args.runs[0] / "split.json")
+    train = np.array(sorted(rows[i] for i in split.parts["train"] if i in rows))
+    held = np.array(sorted(rows[i] for p in ("val", "test") for i in split.parts[p] if i in rows))
+    real_train_f = penultimate_features(judge, np.asarray(cached.images[train]))
+    real_held_f = penultimate_features(judge, np.asarray(cached.images[held]))
+    train_y, held_y = cached.labels[train], cached.labels[held]
+
+    results = {"floor (real val+test vs train)": {
+        c: {"judge_fd": frechet_distance(real_held_f[held_y == k], real_train_f[train_y == k])}
+        for k, c in enumerate(CLASSES)}}
+    for run in args.runs:
+        G, snap = load_generator(run / "generator.pt")
+        info = json.loads((run / "run.json").read_text())
+        per_class = {}
+        for k, c in enumerate(CLASSES):
+            images = sample(G, k, args.per_class, args.seed)
+            if images.shape[1] != meta["resolution"]:
+                raise SystemExit(f"{run}: generator makes {images.shape[1]} px images, judge wants {meta['resolution']}")
+            probs = predict_proba(judge, images)
+            feats = penultimate_features(judge, images)
+            per_class[c] = {
+                "detection_pct": float(100 * (probs.argmax(1) == k).mean()),
+                "confidence_pct": float(100 * probs[:, k].mean()),
+                "judge_fd": frechet_distance(feats, real_train_f[train_y == k]),
+            }
+        per_class["_run"] = {"kimg": info.get("kimg"), "minutes": round(info.get("elapsed_s", 0) / 60, 1),
+                             "preset": snap.get("preset")}
+        results[str(run)] = per_class
+
+    print(f"| run | kimg | min | " + " | ".join(f"{c} det% / FD" for c in CLASSES) + " | mean det% | mean FD |")
+    print("|---" * (len(CLASSES) + 5) + "|")
+    for name, res in results.items():
+        cells = []
+        for c in CLASSES:
+            det = res[c].get("detection_pct")
+            cells.append(("" if det is None else f"{det:.0f} / ") + f"{res[c]['judge_fd']:.1f}")
+        dets = [res[c]["detection_pct"] for c in CLASSES if "detection_pct" in res[c]]
+        fds = [res[c]["judge_fd"] for c in CLASSES]
+        run_info = res.get("_run", {})
+        print(f"| {name} | {run_info.get('kimg', '')} | {run_info.get('minutes', '')} | " + " | ".join(cells)
+              + f" | {np.mean(dets) if dets else float('nan'):.1f} | {np.mean(fds):.1f} |")
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
