@@ -101,3 +101,27 @@ TINY_GAN = [
     "train.grid_columns=2",
 ]
 """--set overrides that make any preset tiny: 32 px, 8-32 channels, batch 8, a tick every 4 steps."""
+
+
+TINY_CLASSIFIER = [
+    "data.resolution=32",
+    "model.widths=[8,16]",
+    "model.dense_units=16",
+    "train.batch_size=16",
+    "train.epochs=2",
+]
+"""--set overrides that make any classifier preset tiny: 32 px, two narrow blocks, batch 16, 2 epochs."""
+
+
+@pytest.fixture(scope="session")
+def tiny_judge(phantom_data, tmp_path_factory) -> Path:
+    """A judge classifier run folder (classifier-paper preset, tiny), trained once per test session."""
+    from dermsynth.config import classifier_config, load_yaml
+    from dermsynth.training.classifier_loop import train_classifier
+    from dermsynth.training.gan_loop import RunOptions
+
+    repo = Path(__file__).resolve().parents[1]
+    cache = tmp_path_factory.mktemp("judge-cache")  # session fixtures run before the per-test cache override
+    cfg = classifier_config(load_yaml(repo / "configs" / "classifier-paper.yaml"),
+                            TINY_CLASSIFIER + [f"data.cache_dir={cache}"], data_root=phantom_data)
+    return train_classifier(cfg, RunOptions(out=tmp_path_factory.mktemp("judge") / "run", progress=False))

@@ -217,5 +217,103 @@ def generate(checkpoint: Path, out: Path, per_class: int, classes: str | None, s
                f"grid {root / 'grid.png'}")
 
 
+@main.command("train-classifier")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
+              help="Preset YAML, e.g. configs/classifier-resnet.yaml or configs/classifier-paper.yaml.")
+@click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="Data root.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
+@click.option("--split", "split_file", type=click.Path(path_type=Path), default=None,
+              help="Saved split to reuse [default: draw one with the config's split settings].")
+@click.option("--resume", default=None, help="auto (newest checkpoint in --out) or a checkpoint path.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a config value, e.g. --set train.epochs=5 (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Check the config and print it resolved; train nothing.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
+@_clean_errors
+def train_classifier_cmd(config_path: Path, data_root: Path, out: Path, split_file: Path | None,
+                         resume: str | None, overwrite: bool, overrides: tuple[str, ...], dry_run: bool,
+                         no_progress: bool) -> None:
+    """Train a judge classifier on the train part of the split; the best val epoch is kept."""
+    import yaml
+
+    from dermsynth.config import classifier_config, load_yaml, to_plain
+
+    cfg = classifier_config(load_yaml(config_path), list(overrides), data_root=data_root)
+    if dry_run:
+        click.echo(yaml.safe_dump(to_plain(cfg), sort_keys=False))
+        return
+    from dermsynth.training.classifier_loop import train_classifier
+    from dermsynth.training.gan_loop import RunOptions
+
+    train_classifier(cfg, RunOptions(out=out, split_file=split_file, resume=resume, overwrite=overwrite,
+                                     progress=not no_progress))
+
+
+DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
+CACHE_DIR = click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+                         help="Cache folder [default: $DERMSYNTH_CACHE or ~/.cache/dermsynth].")
+
+
+@main.command("evaluate-classifier")
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="classifier.pt snapshot.")
+@click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="Data root.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["test", "val", "all"]),
+              help="A part of the classifier's saved split, or all images (an external test set).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output folder [default: <checkpoint folder>/eval-<split>].")
+@FORMAT
+@CACHE_DIR
+@DEVICE
+@click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
+@_clean_errors
+def evaluate_classifier_cmd(checkpoint: Path, data_root: Path, split: str, out: Path | None, fmt: str,
+                            cache_dir: Path | None, device: str, no_progress: bool) -> None:
+    """Accuracy, balanced accuracy, per-class P/R/F1, macro-F1, AUC and a confusion matrix; leakage refused."""
+    from dermsynth.evaluation.classification import evaluate_classifier
+
+    metrics = evaluate_classifier(checkpoint, data_root, split=split, out=out, fmt=fmt, cache_dir=cache_dir,
+                                  device=device, progress=not no_progress)
+    click.echo((Path(metrics["out"]) / "metrics.md").read_text())
+    click.echo(f"metrics, confusion matrix and predictions in {metrics['out']}")
+
+
+@main.group()
+def evaluate() -> None:
+    """Evaluate generators through a judge classifier."""
+
+
+@evaluate.command()
+@click.option("--judge", required=True, type=click.Path(path_type=Path), help="classifier.pt snapshot.")
+@click.option("--generator", type=click.Path(path_type=Path), default=None, help="generator.pt snapshot.")
+@click.option("--images", type=click.Path(path_type=Path), default=None,
+              help="Already generated images in HAM10000 layout (dx = intended class), instead of --generator.")
+@click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
+              help="The judge's data, for its recall on the real test images (the ceiling column).")
+@click.option("--per-class", default=100, show_default=True, type=int, help="Images per class (--generator).")
+@click.option("--classes", default=None,
+              help="Comma-separated, e.g. nv,bcc,mel,bkl [default: all 7, or every class in --images].")
+@click.option("--seed", default=0, show_default=True, type=int, help="Noise seed (--generator).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output folder [default: <judge folder>/table3].")
+@FORMAT
+@CACHE_DIR
+@DEVICE
+@click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
+@_clean_errors
+def detection(judge: Path, generator: Path | None, images: Path | None, data_root: Path | None, per_class: int,
+              classes: str | None, seed: int, out: Path | None, fmt: str, cache_dir: Path | None, device: str,
+              no_progress: bool) -> None:
+    """The paper's Table III: per class, how often and how confidently the judge sees the intended class."""
+    from dermsynth.evaluation.detection import evaluate_detection
+
+    out = out or judge.parent / "table3"
+    evaluate_detection(judge, out, generator=generator, images=images, data_root=data_root, per_class=per_class,
+                       classes=classes, seed=seed, fmt=fmt, cache_dir=cache_dir, device=device,
+                       progress=not no_progress)
+    click.echo((out / "table3.md").read_text())
+    click.echo(f"Table III written to {out} (table3.md, table3.csv, table3.json)")
+
+
 if __name__ == "__main__":
     main()

@@ -309,3 +309,140 @@ def gan_config(raw: dict[str, Any], overrides: list[str] | None = None, data_roo
             )
     _raise_if(problems, "GAN config")
     return GanConfig(name=name, **sections)
+
+
+# --- Judge classifier training -------------------------------------------------------
+
+from dermsynth.models.classifier import ClassifierConfig  # noqa: E402
+
+IMBALANCE = ("oversample", "weighted_loss", "none")
+
+
+@dataclass
+class ClassifierTrainConfig:
+    """Length, batch, optimiser, class balance, augmentation and checkpointing of a classifier run."""
+
+    epochs: int = 50
+    """Passes over the train part (an oversampled epoch draws as many images as the train part has)."""
+    batch_size: int = 64
+    """Images per step."""
+    optimizer: str = "adam"
+    """adam, adamw or sgd (momentum 0.9, Nesterov)."""
+    lr: float = 1e-3
+    """Peak learning rate."""
+    lr_schedule: str = "constant"
+    """constant, or cosine (decays to 0 at the last epoch; a function of the epoch, so resume is exact)."""
+    weight_decay: float = 0.0
+    """Weight decay (decoupled for adamw)."""
+    label_smoothing: float = 0.0
+    """Cross-entropy label smoothing."""
+    imbalance: str = "oversample"
+    """oversample (class-balanced sampling with replacement, the paper), weighted_loss
+    (cross-entropy weighted inversely to class frequency) or none."""
+    dihedral: bool = True
+    """Random flips and 90-degree rotations (a lesion photographed from above has no "up")."""
+    color_jitter: float = 0.1
+    """Largest relative change of brightness, contrast and saturation per image; 0 disables."""
+    seed: int = 0
+    """Seed of weights, data order, dropout and augmentation."""
+    patience: int = 0
+    """Stop when val balanced accuracy has not improved for this many epochs; 0 never stops early."""
+    checkpoint_epochs: int = 1
+    """Write a full training state every this many epochs (and at the end)."""
+    keep_checkpoints: int = 3
+    """How many full training states to keep (newest)."""
+    amp: str = "auto"
+    """Mixed precision: auto (bf16 on CUDA, none on CPU), bf16 or none."""
+
+    def problems(self) -> list[str]:
+        # YAML reads 1e-3 (no dot) as a string: coerce numbers first, so "1e-3" works and "fast" is named.
+        out = []
+        for name, kind in (("epochs", int), ("batch_size", int), ("lr", float), ("weight_decay", float),
+                           ("label_smoothing", float), ("color_jitter", float), ("seed", int), ("patience", int),
+                           ("checkpoint_epochs", int), ("keep_checkpoints", int)):
+            value = getattr(self, name)
+            try:
+                if isinstance(value, bool) or (kind is int and float(value) != int(float(value))):
+                    raise ValueError
+                setattr(self, name, kind(float(value)))
+            except (TypeError, ValueError):
+                out.append(f"train.{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+        if out:
+            return out
+        if self.epochs < 1 or self.batch_size < 2:
+            out.append("train.epochs must be >= 1 and train.batch_size >= 2")
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            out.append(f"train.optimizer {self.optimizer!r} is not adam, adamw or sgd")
+        if self.lr <= 0 or self.weight_decay < 0:
+            out.append("train.lr must be > 0 and train.weight_decay >= 0")
+        if self.lr_schedule not in ("constant", "cosine"):
+            out.append(f"train.lr_schedule {self.lr_schedule!r} is not constant or cosine")
+        if not 0 <= self.label_smoothing < 1:
+            out.append("train.label_smoothing must be in [0, 1)")
+        if self.imbalance not in IMBALANCE:
+            out.append(f"train.imbalance {self.imbalance!r} is not one of {', '.join(IMBALANCE)}")
+        if not 0 <= self.color_jitter < 1:
+            out.append("train.color_jitter must be in [0, 1)")
+        if self.patience < 0 or self.checkpoint_epochs < 1 or self.keep_checkpoints < 1:
+            out.append("train.patience must be >= 0, train.checkpoint_epochs and train.keep_checkpoints >= 1")
+        if self.amp not in ("auto", "bf16", "none"):
+            out.append(f"train.amp {self.amp!r} is not auto, bf16 or none")
+        return out
+
+
+@dataclass
+class ClassifierRunConfig:
+    """Everything a classifier run needs besides the data path and the run folder."""
+
+    data: DataConfig
+    split: SplitConfig
+    model: ClassifierConfig
+    train: ClassifierTrainConfig
+    name: str = "custom"
+    """Preset name, for logs and reports."""
+
+
+CLASSIFIER_SECTIONS = {
+    "data": DataConfig,
+    "split": SplitConfig,
+    "model": ClassifierConfig,
+    "train": ClassifierTrainConfig,
+}
+
+
+def classifier_config(
+    raw: dict[str, Any], overrides: list[str] | None = None, data_root: str | Path | None = None
+) -> ClassifierRunConfig:
+    """Build and check a :class:`ClassifierRunConfig` from a preset's dict; every problem is reported at once."""
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for section, values in parse_overrides(overrides or []).items():
+        if section not in CLASSIFIER_SECTIONS:
+            raise ConfigError(f"--set: unknown section {section!r} (known: {', '.join(CLASSIFIER_SECTIONS)})")
+        raw.setdefault(section, {}).update(values)
+    name = raw.pop("name", "custom")
+    unknown = sorted(set(raw) - set(CLASSIFIER_SECTIONS))
+    problems = [f"unknown section(s): {', '.join(unknown)}"] if unknown else []
+    sections: dict[str, Any] = {}
+    for section, cls in CLASSIFIER_SECTIONS.items():
+        values = dict(raw.get(section) or {})
+        if section == "data" and data_root is not None:
+            values["root"] = data_root
+        if section == "model":
+            # The network's input size follows the data's unless a preset sets it.
+            values.setdefault("resolution", (raw.get("data") or {}).get("resolution", DataConfig.resolution))
+        try:
+            sections[section] = from_dict(cls, values, section)
+        except (ConfigError, ValueError, TypeError) as e:
+            problems.append(f"{section}: {e}")
+            continue
+        if hasattr(sections[section], "problems"):
+            problems += sections[section].problems()
+    if "split" in sections and sections["split"].fractions[1] == 0:
+        problems.append("split.fractions: the val share must be above 0 (the best epoch is chosen on val)")
+    if "model" in sections and "data" in sections and sections["model"].resolution != sections["data"].resolution:
+        problems.append(
+            f"model.resolution ({sections['model'].resolution}) must equal data.resolution "
+            f"({sections['data'].resolution})"
+        )
+    _raise_if(problems, "classifier config")
+    return ClassifierRunConfig(name=name, **sections)

@@ -32,6 +32,20 @@ def dihedral(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def color_jitter(x: torch.Tensor, strength: float) -> torch.Tensor:
+    """Scale brightness, saturation and contrast of each image by factors in [1 - s, 1 + s]; x in [-1, 1]."""
+    if strength <= 0:
+        return x
+    n = x.shape[0]
+    factor = lambda: 1 + strength * (2 * torch.rand(n, 1, 1, 1, device=x.device) - 1)  # noqa: E731
+    y = (x + 1) / 2 * factor()  # brightness
+    grey = y.mean(dim=1, keepdim=True)
+    y = grey + (y - grey) * factor()  # saturation
+    mean = y.mean(dim=(1, 2, 3), keepdim=True)
+    y = mean + (y - mean) * factor()  # contrast
+    return y.clamp(0, 1) * 2 - 1
+
+
 def diff_augment(x: torch.Tensor, policy: str) -> torch.Tensor:
     """Apply the comma-separated ``policy`` (any of color, translation, cutout); '' is identity."""
     for name in [p.strip() for p in policy.split(",") if p.strip()]:

@@ -19,6 +19,9 @@ import torch
 
 STATE_FORMAT = "dermsynth-gan-state/1"
 SNAPSHOT_FORMAT = "dermsynth-generator/1"
+CLASSIFIER_STATE_FORMAT = "dermsynth-classifier-state/1"
+CLASSIFIER_FORMAT = "dermsynth-classifier/1"
+FORMATS = (STATE_FORMAT, SNAPSHOT_FORMAT, CLASSIFIER_STATE_FORMAT, CLASSIFIER_FORMAT)
 
 
 class CheckpointError(ValueError):
@@ -50,7 +53,7 @@ def load_checkpoint(path: str | Path, expect: str | tuple[str, ...] | None = Non
             f"{path}: cannot be read as a dermsynth checkpoint (truncated, or not a safe torch file: {first})"
         ) from None
     fmt = obj.get("format") if isinstance(obj, dict) else None
-    if fmt not in (STATE_FORMAT, SNAPSHOT_FORMAT):
+    if fmt not in FORMATS:
         raise CheckpointError(f"{path}: not a dermsynth checkpoint (format {fmt!r})")
     wanted = (expect,) if isinstance(expect, str) else expect
     if wanted and fmt not in wanted:

@@ -20,15 +20,11 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import platform
-import shutil
 import signal
 import sys
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +34,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from dermsynth import __version__, distributed as dist
+from dermsynth import __version__
+from dermsynth import distributed as dist
 from dermsynth.config import GanConfig, to_plain
 from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataError, open_index
@@ -57,61 +54,11 @@ from dermsynth.training.checkpoint import (
     save_atomic,
     state_path,
 )
+from dermsynth.training.runs import RunOptions, hardware, prepare_run_dir, versions
 
 
 class DivergenceError(RuntimeError):
     """A loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
-
-
-@dataclass
-class RunOptions:
-    """Where a run reads and writes, and how it treats an existing run folder."""
-
-    out: Path
-    """Run folder."""
-    split_file: Path | None = None
-    """A saved split to reuse; None draws one with the config's split settings."""
-    resume: str | None = None
-    """None (new run), "auto" (newest checkpoint of the run folder) or a checkpoint path."""
-    overwrite: bool = False
-    """Replace an existing run folder (only one that dermsynth made)."""
-    progress: bool = True
-    """Show a progress bar."""
-
-
-def prepare_run_dir(opts: RunOptions) -> None:
-    """Refuse to write into an existing run folder unless resuming or told to overwrite."""
-    out = opts.out
-    if not out.exists() or not any(out.iterdir()):
-        if opts.resume == "auto":
-            raise DataError(f"--resume auto: {out} holds no run to resume")
-        out.mkdir(parents=True, exist_ok=True)
-        return
-    if opts.resume:
-        return
-    if not opts.overwrite:
-        raise DataError(f"{out} exists and is not empty; pass --resume auto to continue it or --overwrite to replace it")
-    if not (out / "run.json").is_file():
-        raise DataError(f"{out} does not look like a dermsynth run folder (no run.json); refusing to delete it")
-    shutil.rmtree(out)
-    out.mkdir(parents=True)
-
-
-def _versions() -> dict:
-    return {
-        "dermsynth": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def _hardware(device: torch.device) -> dict:
-    info = {"device": str(device), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "world_size": dist.world_size(), "torch_threads": torch.get_num_threads()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
@@ -404,8 +351,8 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
             "preset": cfg.name,
             "seed": cfg.train.seed,
             "command": " ".join(sys.argv),
-            "versions": _versions(),
-            "hardware": _hardware(device),
+            "versions": versions(),
+            "hardware": hardware(device),
             "data_root": str(cfg.data.root),
             "data_fingerprint": index.fingerprint(),
             "split_sha256": split.sha256(),

@@ -1,0 +1,1 @@
+"""Evaluation of judge classifiers (classification.py) and of generators through a judge (detection.py)."""

@@ -1,0 +1,199 @@
+"""Judge classifiers: image -> 7 class logits, and the helpers that score uint8 images.
+
+Two architectures, both built in loops from shared blocks and trained from
+scratch (nothing is downloaded):
+
+    paper   the study's CNN: blocks of conv 3x3 -> BatchNorm -> ReLU -> max-pool 2
+            -> dropout, then flatten -> dense -> ReLU -> dropout -> linear
+    resnet  a small ResNet: a conv stem, stages of basic residual blocks (each
+            stage after the first halves the resolution), global average pool -> linear
+
+Inputs are RGB in [-1, 1], (N, 3, R, R), the GAN's range, so real and generated
+images are judged the same way. ``load_classifier`` reads a ``classifier.pt``
+snapshot; ``predict_proba`` and ``penultimate_features`` take uint8 (N, R, R, 3)
+arrays, as the cache and the generator's exports hold them::
+
+    model, meta = load_classifier("runs/judge/classifier.pt")
+    proba = predict_proba(model, images)          # (N, 7), rows sum to 1
+    feats = penultimate_features(model, images)   # (N, D), the input of the last linear layer
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from dermsynth.data.index import DataError
+from dermsynth.training.checkpoint import CLASSIFIER_FORMAT, load_checkpoint
+
+ARCHS = ("paper", "resnet")
+
+
+@dataclass
+class ClassifierConfig:
+    """Architecture of a judge classifier (saved with every snapshot)."""
+
+    arch: str = "paper"
+    """paper (the study's three-block CNN) or resnet (a small ResNet)."""
+    resolution: int = 64
+    """Input size in pixels: 32, 64, 128 or 256."""
+    num_classes: int = 7
+    """Number of classes."""
+    widths: tuple[int, ...] = (32, 64, 128)
+    """Channels of each conv block (paper) or residual stage (resnet); one entry per block or stage."""
+    blocks_per_stage: int = 2
+    """Basic residual blocks per stage (resnet only)."""
+    dense_units: int = 256
+    """Width of the dense layer before the output (paper only)."""
+    conv_dropout: float = 0.25
+    """Dropout after each conv block (paper only)."""
+    head_dropout: float = 0.5
+    """Dropout before the output layer."""
+
+    def __post_init__(self) -> None:
+        self.widths = tuple(int(w) for w in self.widths)
+        problems = []
+        if self.arch not in ARCHS:
+            problems.append(f"model.arch {self.arch!r} is not one of {ARCHS}")
+        if self.resolution not in (32, 64, 128, 256):
+            problems.append(f"model.resolution {self.resolution} is not 32, 64, 128 or 256")
+        if not self.widths or any(w < 1 for w in self.widths):
+            problems.append(f"model.widths must be positive channel counts, got {list(self.widths)}")
+        elif self.resolution >> len(self.widths) < 1:
+            problems.append(f"model.widths: {len(self.widths)} halvings do not fit {self.resolution} px")
+        if self.blocks_per_stage < 1 or self.dense_units < 1 or self.num_classes < 2:
+            problems.append("model.blocks_per_stage, model.dense_units must be >= 1 and num_classes >= 2")
+        if not (0 <= self.conv_dropout < 1 and 0 <= self.head_dropout < 1):
+            problems.append("model.conv_dropout and model.head_dropout must be in [0, 1)")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+class ConvBlock(nn.Sequential):
+    """The paper's block: conv 3x3 -> BatchNorm -> ReLU -> max-pool 2 -> dropout (halves the resolution)."""
+
+    def __init__(self, in_ch: int, out_ch: int, dropout: float) -> None:
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Dropout(dropout),
+        )
+
+
+class BasicBlock(nn.Module):
+    """Residual block: two conv 3x3 with BatchNorm; a 1x1 projection when the shape changes."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and in_ch == out_ch
+            else nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))
+        )
+        nn.init.zeros_(self.bn2.weight)  # each block starts as the identity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(h)) + self.shortcut(x))
+
+
+class Classifier(nn.Module):
+    """``features`` (conv body and neck) -> (N, D); ``head`` (one linear layer) -> (N, classes) logits."""
+
+    def __init__(self, cfg: ClassifierConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        if cfg.arch == "paper":
+            blocks, in_ch = [], 3
+            for width in cfg.widths:
+                blocks.append(ConvBlock(in_ch, width, cfg.conv_dropout))
+                in_ch = width
+            side = cfg.resolution >> len(cfg.widths)
+            self.features = nn.Sequential(
+                *blocks,
+                nn.Flatten(),  # (N, C * side * side)
+                nn.Linear(in_ch * side * side, cfg.dense_units),
+                nn.ReLU(inplace=True),
+                nn.Dropout(cfg.head_dropout),
+            )
+            self.feature_dim = cfg.dense_units
+        else:
+            stem = [nn.Conv2d(3, cfg.widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(cfg.widths[0]),
+                    nn.ReLU(inplace=True)]
+            blocks, in_ch = [], cfg.widths[0]
+            for stage, width in enumerate(cfg.widths):
+                for k in range(cfg.blocks_per_stage):
+                    stride = 2 if stage > 0 and k == 0 else 1
+                    blocks.append(BasicBlock(in_ch, width, stride))
+                    in_ch = width
+            self.features = nn.Sequential(
+                *stem, *blocks,
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),  # (N, C_last)
+                nn.Dropout(cfg.head_dropout),
+            )
+            self.feature_dim = in_ch
+        self.head = nn.Linear(self.feature_dim, cfg.num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))  # (N, num_classes)
+
+
+def to_input(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1] on ``device``."""
+    x = torch.from_numpy(np.array(images, dtype=np.uint8)).to(device)  # a copy: the cache is read-only
+    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def _check_images(model: Classifier, images: np.ndarray) -> None:
+    r = model.cfg.resolution
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (r, r, 3):
+        raise DataError(
+            f"the classifier takes uint8 images of shape (N, {r}, {r}, 3); got {images.dtype} {tuple(images.shape)}"
+        )
+
+
+@torch.no_grad()
+def _run(model: Classifier, images: np.ndarray, batch: int, fn, width: int) -> np.ndarray:
+    _check_images(model, images)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = [fn(to_input(images[i: i + batch], device)).float().cpu() for i in range(0, len(images), batch)]
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, width), dtype=np.float32)
+
+
+def predict_proba(model: Classifier, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Class probabilities (N, num_classes), float32, of uint8 (N, R, R, 3) images."""
+    return _run(model, images, batch, lambda x: torch.softmax(model(x).float(), dim=1), model.cfg.num_classes)
+
+
+def penultimate_features(model: Classifier, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """The input of the final linear layer (N, D), float32, of uint8 (N, R, R, 3) images."""
+    return _run(model, images, batch, model.features, model.feature_dim)
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[Classifier, dict]:
+    """The model of a ``classifier.pt`` snapshot, in eval mode, and the snapshot's other entries.
+
+    ``meta`` holds ``model_config``, ``classes``, ``resolution``, ``crop``, the
+    split it was trained on (``split_parts``, ``split_sha256``), the train part's
+    ``train_image_ids`` and ``train_lesion_ids`` (for the leakage guard),
+    ``best_epoch`` and ``val_balanced_accuracy``.
+    """
+    ckpt = load_checkpoint(path, expect=CLASSIFIER_FORMAT)
+    model = Classifier(ClassifierConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    meta = {k: v for k, v in ckpt.items() if k != "model"}
+    return model.to(device).eval(), meta

@@ -1,0 +1,352 @@
+"""The judge classifier's training loop: train on the split's train part, pick the best epoch on val.
+
+Run it with ``dermsynth train-classifier --config configs/classifier-resnet.yaml
+--data DIR --out RUN``. It reads the uint8 cache, trains on the train part of
+the lesion-grouped split only, scores val after every epoch and keeps the epoch
+with the best val balanced accuracy. The run folder mirrors a GAN run's:
+
+    config.yaml        the resolved config
+    run.json           seed, versions, hardware, data fingerprint, split hash, image counts, timings
+    split.json         the split it trained on (reuse one with --split FILE)
+    stats.jsonl        one line per epoch: train loss, val balanced accuracy, val accuracy, lr, images/s
+    checkpoints/       the last K full training states (resume with --resume auto)
+    classifier.pt      the best epoch's inference snapshot, with the train part's image and
+                       lesion ids that ``dermsynth evaluate-classifier`` checks for leakage
+
+Resume is exact: the data order of epoch e comes from a generator seeded by
+(seed, e), the learning rate is a function of the epoch, and the states hold
+the global RNG that drives dropout and augmentation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections import Counter
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from tqdm import tqdm
+
+from dermsynth import __version__
+from dermsynth.config import ClassifierRunConfig, to_plain
+from dermsynth.data.cache import load_cache
+from dermsynth.data.index import CLASSES, DataError, open_index
+from dermsynth.data.splits import load_split, make_split, save_split
+from dermsynth.models.classifier import Classifier, predict_proba
+from dermsynth.report.plots import read_jsonl
+from dermsynth.training.augment import color_jitter, dihedral
+from dermsynth.training.checkpoint import (
+    CLASSIFIER_FORMAT,
+    CLASSIFIER_STATE_FORMAT,
+    CheckpointError,
+    find_resume,
+    load_checkpoint,
+    prune_states,
+    save_atomic,
+    state_path,
+)
+from dermsynth.training.runs import RunOptions, hardware, prepare_run_dir, versions
+
+
+def epoch_order(labels: torch.Tensor, imbalance: str, seed: int, epoch: int) -> torch.Tensor:
+    """Indices of the train images for ``epoch`` (1-based): class-balanced draws or a permutation.
+
+    With ``oversample`` every class is drawn equally often, with replacement,
+    ``len(labels)`` draws per epoch; otherwise each image once, shuffled. The
+    order depends only on (seed, epoch), so a resumed run sees the same batches.
+    """
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    labels = labels.cpu()
+    if imbalance == "oversample":
+        counts = torch.bincount(labels, minlength=len(CLASSES)).double()
+        weights = 1.0 / counts[labels]
+        return torch.multinomial(weights, len(labels), replacement=True, generator=gen)
+    return torch.randperm(len(labels), generator=gen)
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Cross-entropy weights inverse to class frequency: n / (classes present * n_c), 0 for absent classes.
+
+    Every class present then carries the same total weight, and the weights of all n images sum to n.
+    """
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(num_classes)
+    weights[present] = len(labels) / (present.sum() * counts[present])
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def lr_at(cfg: ClassifierRunConfig, epoch: int) -> float:
+    """Learning rate of ``epoch`` (1-based)."""
+    t = cfg.train
+    if t.lr_schedule == "cosine":
+        return t.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / t.epochs))
+    return t.lr
+
+
+def _optimizer(cfg: ClassifierRunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=0.9, nesterov=True, weight_decay=t.weight_decay)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+
+
+class ClassifierTrainer:
+    """State and phases of one classifier run; :func:`train_classifier` drives it."""
+
+    def __init__(self, cfg: ClassifierRunConfig, device: torch.device) -> None:
+        self.cfg, self.device = cfg, device
+        use_bf16 = cfg.train.amp == "bf16" or (cfg.train.amp == "auto" and device.type == "cuda")
+        self.autocast = (
+            (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else (lambda: nullcontext())
+        )
+        torch.manual_seed(cfg.train.seed)
+        self.model = Classifier(cfg.model).to(device)
+        self.opt = _optimizer(cfg, self.model)
+        self.epoch = 0  # epochs completed
+        self.images_seen = 0
+        self.elapsed_s = 0.0
+        self.best_score = -1.0
+        self.best_epoch = 0
+
+    def load_data(self, train_images: np.ndarray, train_labels: np.ndarray,
+                  val_images: np.ndarray, val_labels: np.ndarray) -> None:
+        """Train images as a uint8 (N, 3, R, R) tensor on the device; val images stay uint8 NHWC."""
+        self.images = torch.from_numpy(np.array(train_images, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous()
+        self.images = self.images.to(self.device)
+        self.labels = torch.from_numpy(np.asarray(train_labels, dtype=np.int64)).to(self.device)
+        self.val_images, self.val_labels = np.asarray(val_images), np.asarray(val_labels, dtype=np.int64)
+        self.steps_per_epoch = len(self.images) // self.cfg.train.batch_size
+        if self.steps_per_epoch < 1:
+            raise DataError(
+                f"the train part has {len(self.images)} images, fewer than one batch of {self.cfg.train.batch_size}"
+            )
+        weights = class_weights(np.asarray(train_labels), self.cfg.model.num_classes)
+        self.loss_weights = weights.to(self.device) if self.cfg.train.imbalance == "weighted_loss" else None
+
+    def train_epoch(self, on_step=None) -> dict[str, float]:
+        """One pass over the train part; returns the epoch's mean loss and accuracy on augmented batches."""
+        t = self.cfg.train
+        epoch = self.epoch + 1
+        lr = lr_at(self.cfg, epoch)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        order = epoch_order(self.labels, t.imbalance, t.seed, epoch).to(self.device)
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        start = time.perf_counter()
+        for step in range(self.steps_per_epoch):
+            idx = order[step * t.batch_size: (step + 1) * t.batch_size]
+            x = self.images[idx].float().div_(127.5).sub_(1.0)
+            if t.dihedral:
+                x = dihedral(x)
+            x = color_jitter(x, t.color_jitter)
+            y = self.labels[idx]
+            with self.autocast():
+                logits = self.model(x).float()
+            loss = F.cross_entropy(logits, y, weight=self.loss_weights, label_smoothing=t.label_smoothing)
+            if not torch.isfinite(loss).item():
+                raise DataError(f"the classifier's loss became {loss.item()} in epoch {epoch}, step {step + 1}; "
+                                "lower train.lr")
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            loss_sum += loss.detach()
+            correct += (logits.detach().argmax(1) == y).sum()
+            if on_step is not None:
+                on_step(len(idx))
+        seconds = time.perf_counter() - start
+        n = self.steps_per_epoch * t.batch_size
+        self.epoch = epoch
+        self.images_seen += n
+        return {
+            "train_loss": float(loss_sum) / self.steps_per_epoch,
+            "train_accuracy": float(correct) / n,
+            "lr": lr,
+            "images_per_s": n / max(seconds, 1e-9),
+        }
+
+    def validate(self) -> dict[str, float]:
+        pred = predict_proba(self.model, self.val_images).argmax(1)
+        return {
+            "val_balanced_accuracy": float(balanced_accuracy_score(self.val_labels, pred)),
+            "val_accuracy": float(accuracy_score(self.val_labels, pred)),
+        }
+
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": CLASSIFIER_STATE_FORMAT,
+            "model": self.model.state_dict(),
+            "opt": self.opt.state_dict(),
+            "epoch": self.epoch,
+            "images_seen": self.images_seen,
+            "elapsed_s": self.elapsed_s,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "rng": rng,
+            "config": to_plain(self.cfg),
+            "dermsynth_version": __version__,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.epoch, self.images_seen = int(state["epoch"]), int(state["images_seen"])
+        self.elapsed_s = float(state["elapsed_s"])
+        self.best_score, self.best_epoch = float(state["best_score"]), int(state["best_epoch"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+
+
+def train_classifier(cfg: ClassifierRunConfig, opts: RunOptions) -> Path:
+    """Train a judge classifier as ``cfg`` says into ``opts.out``; returns the run folder."""
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    out = opts.out
+    prepare_run_dir(opts)
+    resume_path = find_resume(out, opts.resume) if opts.resume else None
+
+    # Data: the index, the split (reused or drawn once), the cache; train and val parts only.
+    index = open_index(cfg.data.root, cfg.data.format)
+    for warning in index.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    saved = load_split(out / "split.json") if (out / "split.json").is_file() else None
+    if opts.split_file is not None:
+        split = load_split(opts.split_file)
+        if saved is not None and saved.sha256() != split.sha256():
+            raise DataError(f"{opts.split_file} is not the split this run was trained on ({out / 'split.json'})")
+    else:
+        split = saved or make_split(index, cfg.split.fractions, cfg.split.seed)
+    if saved is None:
+        save_split(split, out / "split.json", index)
+    split.indices(index, "train")  # refuses a split made for other data
+    split.indices(index, "val")
+    cached = load_cache(index, cfg.data.resolution, cfg.data.crop, cfg.data.cache_dir, cfg.data.on_corrupt,
+                        progress=opts.progress)
+    rows = cached.rows()
+    part_rows = {p: np.array(sorted(rows[i] for i in split.parts[p] if i in rows), dtype=np.int64)
+                 for p in ("train", "val")}
+    if len(part_rows["val"]) == 0:
+        raise DataError("the split's val part is empty; the best epoch is chosen on val")
+    train_rows, val_rows = part_rows["train"], part_rows["val"]
+    train_ids = [cached.image_ids[i] for i in train_rows]
+    train_lesions = sorted({cached.lesion_ids[i] for i in train_rows})
+
+    trainer = ClassifierTrainer(cfg, device)
+    trainer.load_data(cached.images[train_rows], cached.labels[train_rows],
+                      cached.images[val_rows], cached.labels[val_rows])
+    if resume_path is not None:
+        state = load_checkpoint(resume_path, expect=CLASSIFIER_STATE_FORMAT)
+        try:
+            trainer.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError) as e:
+            first = " ".join(line.strip() for line in str(e).strip().splitlines()[:2])[:240]
+            raise CheckpointError(f"{resume_path}: does not fit this config's model or optimiser ({first})") from None
+        print(f"resumed from {resume_path} after epoch {trainer.epoch}")
+        # Lines written after that state (by the run that stopped) are written again below.
+        kept = [r for r in read_jsonl(out / "stats.jsonl") if r.get("epoch", 0) <= trainer.epoch]
+        (out / "stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    train_counts = Counter(CLASSES[i] for i in cached.labels[train_rows])
+    (out / "config.yaml").write_text(yaml.safe_dump(to_plain(cfg), sort_keys=False))
+    run_info = {
+        "kind": "classifier",
+        "preset": cfg.name,
+        "seed": cfg.train.seed,
+        "command": " ".join(sys.argv),
+        "versions": versions(),
+        "hardware": hardware(device),
+        "data_root": str(cfg.data.root),
+        "data_fingerprint": index.fingerprint(),
+        "split_sha256": split.sha256(),
+        "train_images": len(train_rows),
+        "train_lesions": len(train_lesions),
+        "val_images": len(val_rows),
+        "train_images_per_class": {c: train_counts.get(c, 0) for c in CLASSES},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (out / "run.json").write_text(json.dumps(run_info, indent=1))
+
+    def snapshot() -> dict:
+        return {
+            "format": CLASSIFIER_FORMAT,
+            "model": trainer.model.state_dict(),
+            "model_config": to_plain(cfg.model),
+            "classes": list(CLASSES),
+            "resolution": cfg.data.resolution,
+            "crop": cfg.data.crop,
+            "input_range": "[-1, 1] from uint8 (x / 127.5 - 1)",
+            "split_parts": split.parts,
+            "split_seed": split.seed,
+            "split_sha256": split.sha256(),
+            "train_image_ids": train_ids,
+            "train_lesion_ids": train_lesions,
+            "data_fingerprint": run_info["data_fingerprint"],
+            "best_epoch": trainer.epoch,
+            "val_balanced_accuracy": trainer.best_score,
+            "preset": cfg.name,
+            "dermsynth_version": __version__,
+        }
+
+    t = cfg.train
+    bar = tqdm(total=t.epochs * trainer.steps_per_epoch * t.batch_size,
+               initial=min(trainer.images_seen, t.epochs * trainer.steps_per_epoch * t.batch_size),
+               unit="img", unit_scale=True, desc=f"train-classifier {cfg.name}", disable=not opts.progress,
+               file=sys.stderr)
+    start = time.perf_counter() - trainer.elapsed_s
+    stopped_early = False
+    try:
+        with open(out / "stats.jsonl", "a", encoding="utf-8") as stats_file:
+            while trainer.epoch < t.epochs:
+                if t.patience and trainer.epoch - trainer.best_epoch >= t.patience:
+                    stopped_early = True
+                    break
+                line = trainer.train_epoch(on_step=bar.update)
+                line.update(trainer.validate())
+                is_best = line["val_balanced_accuracy"] > trainer.best_score
+                if is_best:
+                    trainer.best_score, trainer.best_epoch = line["val_balanced_accuracy"], trainer.epoch
+                    save_atomic(snapshot(), out / "classifier.pt")
+                trainer.elapsed_s = time.perf_counter() - start
+                line = {"epoch": trainer.epoch, **{k: v if k == "lr" else round(v, 6) for k, v in line.items()},
+                        "best_epoch": trainer.best_epoch, "elapsed_s": round(trainer.elapsed_s, 2)}
+                stats_file.write(json.dumps(line) + "\n")
+                stats_file.flush()
+                tqdm.write(
+                    f"epoch {trainer.epoch:4d}  loss {line['train_loss']:.4f}  "
+                    f"val bal.acc {line['val_balanced_accuracy']:.4f}  val acc {line['val_accuracy']:.4f}  "
+                    f"lr {line['lr']:.2e}  {line['images_per_s']:.0f} img/s" + ("  *best" if is_best else ""),
+                    file=sys.stdout,
+                )
+                if trainer.epoch % t.checkpoint_epochs == 0 or trainer.epoch == t.epochs:
+                    save_atomic(trainer.state_dict(), state_path(out / "checkpoints", trainer.epoch))
+                    prune_states(out / "checkpoints", t.keep_checkpoints)
+        if not state_path(out / "checkpoints", trainer.epoch).is_file():
+            save_atomic(trainer.state_dict(), state_path(out / "checkpoints", trainer.epoch))
+            prune_states(out / "checkpoints", t.keep_checkpoints)
+    finally:
+        bar.close()
+
+    run_info.update(
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), epochs=trainer.epoch, best_epoch=trainer.best_epoch,
+        best_val_balanced_accuracy=round(trainer.best_score, 6), stopped_early=stopped_early,
+        elapsed_s=round(trainer.elapsed_s, 2),
+    )
+    (out / "run.json").write_text(json.dumps(run_info, indent=1))
+    print(f"done: {trainer.epoch} epochs; best epoch {trainer.best_epoch} (val balanced accuracy "
+          f"{trainer.best_score:.4f}); snapshot {out / 'classifier.pt'}")
+    return out

@@ -1,0 +1,67 @@
+"""What every run folder shares: options, the refusal to overwrite, and provenance."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dermsynth import __version__
+from dermsynth import distributed as dist
+from dermsynth.data.index import DataError
+
+
+@dataclass
+class RunOptions:
+    """Where a run reads and writes, and how it treats an existing run folder."""
+
+    out: Path
+    """Run folder."""
+    split_file: Path | None = None
+    """A saved split to reuse; None draws one with the config's split settings."""
+    resume: str | None = None
+    """None (new run), "auto" (newest checkpoint of the run folder) or a checkpoint path."""
+    overwrite: bool = False
+    """Replace an existing run folder (only one that dermsynth made)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+def prepare_run_dir(opts: RunOptions) -> None:
+    """Refuse to write into an existing run folder unless resuming or told to overwrite."""
+    out = opts.out
+    if not out.exists() or not any(out.iterdir()):
+        if opts.resume == "auto":
+            raise DataError(f"--resume auto: {out} holds no run to resume")
+        out.mkdir(parents=True, exist_ok=True)
+        return
+    if opts.resume:
+        return
+    if not opts.overwrite:
+        raise DataError(f"{out} exists and is not empty; pass --resume auto to continue it or --overwrite to replace it")
+    if not (out / "run.json").is_file():
+        raise DataError(f"{out} does not look like a dermsynth run folder (no run.json); refusing to delete it")
+    shutil.rmtree(out)
+    out.mkdir(parents=True)
+
+
+def versions() -> dict:
+    return {
+        "dermsynth": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def hardware(device: torch.device) -> dict:
+    info = {"device": str(device), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "world_size": dist.world_size(), "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info

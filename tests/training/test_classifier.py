@@ -1,0 +1,132 @@
+"""Judge classifier training on phantom data: run folder, train part only, exact resume, class balance."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dermsynth.cli import main
+from dermsynth.config import classifier_config, load_yaml
+from dermsynth.models.classifier import load_classifier
+from dermsynth.training.augment import color_jitter
+from dermsynth.training.checkpoint import list_states, load_checkpoint
+from dermsynth.training.classifier_loop import class_weights, epoch_order, train_classifier
+from dermsynth.training.gan_loop import RunOptions
+from tests.conftest import TINY_CLASSIFIER
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_run_folder_snapshot_and_refusal(tiny_judge, phantom_data, tmp_path):
+    run = tiny_judge  # trained once per session by conftest.tiny_judge (classifier-paper, tiny)
+    for name in ("config.yaml", "run.json", "split.json", "stats.jsonl", "classifier.pt"):
+        assert (run / name).is_file(), name
+    assert [p.name for p in list_states(run / "checkpoints")] == ["state-00000001.pt", "state-00000002.pt"]
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [s["epoch"] for s in stats] == [1, 2]
+    for key in ("train_loss", "val_balanced_accuracy", "val_accuracy", "lr", "images_per_s"):
+        assert np.isfinite(stats[-1][key]), key
+
+    # Trained on the train part only; the snapshot carries its ids for the leakage guard.
+    split = json.loads((run / "split.json").read_text())
+    info = json.loads((run / "run.json").read_text())
+    model, meta = load_classifier(run / "classifier.pt")
+    assert meta["format"] == "dermsynth-classifier/1" and meta["classes"][0] == "nv"
+    assert sorted(meta["train_image_ids"]) == sorted(split["parts"]["train"])
+    assert info["train_images"] == len(meta["train_image_ids"]) and info["split_sha256"] == meta["split_sha256"]
+    assert not set(meta["train_image_ids"]) & set(split["parts"]["test"])
+    best = max(stats, key=lambda s: s["val_balanced_accuracy"])  # the first of equals
+    assert meta["best_epoch"] == best["epoch"]
+    assert meta["val_balanced_accuracy"] == pytest.approx(best["val_balanced_accuracy"], abs=1e-6)
+    assert meta["resolution"] == 32 and not model.training
+
+    # A second run into the same folder is refused with one clear line.
+    sets = [x for s in TINY_CLASSIFIER for x in ("--set", s)]
+    again = CliRunner().invoke(main, ["train-classifier", "--config", str(REPO / "configs/classifier-paper.yaml"),
+                                      "--data", str(phantom_data), "--out", str(run), "--no-progress", *sets])
+    assert again.exit_code == 2 and "--resume auto" in again.output and "Traceback" not in again.output
+
+
+def test_cli_trains_resnet_with_weighted_loss_and_resumes_exactly(phantom_data, tmp_path):
+    straight = tmp_path / "straight"
+    sets = [x for s in TINY_CLASSIFIER + ["train.epochs=3", "train.batch_size=8"] for x in ("--set", s)]
+    result = cli("train-classifier", "--config", REPO / "configs/classifier-resnet.yaml", "--data", phantom_data,
+                 "--out", straight, "--no-progress", *sets)
+    assert result.exit_code == 0, result.output
+    assert "epoch    3" in result.output and "best epoch" in result.output
+    config = load_yaml(straight / "config.yaml")
+    assert config["model"]["arch"] == "resnet" and config["train"]["imbalance"] == "weighted_loss"
+    assert config["train"]["lr_schedule"] == "cosine"
+
+    # A crash after epoch 2: drop epoch 3's state and stats line, then --resume auto.
+    parted = tmp_path / "parted"
+    shutil.copytree(straight, parted)
+    (parted / "checkpoints" / "state-00000003.pt").unlink()
+    result = cli("train-classifier", "--config", REPO / "configs/classifier-resnet.yaml", "--data", phantom_data,
+                 "--out", parted, "--no-progress", "--resume", "auto", *sets)
+    assert result.exit_code == 0, result.output
+    assert "resumed from" in result.output and "after epoch 2" in result.output
+    a = load_checkpoint(straight / "checkpoints" / "state-00000003.pt")
+    b = load_checkpoint(parted / "checkpoints" / "state-00000003.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for k, state in a["opt"]["state"].items():
+        assert torch.equal(state["exp_avg"], b["opt"]["state"][k]["exp_avg"])
+    assert (straight / "stats.jsonl").read_text().count("\n") == (parted / "stats.jsonl").read_text().count("\n")
+    strip = lambda path: [{k: v for k, v in json.loads(line).items() if k not in ("images_per_s", "elapsed_s")}
+                          for line in path.read_text().splitlines()]  # noqa: E731
+    assert strip(straight / "stats.jsonl") == strip(parted / "stats.jsonl")
+
+
+def test_saved_split_reuse_patience_and_the_config_dry_run(tiny_judge, phantom_data, tmp_path):
+    cfg = classifier_config(load_yaml(REPO / "configs/classifier-tiny.yaml"),
+                            TINY_CLASSIFIER + ["train.epochs=20", "train.patience=1", "train.lr=1e-9",
+                                               "split.seed=5"],
+                            data_root=phantom_data)
+    run = train_classifier(cfg, RunOptions(out=tmp_path / "run", split_file=tiny_judge / "split.json",
+                                           progress=False))
+    info = json.loads((run / "run.json").read_text())
+    assert info["split_sha256"] == json.loads((tiny_judge / "split.json").read_text())["sha256"]
+    assert info["stopped_early"] is True and info["epochs"] < 20
+    assert list_states(run / "checkpoints")[-1].name == f"state-{info['epochs']:08d}.pt"
+    ok = cli("train-classifier", "--config", REPO / "configs/classifier-paper.yaml", "--data", phantom_data,
+             "--out", "unused", "--dry-run")
+    assert ok.exit_code == 0 and "imbalance: oversample" in ok.output
+    bad = CliRunner().invoke(main, ["train-classifier", "--config", str(REPO / "configs/classifier-paper.yaml"),
+                                    "--data", str(phantom_data), "--out", "unused", "--dry-run",
+                                    "--set", "train.imbalance=smote", "--set", "model.arch=vit"])
+    assert bad.exit_code == 2 and "smote" in bad.output and "vit" in bad.output
+
+
+def test_oversampling_balances_classes_and_is_seeded_by_epoch():
+    labels = torch.tensor([0] * 90 + [3] * 10)
+    order = epoch_order(labels, "oversample", seed=0, epoch=1)
+    drawn = torch.bincount(labels[order], minlength=7)
+    assert len(order) == 100 and 35 <= drawn[3] <= 65  # about half, not a tenth
+    assert torch.equal(order, epoch_order(labels, "oversample", seed=0, epoch=1))
+    assert not torch.equal(order, epoch_order(labels, "oversample", seed=0, epoch=2))
+    perm = epoch_order(labels, "none", seed=0, epoch=1)
+    assert sorted(perm.tolist()) == list(range(100))
+    weights = class_weights(labels.numpy(), 7)
+    assert weights[3] / weights[0] == pytest.approx(9) and weights[1] == 0
+    assert weights[0] * 90 == pytest.approx(weights[3] * 10)  # each class carries the same total weight
+    assert weights[labels].sum() == pytest.approx(100)
+
+
+def test_color_jitter_is_small_and_stays_in_range():
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 16, 16) * 2 - 1
+    y = color_jitter(x, 0.1)
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    assert 0 < (y - x).abs().mean() < 0.2
+    assert torch.equal(color_jitter(x, 0.0), x)
