@@ -45,7 +45,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    from dermsynth.classify import load_classifier, penultimate_features, predict_proba
+    from dermsynth.models.classifier import load_classifier, penultimate_features, predict_proba
+
     from dermsynth.data import CLASSES, open_index
     from dermsynth.data.cache import load_cache
     from dermsynth.data.splits import load_split
@@ -84,7 +85,7 @@ def main() -> None:
                              "preset": snap.get("preset")}
         results[str(run)] = per_class
 
-    print(f"| run | kimg | min | " + " | ".join(f"{c} det% / FD" for c in CLASSES) + " | mean det% | mean FD |")
+    print("| run | kimg | min | " + " | ".join(f"{c} det% / FD" for c in CLASSES) + " | mean det% | mean FD |")
     print("|---" * (len(CLASSES) + 5) + "|")
     for name, res in results.items():
         cells = []
