@@ -39,7 +39,7 @@ from dermsynth import __version__
 from dermsynth.config import ClassifierRunConfig, to_plain
 from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataError, open_index
-from dermsynth.data.splits import load_split, make_split, save_split
+from dermsynth.data.splits import save_split
 from dermsynth.models.classifier import Classifier, predict_proba
 from dermsynth.report.plots import read_jsonl
 from dermsynth.training.augment import color_jitter, dihedral
@@ -53,7 +53,7 @@ from dermsynth.training.checkpoint import (
     save_atomic,
     state_path,
 )
-from dermsynth.training.runs import RunOptions, hardware, prepare_run_dir, versions
+from dermsynth.training.runs import RunOptions, hardware, prepare_run_dir, resolve_split, versions
 
 
 def epoch_order(labels: torch.Tensor, imbalance: str, seed: int, epoch: int) -> torch.Tensor:
@@ -224,17 +224,9 @@ def train_classifier(cfg: ClassifierRunConfig, opts: RunOptions) -> Path:
     index = open_index(cfg.data.root, cfg.data.format)
     for warning in index.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    saved = load_split(out / "split.json") if (out / "split.json").is_file() else None
-    if opts.split_file is not None:
-        split = load_split(opts.split_file)
-        if saved is not None and saved.sha256() != split.sha256():
-            raise DataError(f"{opts.split_file} is not the split this run was trained on ({out / 'split.json'})")
-    else:
-        split = saved or make_split(index, cfg.split.fractions, cfg.split.seed)
-    if saved is None:
+    split = resolve_split(index, cfg.split, opts, parts=("train", "val"))
+    if not (out / "split.json").is_file():
         save_split(split, out / "split.json", index)
-    split.indices(index, "train")  # refuses a split made for other data
-    split.indices(index, "val")
     cached = load_cache(index, cfg.data.resolution, cfg.data.crop, cfg.data.cache_dir, cfg.data.on_corrupt,
                         progress=opts.progress)
     rows = cached.rows()

@@ -39,7 +39,7 @@ from dermsynth import distributed as dist
 from dermsynth.config import GanConfig, to_plain
 from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataError, open_index
-from dermsynth.data.splits import load_split, make_split, save_split
+from dermsynth.data.splits import save_split
 from dermsynth.generate import class_grid, save_synthetic_png, to_uint8
 from dermsynth.models.discriminator import Discriminator
 from dermsynth.models.generator import Generator
@@ -54,7 +54,7 @@ from dermsynth.training.checkpoint import (
     save_atomic,
     state_path,
 )
-from dermsynth.training.runs import RunOptions, hardware, prepare_run_dir, versions
+from dermsynth.training.runs import RunOptions, hardware, prepare_run_dir, resolve_split, versions
 
 
 class DivergenceError(RuntimeError):
@@ -272,23 +272,6 @@ class Trainer:
         }
 
 
-def resolve_split(index, cfg: GanConfig, opts: RunOptions):
-    """The split of a run: the run folder's own (on resume), the one given, or a new one.
-
-    A run keeps one split for life: resuming with a different --split is refused.
-    """
-    saved = opts.out / "split.json"
-    given = load_split(opts.split_file) if opts.split_file is not None else None
-    if saved.is_file():
-        split = load_split(saved)
-        if given is not None and given.sha256() != split.sha256():
-            raise DataError(f"{opts.split_file} differs from the split this run was trained on ({saved})")
-    else:
-        split = given or make_split(index, cfg.split.fractions, cfg.split.seed)
-    split.indices(index, "train")  # refuses a split made for other data
-    return split
-
-
 def train_cache_rows(split, index, cached) -> np.ndarray:
     """Cache rows of the split's train part (images skipped as unreadable are left out, with a warning)."""
     rows = cached.rows()
@@ -324,7 +307,7 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
     index = open_index(cfg.data.root, cfg.data.format)
     for warning in index.warnings:
         dist.print0(f"warning: {warning}")
-    split = resolve_split(index, cfg, opts)
+    split = resolve_split(index, cfg.split, opts)
     if dist.is_main():
         if not (out / "split.json").is_file():
             save_split(split, out / "split.json", index)

@@ -13,7 +13,8 @@ import torch
 
 from dermsynth import __version__
 from dermsynth import distributed as dist
-from dermsynth.data.index import DataError
+from dermsynth.data.index import DataError, DatasetIndex
+from dermsynth.data.splits import Split, load_split, make_split
 
 
 @dataclass
@@ -65,3 +66,21 @@ def hardware(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def resolve_split(index: DatasetIndex, split_cfg, opts: RunOptions, parts: tuple[str, ...] = ("train",)) -> Split:
+    """The split of a run: the run folder's own (on resume), the one given, or a new one.
+
+    A run keeps one split for life: resuming with a different --split is refused.
+    """
+    saved = opts.out / "split.json"
+    given = load_split(opts.split_file) if opts.split_file is not None else None
+    if saved.is_file():
+        split = load_split(saved)
+        if given is not None and given.sha256() != split.sha256():
+            raise DataError(f"{opts.split_file} differs from the split this run was trained on ({saved})")
+    else:
+        split = given or make_split(index, split_cfg.fractions, split_cfg.seed)
+    for part in parts:
+        split.indices(index, part)  # refuses a split made for other data
+    return split
