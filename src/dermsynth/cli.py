@@ -48,6 +48,31 @@ FORMAT = click.option(
 )
 
 
+def run_options(example: str):
+    """The options every training command shares: preset, data, run folder, split, resume, overrides."""
+    options = [
+        click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
+                     help=f"Preset YAML, e.g. {example}."),
+        click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="Data root."),
+        click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder."),
+        click.option("--split", "split_file", type=click.Path(path_type=Path), default=None,
+                     help="Saved split to reuse [default: draw one with the config's split settings]."),
+        click.option("--resume", default=None, help="auto (newest checkpoint in --out) or a checkpoint path."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing run folder."),
+        click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                     help="Override a config value, e.g. --set train.epochs=5 (repeatable)."),
+        click.option("--dry-run", is_flag=True, help="Check the config and print it resolved; train nothing."),
+        click.option("--no-progress", is_flag=True, help="No progress bar (for logs)."),
+    ]
+
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dermsynth")
 def main() -> None:
@@ -161,18 +186,7 @@ def download(dataset: str, to: Path, base_url: str | None, keep_archives: bool) 
 
 
 @main.command("train-gan")
-@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
-              help="Preset YAML, e.g. configs/best.yaml or configs/paper.yaml.")
-@click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="Data root.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
-@click.option("--split", "split_file", type=click.Path(path_type=Path), default=None,
-              help="Saved split to reuse [default: draw one with the config's split settings].")
-@click.option("--resume", default=None, help="auto (newest checkpoint in --out) or a checkpoint path.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override a config value, e.g. --set train.epochs=5 (repeatable).")
-@click.option("--dry-run", is_flag=True, help="Check the config and print it resolved; train nothing.")
-@click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
+@run_options("configs/best.yaml or configs/paper.yaml")
 @_clean_errors
 def train_gan_cmd(config_path: Path, data_root: Path, out: Path, split_file: Path | None, resume: str | None,
                   overwrite: bool, overrides: tuple[str, ...], dry_run: bool, no_progress: bool) -> None:
@@ -218,18 +232,7 @@ def generate(checkpoint: Path, out: Path, per_class: int, classes: str | None, s
 
 
 @main.command("train-classifier")
-@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
-              help="Preset YAML, e.g. configs/classifier-resnet.yaml or configs/classifier-paper.yaml.")
-@click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="Data root.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
-@click.option("--split", "split_file", type=click.Path(path_type=Path), default=None,
-              help="Saved split to reuse [default: draw one with the config's split settings].")
-@click.option("--resume", default=None, help="auto (newest checkpoint in --out) or a checkpoint path.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override a config value, e.g. --set train.epochs=5 (repeatable).")
-@click.option("--dry-run", is_flag=True, help="Check the config and print it resolved; train nothing.")
-@click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
+@run_options("configs/classifier-resnet.yaml or configs/classifier-paper.yaml")
 @_clean_errors
 def train_classifier_cmd(config_path: Path, data_root: Path, out: Path, split_file: Path | None,
                          resume: str | None, overwrite: bool, overrides: tuple[str, ...], dry_run: bool,

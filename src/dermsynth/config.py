@@ -275,23 +275,31 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def gan_config(raw: dict[str, Any], overrides: list[str] | None = None, data_root: str | Path | None = None) -> GanConfig:
-    """Build and check a :class:`GanConfig` from a preset's dict; every problem is reported at once."""
+def build_sections(
+    raw: dict[str, Any],
+    overrides: list[str] | None,
+    data_root: str | Path | None,
+    section_classes: dict[str, type],
+    follow_resolution: tuple[str, ...],
+) -> tuple[str, dict[str, Any], list[str]]:
+    """Preset dict + ``--set`` overrides -> (name, section configs, problems), checking every section.
+
+    Sections named in ``follow_resolution`` take data.resolution unless the preset sets their own.
+    """
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     for section, values in parse_overrides(overrides or []).items():
-        if section not in GAN_SECTIONS:
-            raise ConfigError(f"--set: unknown section {section!r} (known: {', '.join(GAN_SECTIONS)})")
+        if section not in section_classes:
+            raise ConfigError(f"--set: unknown section {section!r} (known: {', '.join(section_classes)})")
         raw.setdefault(section, {}).update(values)
     name = raw.pop("name", "custom")
-    unknown = sorted(set(raw) - set(GAN_SECTIONS))
+    unknown = sorted(set(raw) - set(section_classes))
     problems = [f"unknown section(s): {', '.join(unknown)}"] if unknown else []
     sections: dict[str, Any] = {}
-    for section, cls in GAN_SECTIONS.items():
+    for section, cls in section_classes.items():
         values = dict(raw.get(section) or {})
         if section == "data" and data_root is not None:
             values["root"] = data_root
-        if section in ("generator", "discriminator"):
-            # The networks' resolution follows the data's unless a preset sets it.
+        if section in follow_resolution:
             values.setdefault("resolution", (raw.get("data") or {}).get("resolution", DataConfig.resolution))
         try:
             sections[section] = from_dict(cls, values, section)
@@ -300,6 +308,12 @@ def gan_config(raw: dict[str, Any], overrides: list[str] | None = None, data_roo
             continue
         if hasattr(sections[section], "problems"):
             problems += sections[section].problems()
+    return name, sections, problems
+
+
+def gan_config(raw: dict[str, Any], overrides: list[str] | None = None, data_root: str | Path | None = None) -> GanConfig:
+    """Build and check a :class:`GanConfig` from a preset's dict; every problem is reported at once."""
+    name, sections, problems = build_sections(raw, overrides, data_root, GAN_SECTIONS, ("generator", "discriminator"))
     if not problems:
         res = sections["data"].resolution
         if sections["generator"].resolution != res or sections["discriminator"].resolution != res:
@@ -414,29 +428,7 @@ def classifier_config(
     raw: dict[str, Any], overrides: list[str] | None = None, data_root: str | Path | None = None
 ) -> ClassifierRunConfig:
     """Build and check a :class:`ClassifierRunConfig` from a preset's dict; every problem is reported at once."""
-    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
-    for section, values in parse_overrides(overrides or []).items():
-        if section not in CLASSIFIER_SECTIONS:
-            raise ConfigError(f"--set: unknown section {section!r} (known: {', '.join(CLASSIFIER_SECTIONS)})")
-        raw.setdefault(section, {}).update(values)
-    name = raw.pop("name", "custom")
-    unknown = sorted(set(raw) - set(CLASSIFIER_SECTIONS))
-    problems = [f"unknown section(s): {', '.join(unknown)}"] if unknown else []
-    sections: dict[str, Any] = {}
-    for section, cls in CLASSIFIER_SECTIONS.items():
-        values = dict(raw.get(section) or {})
-        if section == "data" and data_root is not None:
-            values["root"] = data_root
-        if section == "model":
-            # The network's input size follows the data's unless a preset sets it.
-            values.setdefault("resolution", (raw.get("data") or {}).get("resolution", DataConfig.resolution))
-        try:
-            sections[section] = from_dict(cls, values, section)
-        except (ConfigError, ValueError, TypeError) as e:
-            problems.append(f"{section}: {e}")
-            continue
-        if hasattr(sections[section], "problems"):
-            problems += sections[section].problems()
+    name, sections, problems = build_sections(raw, overrides, data_root, CLASSIFIER_SECTIONS, ("model",))
     if "split" in sections and sections["split"].fractions[1] == 0:
         problems.append("split.fractions: the val share must be above 0 (the best epoch is chosen on val)")
     if "model" in sections and "data" in sections and sections["model"].resolution != sections["data"].resolution:

@@ -35,6 +35,7 @@ from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import Split
 from dermsynth.models.classifier import Classifier, load_classifier, predict_proba
+from dermsynth.report.plots import save_figure
 from dermsynth.training.checkpoint import sha256_file
 
 EVAL_SPLITS = ("test", "val", "all")
@@ -240,12 +241,7 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], path: str | Path
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def evaluate_classifier(

@@ -47,9 +47,16 @@ def plot_gan_stats(stats_path: str | Path, out_png: str | Path) -> Path | None:
     for ax in (ax_loss, ax_d):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    out_png = Path(out_png)
-    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
+    return save_figure(fig, out_png)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write a matplotlib figure atomically (temporary file, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(out_png)
-    return out_png
+    tmp.replace(path)
+    return path

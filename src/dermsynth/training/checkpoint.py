@@ -92,3 +92,17 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's torch RNG states (CPU, and the device's on CUDA), for exact resume."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)

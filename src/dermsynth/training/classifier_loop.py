@@ -41,7 +41,6 @@ from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import save_split
 from dermsynth.models.classifier import Classifier, predict_proba
-from dermsynth.report.plots import read_jsonl
 from dermsynth.training.augment import color_jitter, dihedral
 from dermsynth.training.checkpoint import (
     CLASSIFIER_FORMAT,
@@ -50,10 +49,12 @@ from dermsynth.training.checkpoint import (
     find_resume,
     load_checkpoint,
     prune_states,
+    rng_state,
     save_atomic,
+    set_rng_state,
     state_path,
 )
-from dermsynth.training.runs import RunOptions, hardware, prepare_run_dir, resolve_split, versions
+from dermsynth.training.runs import RunOptions, prepare_run_dir, provenance, resolve_split, truncate_stats
 
 
 def epoch_order(labels: torch.Tensor, imbalance: str, seed: int, epoch: int) -> torch.Tensor:
@@ -185,9 +186,6 @@ class ClassifierTrainer:
         }
 
     def state_dict(self) -> dict:
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
             "format": CLASSIFIER_STATE_FORMAT,
             "model": self.model.state_dict(),
@@ -197,7 +195,7 @@ class ClassifierTrainer:
             "elapsed_s": self.elapsed_s,
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
-            "rng": rng,
+            "rng": rng_state(self.device),
             "config": to_plain(self.cfg),
             "dermsynth_version": __version__,
         }
@@ -208,9 +206,7 @@ class ClassifierTrainer:
         self.epoch, self.images_seen = int(state["epoch"]), int(state["images_seen"])
         self.elapsed_s = float(state["elapsed_s"])
         self.best_score, self.best_epoch = float(state["best_score"]), int(state["best_epoch"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        set_rng_state(state["rng"], self.device)
 
 
 def train_classifier(
@@ -272,21 +268,13 @@ def train_classifier(
             raise CheckpointError(f"{resume_path}: does not fit this config's model or optimiser ({first})") from None
         print(f"resumed from {resume_path} after epoch {trainer.epoch}")
         # Lines written after that state (by the run that stopped) are written again below.
-        kept = [r for r in read_jsonl(out / "stats.jsonl") if r.get("epoch", 0) <= trainer.epoch]
-        (out / "stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+        truncate_stats(out / "stats.jsonl", "epoch", trainer.epoch)
 
     train_counts = Counter(CLASSES[i] for i in cached.labels[train_rows])
     (out / "config.yaml").write_text(yaml.safe_dump(to_plain(cfg), sort_keys=False))
     run_info = {
         "kind": "classifier",
-        "preset": cfg.name,
-        "seed": cfg.train.seed,
-        "command": " ".join(sys.argv),
-        "versions": versions(),
-        "hardware": hardware(device),
-        "data_root": str(cfg.data.root),
-        "data_fingerprint": index.fingerprint(),
-        "split_sha256": split.sha256(),
+        **provenance(cfg, device, index, split),
         "train_images": len(train_rows) if use_real else 0,
         "train_lesions": len(train_lesions),
         "val_images": len(val_rows),

@@ -51,10 +51,12 @@ from dermsynth.training.checkpoint import (
     find_resume,
     load_checkpoint,
     prune_states,
+    rng_state,
     save_atomic,
+    set_rng_state,
     state_path,
 )
-from dermsynth.training.runs import RunOptions, hardware, prepare_run_dir, resolve_split, versions
+from dermsynth.training.runs import RunOptions, prepare_run_dir, provenance, resolve_split, truncate_stats
 
 
 class DivergenceError(RuntimeError):
@@ -218,9 +220,6 @@ class Trainer:
     # --- checkpoints ------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
             "format": STATE_FORMAT,
             "G": self.G.state_dict(),
@@ -234,7 +233,7 @@ class Trainer:
             "images_seen": self.images_seen,
             "elapsed_s": self.elapsed_s,
             "world_size": self.world,
-            "rng": dist.all_gather_objects(rng),  # one entry per rank
+            "rng": dist.all_gather_objects(rng_state(self.device)),  # one entry per rank
             "config": to_plain(self.cfg),
             "dermsynth_version": __version__,
         }
@@ -251,9 +250,7 @@ class Trainer:
         self._order = None
         rngs = state["rng"]
         if len(rngs) == self.world:
-            torch.set_rng_state(rngs[dist.rank()]["torch"])
-            if "cuda" in rngs[dist.rank()] and torch.cuda.is_available():
-                torch.cuda.set_rng_state(rngs[dist.rank()]["cuda"], self.device)
+            set_rng_state(rngs[dist.rank()], self.device)
         else:
             dist.print0(f"note: checkpoint made with {len(rngs)} process(es), resuming with {self.world}: "
                         "the data order continues, noise streams restart from the seed")
@@ -328,17 +325,10 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
 
     if dist.is_main():
         (out / "config.yaml").write_text(yaml.safe_dump(to_plain(cfg), sort_keys=False))
-        _truncate_stats(out / "stats.jsonl", trainer.step)
+        truncate_stats(out / "stats.jsonl", "step", trainer.step)
         previous = json.loads((out / "run.json").read_text()) if resume_path and (out / "run.json").is_file() else {}
         run_info = {
-            "preset": cfg.name,
-            "seed": cfg.train.seed,
-            "command": " ".join(sys.argv),
-            "versions": versions(),
-            "hardware": hardware(device),
-            "data_root": str(cfg.data.root),
-            "data_fingerprint": index.fingerprint(),
-            "split_sha256": split.sha256(),
+            **provenance(cfg, device, index, split),
             "train_images": len(train_rows),
             "total_steps": total_steps,
             "started": previous.get("started", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
@@ -464,18 +454,6 @@ class _GracefulStop:
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-
-
-def _truncate_stats(path: Path, step: int) -> None:
-    """Drop stats lines past ``step`` (after resuming from an older checkpoint)."""
-    if not path.is_file():
-        return
-    from dermsynth.report.plots import read_jsonl
-
-    rows = read_jsonl(path)
-    kept = [r for r in rows if r.get("step", 0) <= step]
-    if len(kept) != len(rows):
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
 
 
 def _tensorboard(out: Path):

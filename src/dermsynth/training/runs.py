@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,3 +86,29 @@ def resolve_split(index: DatasetIndex, split_cfg, opts: RunOptions, parts: tuple
     for part in parts:
         split.indices(index, part)  # refuses a split made for other data
     return split
+
+
+def provenance(cfg, device: torch.device, index: DatasetIndex, split: Split) -> dict:
+    """What every run.json records: preset, seed, command, versions, hardware, data and split hashes."""
+    return {
+        "preset": cfg.name,
+        "seed": cfg.train.seed,
+        "command": " ".join(sys.argv),
+        "versions": versions(),
+        "hardware": hardware(device),
+        "data_root": str(cfg.data.root),
+        "data_fingerprint": index.fingerprint(),
+        "split_sha256": split.sha256(),
+    }
+
+
+def truncate_stats(path: Path, key: str, last: int) -> None:
+    """Drop stats.jsonl lines whose ``key`` (step or epoch) is past ``last``: after resuming from an older state."""
+    if not path.is_file():
+        return
+    from dermsynth.report.plots import read_jsonl
+
+    rows = read_jsonl(path)
+    kept = [row for row in rows if row.get(key, 0) <= last]
+    if len(kept) != len(rows):
+        path.write_text("".join(json.dumps(row) + "\n" for row in kept), encoding="utf-8")
