@@ -25,16 +25,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job on built-in phantom data (procedural, NOT medical data).
+# The main job: the whole study on built-in phantom data (procedural, NOT medical data).
 demo: $(STAMP)
-	$(BIN)/dermsynth data phantom --out demo/data --per-class 60 --size 128 --seed 0 --overwrite
-	$(BIN)/dermsynth data summary demo/data
-	$(BIN)/dermsynth data split demo/data --out demo/split.json --force
-	$(BIN)/dermsynth data prepare demo/data --resolution 32 --cache-dir demo/cache
-	$(BIN)/dermsynth train-gan --config configs/demo.yaml --data demo/data --split demo/split.json \
-		--out demo/gan --overwrite --set data.cache_dir=demo/cache
-	$(BIN)/dermsynth generate --checkpoint demo/gan/generator.pt --out demo/synthetic --per-class 16 --overwrite
-	@echo "demo outputs: demo/gan (loss_curves.png, samples/, generator.pt), demo/synthetic (grid.png)"
+	$(BIN)/dermsynth run --config configs/run-demo.yaml --out demo/run
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

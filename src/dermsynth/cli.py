@@ -376,5 +376,27 @@ def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split
     click.echo(f"written to {out} (evaluation.json, evaluation.md)")
 
 
+@main.command("run")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
+              help="Study config, e.g. configs/run-demo.yaml or configs/run-ham10000.yaml.")
+@click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
+              help="Data root [default: draw the built-in phantom data (not medical data) into RUN].")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Study folder.")
+@click.option("--stages", default="all", show_default=True,
+              help="Comma-separated subset of prepare,split,gan,judge,generate,detection,metrics,utility,report.")
+@click.option("--overwrite", is_flag=True, help="Start the study folder afresh instead of continuing it.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
+@_clean_errors
+def run_cmd(config_path: Path, data_root: Path | None, out: Path, stages: str, overwrite: bool,
+            no_progress: bool) -> None:
+    """The whole study, data to HTML report; finished stages are skipped, interrupted ones resumed."""
+    from dermsynth.pipeline import STAGES, run_study
+
+    chosen = STAGES if stages == "all" else tuple(s.strip() for s in stages.split(",") if s.strip())
+    report = run_study(config_path, out, data_root, chosen, progress=not no_progress, overwrite=overwrite)
+    if report.is_file():
+        click.echo(f"report: {report}")
+
+
 if __name__ == "__main__":
     main()

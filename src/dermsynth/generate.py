@@ -53,7 +53,7 @@ def labelled_grid(images: np.ndarray, class_names: list[str], title: str = "") -
     import matplotlib.pyplot as plt
 
     grid = class_grid(images, len(class_names))
-    height = 0.25 + 1.1 * len(class_names) * grid.size[1] / grid.size[0] * 6
+    height = 6.0 * grid.size[1] / grid.size[0] + 0.8  # the grid's own aspect, plus room for the title
     fig, ax = plt.subplots(figsize=(7, max(2.0, height)), dpi=120)
     ax.imshow(np.asarray(grid))
     step = grid.size[1] / len(class_names)

@@ -33,6 +33,7 @@ from dermsynth.data.splits import load_split
 from dermsynth.generate import load_generator, sample
 from dermsynth.metrics import METRICS, per_class
 from dermsynth.metrics.features import extract
+from dermsynth.metrics.inception import InceptionFeatures, WeightsError
 from dermsynth.metrics.memorisation import memorisation, plot_memorisation, summary
 from dermsynth.training.checkpoint import sha256_file
 
@@ -102,8 +103,10 @@ def evaluate_gan(
     utility_config=None,
     utility_seeds: tuple[int, ...] = (0, 1, 2),
     utility_topup_to: int = 500,
+    spaces: tuple[str, ...] = ("inception", "judge"),
     progress: bool = True,
 ) -> dict:
+    """Run the chosen ``measures``; FID/KID/PRDC/memorisation in each feature space of ``spaces``."""
     start = time.perf_counter()
     generator, out = Path(generator), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,23 +136,18 @@ def evaluate_gan(
         "n_real_train": int(len(train_labels)), "n_generated": int(len(fake_labels)),
         "n_real_test": int(len(test_images)), "measures": list(measures), "feature_spaces": {},
     }
-    spaces = []
-    if any(m in measures for m in ("fid", "kid", "prdc", "memorisation")):
+    wanted_spaces, spaces = spaces, []
+    if any(m in measures for m in ("fid", "kid", "prdc", "memorisation")) and "inception" in wanted_spaces:
         try:
-            from dermsynth.metrics.inception import InceptionFeatures
-
             spaces.append(InceptionFeatures(inception_weights))
-        except Exception as e:  # noqa: BLE001 - reported, the judge space may still run
-            from dermsynth.metrics.inception import WeightsError
-
-            if not isinstance(e, WeightsError):
-                raise
+        except WeightsError as e:  # reported; the judge's space may still run
             print(f"warning: Inception features unavailable ({e}); using the judge's features only", file=sys.stderr)
             report["inception_unavailable"] = str(e)
-        if judge is not None:
+    if any(m in measures for m in ("fid", "kid", "prdc", "memorisation")):
+        if judge is not None and "judge" in wanted_spaces:
             spaces.append(JudgeFeatures(judge))
         if not spaces:
-            raise DataError("no feature space: the Inception weights are missing and no --judge was given")
+            raise DataError("no feature space: the Inception weights are missing or not asked for, and no --judge")
 
     # The floor: two random halves of the real train part against each other.
     half = np.random.default_rng(seed).permutation(len(train_labels))

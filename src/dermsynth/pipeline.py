@@ -1,0 +1,332 @@
+"""``dermsynth run``: the whole study from data to a self-contained HTML report.
+
+    dermsynth run --config configs/run-demo.yaml --out runs/demo            # built-in phantom data
+    dermsynth run --config configs/run-ham10000.yaml --data DIR --out RUN   # real data
+
+Stages, in order (``--stages`` runs a subset):
+
+    prepare    read the data, print the class table, build the caches
+    split      the lesion-grouped split (``split.json``), shared by every stage
+    gan        train the GAN (``gan/``)
+    judge      train the judge classifier (``judge/``)
+    generate   export synthetic images with a class grid (``synthetic/``)
+    detection  Table III (``eval/table3/``)
+    metrics    FID/KID/precision/recall per class and memorisation (``eval/``)
+    utility    real vs real+synthetic vs synthetic classifiers (``eval/utility/``)
+    report     ``report.html``
+
+Each finished stage leaves ``stages/<stage>.json`` with a key: a hash of its
+settings and of the keys of the stages it reads. A stage whose key is
+unchanged and whose outputs exist is skipped; a changed one runs again. A
+training stage that was interrupted resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dermsynth.config import ConfigError, classifier_config, gan_config, load_yaml, to_plain
+from dermsynth.data.index import DataError, open_index
+
+STAGES = ("prepare", "split", "gan", "judge", "generate", "detection", "metrics", "utility", "report")
+UPSTREAM = {
+    "prepare": (),
+    "split": ("prepare",),
+    "gan": ("split",),
+    "judge": ("split",),
+    "generate": ("gan",),
+    "detection": ("gan", "judge"),
+    "metrics": ("gan", "judge"),
+    "utility": ("gan",),
+    "report": ("prepare", "split", "gan", "judge", "generate", "detection", "metrics", "utility"),
+}
+
+
+@dataclass
+class StudyConfig:
+    """A whole study: which presets train the GAN and the judge, and what is measured."""
+
+    name: str = "study"
+    """Name shown in the report."""
+    phantom: dict[str, int] = field(default_factory=lambda: {"per_class": 60, "size": 64, "seed": 0})
+    """Phantom data drawn when no --data is given: per_class, size, seed (not medical data)."""
+    split: dict[str, Any] = field(default_factory=lambda: {"fractions": [0.7, 0.1, 0.2], "seed": 0})
+    """Split settings: fractions (train, val, test) and seed."""
+    gan: dict[str, Any] = field(default_factory=lambda: {"preset": "best.yaml", "set": []})
+    """GAN preset (path relative to this file) and --set overrides."""
+    judge: dict[str, Any] = field(default_factory=lambda: {"preset": "classifier-resnet.yaml", "set": []})
+    """Judge classifier preset and overrides."""
+    generate: dict[str, int] = field(default_factory=lambda: {"per_class": 100, "seed": 0})
+    """Synthetic export: images per class and noise seed."""
+    detection: dict[str, int] = field(default_factory=lambda: {"per_class": 100, "seed": 0})
+    """Table III: images per class and noise seed."""
+    metrics: dict[str, Any] = field(default_factory=lambda: {
+        "measures": ["fid", "kid", "prdc", "memorisation"], "spaces": ["inception", "judge"]})
+    """Generative metrics to compute (any of fid, kid, prdc, memorisation) and feature spaces (inception, judge)."""
+    utility: dict[str, Any] = field(default_factory=lambda: {
+        "preset": "classifier-paper.yaml", "set": [], "seeds": [0, 1, 2], "topup_to": 500, "synthetic_per_class": 500})
+    """Utility study: classifier preset, overrides, seeds, top-up target, synthetic-only size."""
+
+
+def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
+    path = Path(path)
+    raw = load_yaml(path)
+    known = set(StudyConfig.__dataclass_fields__)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    defaults = StudyConfig()
+    merged = {k: ({**getattr(defaults, k), **v} if isinstance(v, dict) else v) for k, v in raw.items()}
+    return StudyConfig(**merged), path.parent
+
+
+def _key(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Study:
+    """One ``dermsynth run``: resolves every stage's settings up front, then runs the stages."""
+
+    def __init__(self, config_path: str | Path, out: str | Path, data: str | Path | None = None,
+                 progress: bool = True) -> None:
+        self.cfg, self.base = load_study(config_path)
+        self.out = Path(out)
+        self.progress = progress
+        self.data = Path(data) if data is not None else self.out / "phantom-data"
+        self.uses_phantom = data is None
+        # Check every preset now, so a typo fails before hours of training.
+        problems = []
+        try:
+            self.gan_cfg = gan_config(load_yaml(self._preset(self.cfg.gan)),
+                                      [f"split.{k}={json.dumps(v)}" for k, v in self.cfg.split.items()]
+                                      + list(self.cfg.gan.get("set", [])), data_root=self.data)
+        except (ConfigError, DataError) as e:
+            problems.append(f"gan: {e}")
+        for name in ("judge", "utility"):
+            section = getattr(self.cfg, name)
+            try:
+                cfg = classifier_config(load_yaml(self._preset(section)),
+                                        [f"split.{k}={json.dumps(v)}" for k, v in self.cfg.split.items()]
+                                        + list(section.get("set", [])), data_root=self.data)
+                setattr(self, f"{name}_cfg", cfg)
+            except (ConfigError, DataError) as e:
+                problems.append(f"{name}: {e}")
+        if problems:
+            raise ConfigError("invalid study config:\n  - " + "\n  - ".join(problems))
+        self.keys: dict[str, str] = {}
+
+    def _preset(self, section: dict) -> Path:
+        preset = Path(section["preset"])
+        return preset if preset.is_absolute() else self.base / preset
+
+    # --- stage bookkeeping ----------------------------------------------------------
+
+    def settings(self, stage: str) -> Any:
+        return {
+            "prepare": {"data": str(self.data), "phantom": self.cfg.phantom if self.uses_phantom else None},
+            "split": self.cfg.split,
+            "gan": to_plain(self.gan_cfg),
+            "judge": to_plain(self.judge_cfg),
+            "generate": self.cfg.generate,
+            "detection": self.cfg.detection,
+            "metrics": self.cfg.metrics,
+            "utility": {**self.cfg.utility, "classifier": to_plain(self.utility_cfg)},
+            "report": {"version": 1},
+        }[stage]
+
+    def stage_key(self, stage: str) -> str:
+        upstream = [self.keys.get(s) or self._recorded(s) for s in UPSTREAM[stage]]
+        extra = self.data_fingerprint if stage == "prepare" else None
+        return _key([stage, self.settings(stage), upstream, extra])
+
+    def _marker(self, stage: str) -> Path:
+        return self.out / "stages" / f"{stage}.json"
+
+    def _recorded(self, stage: str) -> str | None:
+        marker = self._marker(stage)
+        return json.loads(marker.read_text()).get("key") if marker.is_file() else None
+
+    def _done(self, stage: str, key: str) -> bool:
+        return self._recorded(stage) == key and all(p.exists() for p in self.outputs(stage))
+
+    def outputs(self, stage: str) -> list[Path]:
+        o = self.out
+        return {
+            "prepare": [o / "data-summary.json"],
+            "split": [o / "split.json"],
+            "gan": [o / "gan" / "generator.pt"],
+            "judge": [o / "judge" / "classifier.pt"],
+            "generate": [o / "synthetic" / "grid.png"],
+            "detection": [o / "eval" / "table3" / "table3.json"],
+            "metrics": [o / "eval" / "evaluation.json"],
+            "utility": [o / "eval" / "utility" / "utility.json"],
+            "report": [o / "report.html"],
+        }[stage]
+
+    # --- running ------------------------------------------------------------------
+
+    def run(self, stages: tuple[str, ...] = STAGES, overwrite: bool = False) -> Path:
+        is_study = (self.out / "stages").is_dir()
+        if self.out.exists() and any(self.out.iterdir()):
+            if not is_study:
+                raise DataError(f"{self.out} exists, is not empty and is not a dermsynth study folder; "
+                                "choose another --out")
+            if overwrite:
+                shutil.rmtree(self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "stages").mkdir(exist_ok=True)
+        if self.uses_phantom and not (self.data / "HAM10000_metadata.csv").is_file():
+            from dermsynth.data.phantom import make_phantom
+
+            make_phantom(self.data, per_class=self.cfg.phantom["per_class"], size=self.cfg.phantom["size"],
+                         seed=self.cfg.phantom["seed"], overwrite=True)
+        self.index = open_index(self.data)
+        self.data_fingerprint = self.index.fingerprint()
+        timings = self._load_provenance().get("stage_seconds", {})
+        for stage in STAGES:
+            key = self.stage_key(stage)
+            self.keys[stage] = key
+            if stage not in stages:
+                continue
+            if self._done(stage, key):
+                print(f"[{stage}] up to date, skipped", flush=True)
+                continue
+            print(f"[{stage}] running", flush=True)
+            start = time.perf_counter()
+            getattr(self, f"stage_{stage}")(key)
+            seconds = round(time.perf_counter() - start, 1)
+            timings[stage] = seconds
+            self._marker(stage).parent.mkdir(exist_ok=True)
+            self._marker(stage).write_text(json.dumps({"key": key, "seconds": seconds,
+                                                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+            self._write_provenance(timings)
+            print(f"[{stage}] done in {seconds:.0f} s", flush=True)
+        return self.out / "report.html"
+
+    def _load_provenance(self) -> dict:
+        path = self.out / "provenance.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def _write_provenance(self, timings: dict) -> None:
+        import torch
+
+        from dermsynth.training.runs import hardware, versions
+
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        split_file = self.out / "split.json"
+        payload = {
+            "study": to_plain(self.cfg),
+            "data": str(self.data),
+            "phantom_data": self.uses_phantom,
+            "data_fingerprint": self.data_fingerprint,
+            "split_sha256": hashlib.sha256(split_file.read_bytes()).hexdigest() if split_file.is_file() else None,
+            "gan_config": to_plain(self.gan_cfg),
+            "judge_config": to_plain(self.judge_cfg),
+            "versions": versions(),
+            "hardware": hardware(device),
+            "stage_seconds": timings,
+            "total_seconds": round(sum(timings.values()), 1),
+        }
+        (self.out / "provenance.json").write_text(json.dumps(payload, indent=1, default=str))
+
+    def _training_options(self, stage: str, folder: Path, key: str):
+        """Resume an interrupted run of the same settings; replace one of other settings."""
+        from dermsynth.training.runs import RunOptions
+
+        started = self.out / "stages" / f"{stage}.started"
+        same = started.is_file() and started.read_text() == key
+        has_state = (folder / "checkpoints").is_dir() and any((folder / "checkpoints").iterdir())
+        if folder.exists() and not same:
+            shutil.rmtree(folder)
+        started.parent.mkdir(parents=True, exist_ok=True)
+        started.write_text(key)
+        return RunOptions(out=folder, split_file=self.out / "split.json",
+                          resume="auto" if same and has_state else None, progress=self.progress)
+
+    def stage_prepare(self, key: str) -> None:
+        from dermsynth.data.cache import load_cache
+        from dermsynth.data.summary import format_class_table
+
+        print(format_class_table(self.index), flush=True)
+        for resolution in sorted({self.gan_cfg.data.resolution, self.judge_cfg.data.resolution}):
+            load_cache(self.index, resolution, self.gan_cfg.data.crop, self.gan_cfg.data.cache_dir,
+                       progress=self.progress)
+        (self.out / "data-summary.json").write_text(json.dumps({
+            "data": str(self.data), "source": self.index.source, "phantom": self.uses_phantom,
+            "class_table": self.index.class_table(), "images": len(self.index),
+            "lesions": len({r.lesion_id for r in self.index.records}), "warnings": self.index.warnings,
+        }, indent=1))
+
+    def stage_split(self, key: str) -> None:
+        from dermsynth.data.splits import make_split, save_split
+
+        split = make_split(self.index, tuple(self.cfg.split["fractions"]), int(self.cfg.split["seed"]))
+        save_split(split, self.out / "split.json", self.index)
+
+    def stage_gan(self, key: str) -> None:
+        from dermsynth.training.gan_loop import train_gan
+
+        train_gan(self.gan_cfg, self._training_options("gan", self.out / "gan", key))
+
+    def stage_judge(self, key: str) -> None:
+        from dermsynth.training.classifier_loop import train_classifier
+
+        train_classifier(self.judge_cfg, self._training_options("judge", self.out / "judge", key))
+
+    def stage_generate(self, key: str) -> None:
+        from dermsynth.generate import generate_images
+
+        generate_images(self.out / "gan" / "generator.pt", self.out / "synthetic", per_class=self.cfg.generate["per_class"],
+                        seed=self.cfg.generate["seed"], overwrite=True, progress=self.progress)
+
+    def stage_detection(self, key: str) -> None:
+        from dermsynth.evaluation.detection import evaluate_detection
+
+        evaluate_detection(self.out / "judge" / "classifier.pt", self.out / "eval" / "table3",
+                           generator=self.out / "gan" / "generator.pt", data_root=self.data,
+                           per_class=self.cfg.detection["per_class"], seed=self.cfg.detection["seed"],
+                           progress=self.progress)
+
+    def stage_metrics(self, key: str) -> None:
+        from dermsynth.data.cache import default_cache_dir
+        from dermsynth.evaluation.gan import evaluate_gan
+
+        evaluate_gan(self.out / "gan" / "generator.pt", self.data, self.out / "eval",
+                     judge=self.out / "judge" / "classifier.pt", split_file=self.out / "split.json",
+                     measures=tuple(self.cfg.metrics["measures"]), spaces=tuple(self.cfg.metrics["spaces"]),
+                     feature_cache=default_cache_dir() / "features",
+                     progress=self.progress)
+
+    def stage_utility(self, key: str) -> None:
+        from dermsynth.evaluation.utility import run_utility
+
+        folder = self.out / "eval" / "utility"
+        started = self.out / "stages" / "utility.started"
+        if folder.exists() and not (started.is_file() and started.read_text() == key):
+            shutil.rmtree(folder)  # finished trainings of other settings must not be reused
+        started.parent.mkdir(parents=True, exist_ok=True)
+        started.write_text(key)
+        u = self.cfg.utility
+        run_utility(self.out / "gan" / "generator.pt", self.data, self.out / "split.json", self.utility_cfg, folder,
+                    seeds=tuple(u["seeds"]), topup_to=int(u["topup_to"]),
+                    synthetic_per_class=int(u["synthetic_per_class"]), progress=self.progress)
+
+    def stage_report(self, key: str) -> None:
+        from dermsynth.report.html import write_report
+
+        write_report(self.out)
+
+
+def run_study(config: str | Path, out: str | Path, data: str | Path | None = None,
+              stages: tuple[str, ...] = STAGES, progress: bool = True, overwrite: bool = False) -> Path:
+    """Run (or continue) a study; returns the report's path. ``overwrite`` starts a study folder afresh."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
+    return Study(config, out, data, progress).run(stages, overwrite)

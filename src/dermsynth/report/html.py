@@ -1,0 +1,208 @@
+"""The study report: one HTML file with its figures embedded, readable offline.
+
+``write_report(run_dir)`` reads what the pipeline stages left in a run folder
+(any missing part is shown as "not run") and writes ``run_dir/report.html``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from dermsynth.data.index import CLASSES
+
+CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.9em; color: #555; }
+.warn { background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.6em 1em; }
+.note { color: #555; font-size: 0.92em; } .missing { color: #a00; }
+code, pre { background: #f6f6f6; } pre { padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
+"""
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _img(path: Path, caption: str, fig_id: str) -> str:
+    if not path.is_file():
+        return f'<p class="missing" id="{fig_id}">{html.escape(caption)}: not run</p>'
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (f'<figure id="{fig_id}"><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _table(headers: list[str], rows: list[list], table_id: str) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def _missing(what: str, section_id: str) -> str:
+    return f'<p class="missing" id="{section_id}">{html.escape(what)}: not run.</p>'
+
+
+def _data_section(run: Path) -> str:
+    summary = _read(run / "data-summary.json")
+    if summary is None:
+        return _missing("Data summary", "class-table")
+    rows = [[r["dx"], r["name"], r["images"], r["lesions"]] for r in summary["class_table"]]
+    rows.append(["total", "", summary["images"], summary["lesions"]])
+    out = "<h2>Data</h2>"
+    if summary.get("phantom"):
+        out += ('<p class="warn">These are <b>phantom data</b>: procedurally drawn lesions, <b>not medical data</b>. '
+                "Nothing here says anything about skin; run on HAM10000 for real results.</p>")
+    out += f"<p>{html.escape(summary['data'])} ({summary['source']}). The paper's Table II:</p>"
+    out += _table(["dx", "class", "images", "lesions"], rows, "class-table")
+    split = _read(run / "split.json")
+    if split is not None:
+        srows = [[r["dx"], *[r[f"{p}_images"] for p in ("train", "val", "test")],
+                  *[r[f"{p}_lesions"] for p in ("train", "val", "test")]] for r in split.get("per_class", [])]
+        out += (f"<p>Lesion-grouped split (seed {split['seed']}, sha256 {split['sha256'][:12]}): no lesion in two "
+                "parts.</p>")
+        out += _table(["dx", "train images", "val images", "test images", "train lesions", "val lesions",
+                       "test lesions"], srows, "split-table")
+    return out
+
+
+def _gan_section(run: Path) -> str:
+    info = _read(run / "gan" / "run.json")
+    out = "<h2>GAN training</h2>"
+    if info is None:
+        return out + _missing("GAN training", "loss-curves")
+    out += (f"<p>Preset <code>{html.escape(str(info.get('preset')))}</code>: {info.get('steps', '?')} steps, "
+            f"{info.get('kimg', 0):.1f} kimg, {info.get('elapsed_s', 0) / 60:.1f} min on "
+            f"{html.escape(str(info['hardware'].get('gpu') or info['hardware']['device']))}.</p>")
+    out += _img(run / "gan" / "loss_curves.png", "Loss curves (the paper's Fig. 5)", "loss-curves")
+    out += _img(run / "synthetic" / "grid.png", "Synthetic images, one row per class (the paper's Fig. 4)",
+                "sample-grid")
+    return out
+
+
+def _table3_section(run: Path) -> str:
+    t3 = _read(run / "eval" / "table3" / "table3.json")
+    out = "<h2>Table III: does the judge recognise each generated class?</h2>"
+    if t3 is None:
+        return out + _missing("Table III", "table3")
+    rows = [[r["class"], r["images"], r["detection_pct"], r["avg_confidence_pct"], r["real_test_recall_pct"],
+             r["paper_detection_pct"], r["paper_avg_confidence_pct"]] for r in t3["rows"]]
+    out += _table(["class", "images", "detection %", "avg confidence %", "judge's real-test recall % (ceiling)",
+                   "paper detection %", "paper avg confidence %"], rows, "table3")
+    out += "<ul class='note'>" + "".join(f"<li>{html.escape(n)}</li>" for n in t3["notes"]) + "</ul>"
+    return out
+
+
+def _metrics_section(run: Path) -> str:
+    ev = _read(run / "eval" / "evaluation.json")
+    out = "<h2>Generative metrics</h2>"
+    if ev is None:
+        return out + _missing("FID/KID/precision/recall", "metrics")
+    out += (f"<p>{ev['n_generated']} generated vs {ev['n_real_train']} real train images "
+            f"(class counts matched), {ev['resolution']} px. Lower FID/KID is better; precision and recall "
+            "near the floor's are good. The floor compares two halves of the real train part.</p>")
+    for space, block in ev["feature_spaces"].items():
+        rows = []
+        for name, label in (("generated_vs_train", "generated vs real train"),
+                            ("floor_half_vs_half", "floor: real half vs half")):
+            m = block[name]
+            ov = {k: v for key in ("fid", "kid", "prdc") if key in m for k, v in m[key]["overall"].items()}
+            rows.append([label, ov.get("fid"), None if ov.get("kid") is None else 1000 * ov["kid"],
+                         ov.get("precision"), ov.get("recall"), ov.get("density"), ov.get("coverage"),
+                         m.get("fid", {}).get("mean", {}).get("fid")])
+        out += f"<h3>{html.escape(space)} features</h3>"
+        out += _table(["comparison", "FID", "KID ×1000", "precision", "recall", "density", "coverage",
+                       "mean per-class FID"], rows, f"metrics-{space}")
+        gen = block["generated_vs_train"]
+        if "fid" in gen:
+            per = gen["fid"]["per_class"]
+            prdc = gen.get("prdc", {}).get("per_class", {})
+            crow = [[c, per.get(c, {}).get("fid"), prdc.get(c, {}).get("precision"), prdc.get(c, {}).get("recall")]
+                    for c in CLASSES if c in per]
+            out += _table(["class", "FID", "precision", "recall"], crow, f"per-class-{space}")
+        if "memorisation" in block:
+            mem = block["memorisation"]
+            out += (f"<p id='memorisation-{space}'>Memorisation ({space}): {mem['n_flagged']} of {mem['n_synthetic']} "
+                    f"synthetic images ({mem['flagged_pct']:.2f} %) are closer to a training image than "
+                    f"{mem['percentile']:g} % of real test images are (an independent generator flags about "
+                    f"{mem['percentile']:g} %). Median nearest-training distance: {mem['synthetic_median']:.2f} "
+                    f"synthetic, {mem['test_median']:.2f} real test.</p>")
+            out += _img(run / "eval" / mem["figure"], f"Memorisation check in {space} space: distances and the "
+                        "closest synthetic/training pairs", f"memorisation-figure-{space}")
+    return out
+
+
+def _utility_section(run: Path) -> str:
+    ut = _read(run / "eval" / "utility" / "utility.json")
+    out = "<h2>Utility: does adding synthetic images help on real test images?</h2>"
+    if ut is None:
+        return out + _missing("Utility study", "utility")
+    s = ut["summary"]
+    rows = []
+    for setting, v in s.items():
+        if setting.startswith("difference"):
+            rows.append(["real+synthetic − real (paired)", f"{100 * v['balanced_accuracy_mean']:+.1f} ± "
+                         f"{100 * v['balanced_accuracy_std']:.1f}", *[f"{100 * v['recall_mean'][c]:+.1f}" for c in CLASSES]])
+        else:
+            rows.append([f"{setting} (n={len(v['seeds'])})", f"{100 * v['balanced_accuracy_mean']:.1f} ± "
+                         f"{100 * v['balanced_accuracy_std']:.1f}",
+                         *[f"{100 * v['recall_mean'][c]:.1f}" for c in CLASSES]])
+    out += _table(["training data", "balanced accuracy %", *[f"{c} recall %" for c in CLASSES]], rows, "utility")
+    out += _img(run / "eval" / "utility" / "utility.png", "Balanced accuracy and recall per class, mean ± sd over "
+                "seeds", "utility-figure")
+    return out
+
+
+def _provenance_section(run: Path) -> str:
+    prov = _read(run / "provenance.json")
+    out = "<h2>Provenance</h2>"
+    if prov is None:
+        return out + _missing("Provenance", "provenance")
+    times = prov.get("stage_seconds", {})
+    rows = [[stage, seconds] for stage, seconds in times.items()]
+    rows.append(["total", prov.get("total_seconds")])
+    out += (f"<p>Data fingerprint {prov['data_fingerprint'][:16]}; split sha256 "
+            f"{(prov.get('split_sha256') or '')[:16]}; seed of the split {prov['study']['split'].get('seed')}, "
+            f"of the GAN {prov['gan_config']['train']['seed']}, of the judge {prov['judge_config']['train']['seed']}.</p>")
+    out += _table(["package", "version"], [[k, v] for k, v in prov["versions"].items()], "versions")
+    out += _table(["hardware", ""], [[k, v] for k, v in prov["hardware"].items()], "hardware")
+    out += _table(["stage", "seconds"], rows, "timings")
+    out += "<details><summary>Resolved configuration</summary><pre>" + html.escape(
+        json.dumps({"study": prov["study"], "gan": prov["gan_config"], "judge": prov["judge_config"]}, indent=1)
+    ) + "</pre></details>"
+    return out
+
+
+def write_report(run: str | Path) -> Path:
+    run = Path(run)
+    prov = _read(run / "provenance.json") or {}
+    name = (prov.get("study") or {}).get("name", run.name)
+    body = "".join([
+        f"<h1>dermsynth report: {html.escape(name)}</h1>",
+        '<p class="note">Every generated image in this report and in <code>synthetic/</code> is synthetic '
+        "(GAN-generated) and marked as such in its metadata; none is a patient's image.</p>",
+        _data_section(run), _gan_section(run), _table3_section(run), _metrics_section(run),
+        _utility_section(run), _provenance_section(run),
+    ])
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>dermsynth: {html.escape(name)}"
+            f"</title><style>{CSS}</style></head><body>{body}</body></html>")
+    path = run / "report.html"
+    tmp = path.with_name(".report.html.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
