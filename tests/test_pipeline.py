@@ -114,3 +114,22 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
     done = subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,2400", url],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and shot.stat().st_size > 20_000
+
+
+def test_a_gan_trained_outside_the_study_with_its_config_is_adopted(study, tmp_path, capsys):
+    from dermsynth.pipeline import Study
+    from dermsynth.training.gan_loop import RunOptions, train_gan
+
+    config = tiny_study(study)
+    run = tmp_path / "run"
+    s = Study(config, run, progress=False)
+    s.run(stages=("prepare", "split"))
+    # As a user would with torchrun: train the study's GAN config into the study's gan/ folder.
+    train_gan(s.gan_cfg, RunOptions(out=run / "gan", split_file=run / "split.json", progress=False))
+    stamp = (run / "gan" / "generator.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    run_study(config, run, stages=("prepare", "split", "gan"), progress=False)
+    assert "resumed from" in capsys.readouterr().out
+    info = json.loads((run / "gan" / "run.json").read_text())
+    assert info["steps"] == 4 and len(info["resumed"]) == 1
+    assert (run / "gan" / "generator.pt").stat().st_mtime_ns >= stamp

@@ -235,12 +235,20 @@ class Study:
         }
         (self.out / "provenance.json").write_text(json.dumps(payload, indent=1, default=str))
 
-    def _training_options(self, stage: str, folder: Path, key: str):
-        """Resume an interrupted run of the same settings; replace one of other settings."""
+    def _training_options(self, stage: str, folder: Path, key: str, cfg):
+        """Resume an interrupted run of the same settings; replace one of other settings.
+
+        A run folder trained outside the study (for example under torchrun) with exactly
+        the study's resolved config counts as the same run and is continued, not replaced.
+        """
+        import yaml
+
         from dermsynth.training.runs import RunOptions
 
         started = self.out / "stages" / f"{stage}.started"
         same = started.is_file() and started.read_text() == key
+        if not same and (folder / "config.yaml").is_file():
+            same = yaml.safe_load((folder / "config.yaml").read_text()) == json.loads(json.dumps(to_plain(cfg)))
         has_state = (folder / "checkpoints").is_dir() and any((folder / "checkpoints").iterdir())
         if folder.exists() and not same:
             shutil.rmtree(folder)
@@ -272,12 +280,12 @@ class Study:
     def stage_gan(self, key: str) -> None:
         from dermsynth.training.gan_loop import train_gan
 
-        train_gan(self.gan_cfg, self._training_options("gan", self.out / "gan", key))
+        train_gan(self.gan_cfg, self._training_options("gan", self.out / "gan", key, self.gan_cfg))
 
     def stage_judge(self, key: str) -> None:
         from dermsynth.training.classifier_loop import train_classifier
 
-        train_classifier(self.judge_cfg, self._training_options("judge", self.out / "judge", key))
+        train_classifier(self.judge_cfg, self._training_options("judge", self.out / "judge", key, self.judge_cfg))
 
     def stage_generate(self, key: str) -> None:
         from dermsynth.generate import generate_images
