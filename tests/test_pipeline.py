@@ -29,7 +29,7 @@ def tiny_study(tmp: Path, **changes) -> Path:
         "judge": {"preset": str(REPO / "configs/classifier-tiny.yaml"), "set": ["train.epochs=1"]},
         "generate": {"per_class": 2, "seed": 0},
         "detection": {"per_class": 4, "seed": 0},
-        "metrics": {"measures": ["fid", "kid", "prdc", "memorisation"]},
+        "metrics": {"measures": ["fid", "kid", "prdc", "memorisation"], "spaces": ["judge"]},  # Inception: elsewhere
         "utility": {"preset": str(REPO / "configs/classifier-tiny.yaml"), "set": ["train.epochs=1"], "seeds": [0],
                     "topup_to": 12, "synthetic_per_class": 6},
     }
