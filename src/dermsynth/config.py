@@ -196,7 +196,8 @@ class TrainConfig:
     total_kimg: float | None = None
     """Training length in thousands of real images shown to D; overrides epochs."""
     max_minutes: float | None = None
-    """Stop cleanly (with a checkpoint) after this much wall-clock time; for equal-time comparisons."""
+    """Stop cleanly (with a checkpoint) after this much training time in total, resumed sessions included;
+    for equal-time comparisons."""
     seed: int = 0
     """Seed of weights, noise, augmentation and data order (process r uses seed + r for noise)."""
     dihedral: bool = False

@@ -249,3 +249,15 @@ def test_resume_refuses_another_split_and_trims_stats(phantom_data, tmp_path):
               RunOptions(out=run, resume=str(older), progress=False))
     steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
     assert steps == [4, 8]
+
+
+def test_max_minutes_counts_training_time_over_resumed_sessions(phantom_data, tmp_path):
+    run = tmp_path / "run"
+    train_gan(tiny("best", phantom_data, "train.total_kimg=0.032"), RunOptions(out=run, progress=False))
+    elapsed = json.loads((run / "run.json").read_text())["elapsed_s"]
+    # A limit already used up: the resumed run stops at once, with a checkpoint, instead of training on.
+    limit = f"train.max_minutes={elapsed / 60 / 2}"
+    train_gan(tiny("best", phantom_data, "train.total_kimg=0.2", limit), RunOptions(out=run, resume="auto",
+                                                                                       progress=False))
+    info = json.loads((run / "run.json").read_text())
+    assert info["steps"] == 4 and info["stopped_early"] is True

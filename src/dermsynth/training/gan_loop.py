@@ -362,7 +362,6 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
         plot_gan_stats(out / "stats.jsonl", out / "loss_curves.png")
 
     start = time.perf_counter() - trainer.elapsed_s
-    session_start = time.perf_counter()
     tick_sums: dict[str, torch.Tensor] = {}
     tick_counts: dict[str, int] = {}
     tick_steps, tick_start, ticks = 0, time.perf_counter(), 0
@@ -370,7 +369,8 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
     interrupt = _GracefulStop()
     try:
         while trainer.step < total_steps:
-            over = cfg.train.max_minutes is not None and time.perf_counter() - session_start > cfg.train.max_minutes * 60
+            # Training time over all sessions of the run: a resumed run does not get the limit again.
+            over = cfg.train.max_minutes is not None and time.perf_counter() - start > cfg.train.max_minutes * 60
             if dist.any_rank(over or interrupt.requested):
                 stopped_early = True
                 dist.print0(f"stopping at step {trainer.step} ({'time limit' if over else 'interrupted'}); "
