@@ -206,6 +206,9 @@ class TrainConfig:
     """DiffAugment policy for D's inputs, real and fake: any of color,translation,cutout."""
     ema_halflife_kimg: float = 0.0
     """Half-life of the generator's weight EMA in kimg; 0 makes the EMA a plain copy of G."""
+    ema_rampup: float | None = 0.05
+    """Early in training the half-life is at most this fraction of the kimg seen so far (StyleGAN2's
+    ramp-up), so the EMA does not average over the first, fast-changing generators; None disables."""
     tick_kimg: float = 1.0
     """Write a stats line every this many kimg."""
     snapshot_ticks: int = 10
@@ -235,6 +238,8 @@ class TrainConfig:
             out.append("train.tick_kimg, train.snapshot_ticks and train.keep_checkpoints must be positive")
         if self.ema_halflife_kimg < 0:
             out.append("train.ema_halflife_kimg must be >= 0")
+        if self.ema_rampup is not None and self.ema_rampup <= 0:
+            out.append("train.ema_rampup must be > 0 or null")
         return out
 
 

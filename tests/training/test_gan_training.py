@@ -261,3 +261,19 @@ def test_max_minutes_counts_training_time_over_resumed_sessions(phantom_data, tm
                                                                                        progress=False))
     info = json.loads((run / "run.json").read_text())
     assert info["steps"] == 4 and info["stopped_early"] is True
+
+
+def test_ema_half_life_ramps_up_with_the_images_seen(phantom_data):
+    from dermsynth.training.gan_loop import Trainer
+
+    cfg = tiny("best", phantom_data, "train.ema_halflife_kimg=5", "train.ema_rampup=0.05")
+    trainer = Trainer(cfg, RunOptions(out=Path("unused")), torch.device("cpu"))
+    trainer.images_seen = 0
+    assert trainer.ema_beta() == 0.0  # the first step copies G
+    trainer.images_seen = 20_000  # ramp-up: half-life min(5000, 1000) images
+    assert trainer.ema_beta() == pytest.approx(0.5 ** (8 / 1000))
+    trainer.images_seen = 1_000_000
+    assert trainer.ema_beta() == pytest.approx(0.5 ** (8 / 5000))
+    no_ema = Trainer(tiny("paper", phantom_data), RunOptions(out=Path("unused")), torch.device("cpu"))
+    no_ema.images_seen = 10_000
+    assert no_ema.ema_beta() == 0.0

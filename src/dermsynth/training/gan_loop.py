@@ -104,7 +104,6 @@ class Trainer:
         self.batch_in_epoch = 0
         self.images_seen = 0
         self.elapsed_s = 0.0
-        self.ema_beta = 0.5 ** (t.batch_size / (t.ema_halflife_kimg * 1000)) if t.ema_halflife_kimg > 0 else 0.0
 
     # --- data -------------------------------------------------------------------
 
@@ -210,10 +209,19 @@ class Trainer:
                 f"({self.images_seen / 1000:.1f} kimg); weights were not updated with it"
             )
 
+    def ema_beta(self) -> float:
+        """Weight of the old EMA per step: 0.5 per half-life of images, the half-life ramped up early on."""
+        t = self.cfg.train
+        halflife_images = t.ema_halflife_kimg * 1000
+        if t.ema_rampup is not None:
+            halflife_images = min(halflife_images, self.images_seen * t.ema_rampup)
+        return 0.5 ** (t.batch_size / halflife_images) if halflife_images > 0 else 0.0
+
     @torch.no_grad()
     def _update_ema(self) -> None:
+        beta = self.ema_beta()
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-            p_ema.lerp_(p.detach(), 1.0 - self.ema_beta)
+            p_ema.lerp_(p.detach(), 1.0 - beta)
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
             b_ema.copy_(b)
 
