@@ -201,7 +201,8 @@ class Study:
             start = time.perf_counter()
             getattr(self, f"stage_{stage}")(key)
             seconds = round(time.perf_counter() - start, 1)
-            timings[stage] = seconds
+            # Re-read: another `dermsynth run --stages ...` on this folder may have recorded its stages meanwhile.
+            timings = {**self._load_provenance().get("stage_seconds", {}), stage: seconds}
             self._marker(stage).parent.mkdir(exist_ok=True)
             self._marker(stage).write_text(json.dumps({"key": key, "seconds": seconds,
                                                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
