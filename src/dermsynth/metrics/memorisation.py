@@ -66,12 +66,12 @@ def plot_memorisation(result: dict, synthetic_images: np.ndarray, train_images: 
 
     order = np.argsort(result["synthetic_distances"])[:pairs]
     fig = plt.figure(figsize=(10, 5.2), dpi=110)
-    ax = fig.add_axes([0.07, 0.58, 0.88, 0.36])
+    ax = fig.add_axes([0.07, 0.63, 0.88, 0.31])  # above the image rows, with room for the x label
     bins = np.linspace(0, max(result["synthetic_distances"].max(), result["test_distances"].max()), 50)
     ax.hist(result["test_distances"], bins, alpha=0.6, density=True, label="real test image -> nearest training")
     ax.hist(result["synthetic_distances"], bins, alpha=0.6, density=True, label="synthetic -> nearest training")
     ax.axvline(result["threshold"], color="k", ls="--", lw=1,
-               label=f"near-copy threshold ({result['percentile']:g}th pct of test)")
+               label=f"near-copy threshold ({result['percentile']:g} % of real test images are closer)")
     ax.set_xlabel("distance in feature space")
     ax.legend(fontsize=8)
     ax.set_title(f"memorisation: {result['n_flagged']} of {result['n_synthetic']} synthetic images flagged", fontsize=10)
