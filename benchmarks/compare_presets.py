@@ -10,7 +10,11 @@ For each run's ``generator.pt``: draw --per-class images of every class (seed
 - confidence %: the judge's mean probability for the intended class;
 - judge-FD: Frechet distance between the generated images and the real train
   images of that class in the judge's penultimate feature space (lower is
-  better; a proxy until the Inception FID of the metrics issue).
+  better);
+- with --inception: in the standard Inception-v3 space, the FID and the
+  (unbiased) KID of all generated images against the real train part, and the
+  mean over classes of the per-class KID (KID, unlike FID, is unbiased at 100
+  images per class, so the per-class figure is comparable between runs).
 
 As a floor, the same FD is computed between the real val+test images and the
 real train images of each class. Prints Markdown and writes JSON (--out).
@@ -43,14 +47,19 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--inception", action="store_true", help="also Inception FID/KID (slow on CPU)")
+    parser.add_argument("--feature-cache", type=Path, default=Path.home() / ".cache" / "dermsynth" / "features")
     args = parser.parse_args()
-
-    from dermsynth.models.classifier import load_classifier, penultimate_features, predict_proba
 
     from dermsynth.data import CLASSES, open_index
     from dermsynth.data.cache import load_cache
     from dermsynth.data.splits import load_split
     from dermsynth.generate import load_generator, sample
+    from dermsynth.models.classifier import (
+        load_classifier,
+        penultimate_features,
+        predict_proba,
+    )
 
     judge, meta = load_classifier(args.judge)
     index = open_index(args.data)
@@ -63,6 +72,16 @@ def main() -> None:
     real_held_f = penultimate_features(judge, np.asarray(cached.images[held]))
     train_y, held_y = cached.labels[train], cached.labels[held]
 
+    inception = real_train_i = None
+    if args.inception:
+        from dermsynth.metrics.features import extract
+        from dermsynth.metrics.frechet import fid
+        from dermsynth.metrics.inception import InceptionFeatures
+        from dermsynth.metrics.kid import kid
+
+        inception = InceptionFeatures()
+        real_train_i = extract(inception, np.asarray(cached.images[train]), args.feature_cache, progress=True)
+
     results = {"floor (real val+test vs train)": {
         c: {"judge_fd": frechet_distance(real_held_f[held_y == k], real_train_f[train_y == k])}
         for k, c in enumerate(CLASSES)}}
@@ -70,6 +89,7 @@ def main() -> None:
         G, snap = load_generator(run / "generator.pt")
         info = json.loads((run / "run.json").read_text())
         per_class = {}
+        generated = []
         for k, c in enumerate(CLASSES):
             images = sample(G, k, args.per_class, args.seed)
             if images.shape[1] != meta["resolution"]:
@@ -80,6 +100,16 @@ def main() -> None:
                 "detection_pct": float(100 * (probs.argmax(1) == k).mean()),
                 "confidence_pct": float(100 * probs[:, k].mean()),
                 "judge_fd": frechet_distance(feats, real_train_f[train_y == k]),
+            }
+            generated.append(images)
+        if inception is not None:
+            fake_i = inception(np.concatenate(generated), progress=True)
+            fake_y = np.repeat(np.arange(len(CLASSES)), args.per_class)
+            per_class["_inception"] = {
+                "fid": fid(real_train_i, fake_i)["fid"],
+                "kid_x1000": 1000 * kid(real_train_i, fake_i)["kid"],
+                "mean_class_kid_x1000": float(np.mean([1000 * kid(real_train_i[train_y == k], fake_i[fake_y == k])["kid"]
+                                                       for k in range(len(CLASSES))])),
             }
         per_class["_run"] = {"kimg": info.get("kimg"), "minutes": round(info.get("elapsed_s", 0) / 60, 1),
                              "preset": snap.get("preset")}
@@ -97,6 +127,12 @@ def main() -> None:
         run_info = res.get("_run", {})
         print(f"| {name} | {run_info.get('kimg', '')} | {run_info.get('minutes', '')} | " + " | ".join(cells)
               + f" | {np.mean(dets) if dets else float('nan'):.1f} | {np.mean(fds):.1f} |")
+    if args.inception:
+        print("\n| run | Inception FID (all vs train) | KID x1000 | mean per-class KID x1000 |\n|---|---|---|---|")
+        for name, res in results.items():
+            if "_inception" in res:
+                i = res["_inception"]
+                print(f"| {name} | {i['fid']:.1f} | {i['kid_x1000']:.1f} | {i['mean_class_kid_x1000']:.1f} |")
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
 

@@ -72,6 +72,32 @@ def test_unchanged_stages_are_skipped_and_a_change_reruns_only_what_depends_on_i
     assert json.loads((run / "eval" / "table3" / "table3.json").read_text())["rows"][0]["images"] == 3
 
 
+def test_the_study_keys_data_by_content_so_copied_data_is_up_to_date_and_a_changed_image_is_not(study, tmp_path):
+    import os
+
+    from dermsynth.pipeline import Study
+
+    config = tiny_study(study)
+    phantom = study / "run" / "phantom-data"
+    copy = tmp_path / "copied-data"
+    shutil.copytree(phantom, copy)
+    first = min((copy / "images").iterdir())
+    os.utime(first, ns=(1, 1))  # another machine: same bytes, other modification times
+
+    def prepare_key(data: Path) -> str:
+        s = Study(config, study / "run", data, progress=False)
+        from dermsynth.data.index import open_index
+
+        s.index = open_index(data)
+        s.data_fingerprint = s.index.fingerprint(content=True)
+        return s.stage_key("prepare")
+
+    original = prepare_key(phantom)
+    assert prepare_key(copy) == original
+    first.write_bytes(first.read_bytes()[:-1] + b"\0")
+    assert prepare_key(copy) != original
+
+
 def test_an_interrupted_training_stage_resumes(study, capsys):
     run = study / "run"
     (run / "stages" / "judge.json").unlink()  # as if the process died before the stage finished

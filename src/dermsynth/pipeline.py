@@ -31,7 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dermsynth.config import ConfigError, classifier_config, gan_config, load_yaml, to_plain
+from dermsynth.config import (
+    ConfigError,
+    classifier_config,
+    gan_config,
+    load_yaml,
+    to_plain,
+)
 from dermsynth.data.index import DataError, open_index
 
 STAGES = ("prepare", "split", "gan", "judge", "generate", "detection", "metrics", "utility", "report")
@@ -129,7 +135,8 @@ class Study:
 
     def settings(self, stage: str) -> Any:
         return {
-            "prepare": {"data": str(self.data), "phantom": self.cfg.phantom if self.uses_phantom else None},
+            # The data enter by their content fingerprint (stage_key), not by path: moved or copied data are the same.
+            "prepare": {"phantom": self.cfg.phantom if self.uses_phantom else None},
             "split": self.cfg.split,
             "gan": to_plain(self.gan_cfg),
             "judge": to_plain(self.judge_cfg),
@@ -187,7 +194,7 @@ class Study:
             make_phantom(self.data, per_class=self.cfg.phantom["per_class"], size=self.cfg.phantom["size"],
                          seed=self.cfg.phantom["seed"], overwrite=True)
         self.index = open_index(self.data)
-        self.data_fingerprint = self.index.fingerprint()
+        self.data_fingerprint = self.index.fingerprint(content=True)
         timings = self._load_provenance().get("stage_seconds", {})
         for stage in STAGES:
             key = self.stage_key(stage)

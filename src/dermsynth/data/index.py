@@ -96,16 +96,20 @@ class DatasetIndex:
         assert record.path is not None
         return Image.open(record.path)
 
-    def fingerprint(self) -> str:
-        """Hash of ids, labels, lesions and file sizes/mtimes: changes when the inputs do."""
+    def fingerprint(self, content: bool = False) -> str:
+        """Hash of ids, labels, lesions and, per file, its size and modification time (fast: the cache's key)
+        or, with ``content``, the sha256 of its bytes (survives copying the data to another machine:
+        the key of ``dermsynth run``'s stages)."""
         h = hashlib.sha256()
-        h.update(f"{self.source}\n".encode())
+        h.update(f"{self.source}{'|content' if content else ''}\n".encode())
         for r in self.records:
-            if r.path is not None:
+            if r.path is None:
+                stamp = str(r.array_index)
+            elif content:
+                stamp = hashlib.sha256(r.path.read_bytes()).hexdigest()
+            else:
                 st = r.path.stat()
                 stamp = f"{st.st_size}:{st.st_mtime_ns}"
-            else:
-                stamp = str(r.array_index)
             h.update(f"{r.image_id},{r.lesion_id},{r.label},{stamp}\n".encode())
         if self.arrays is not None:
             h.update(hashlib.sha256(np.ascontiguousarray(self.arrays).data).digest())
