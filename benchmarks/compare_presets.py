@@ -108,8 +108,8 @@ def main() -> None:
             per_class["_inception"] = {
                 "fid": fid(real_train_i, fake_i)["fid"],
                 "kid_x1000": 1000 * kid(real_train_i, fake_i)["kid"],
-                "mean_class_kid_x1000": float(np.mean([1000 * kid(real_train_i[train_y == k], fake_i[fake_y == k])["kid"]
-                                                       for k in range(len(CLASSES))])),
+                "mean_class_kid_x1000": float(np.mean([
+                    1000 * kid(real_train_i[train_y == k], fake_i[fake_y == k])["kid"] for k in range(len(CLASSES))])),
             }
         per_class["_run"] = {"kimg": info.get("kimg"), "minutes": round(info.get("elapsed_s", 0) / 60, 1),
                              "preset": snap.get("preset")}

@@ -94,11 +94,11 @@ def dermsynth(data: str, steps: int, warmup: int, extra: list[str], data_only: b
     from dermsynth.config import gan_config, load_yaml
     from dermsynth.data import open_index
     from dermsynth.data.cache import load_cache
-    from dermsynth.training.gan_loop import RunOptions, Trainer
+    from dermsynth.training.gan_loop import Trainer
 
     cfg = gan_config(load_yaml(HERE / "configs" / "paper.yaml"), extra, data_root=data)
     cached = load_cache(open_index(data), 64, progress=False)
-    trainer = Trainer(cfg, RunOptions(out=Path("unused")), torch.device("cpu"))
+    trainer = Trainer(cfg, torch.device("cpu"))
     trainer.load_data(np.asarray(cached.images), cached.labels)
     for step in range(warmup + steps):
         if step == warmup:

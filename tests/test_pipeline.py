@@ -22,7 +22,7 @@ def tiny_study(tmp: Path, **changes) -> Path:
     study = {
         "name": "tiny test study",
         "phantom": {"per_class": 12, "size": 48, "seed": 0},
-        "gan": {"preset": str(REPO / "configs/best.yaml"),
+        "gan": {"preset": str(REPO / "configs/data-efficient.yaml"),
                 "set": ["data.resolution=32", "generator.base_channels=8", "generator.max_channels=32",
                         "discriminator.base_channels=8", "discriminator.max_channels=32", "train.batch_size=8",
                         "train.total_kimg=0.032", "train.tick_kimg=0.016", "train.grid_columns=2"]},
@@ -96,6 +96,20 @@ def test_the_study_keys_data_by_content_so_copied_data_is_up_to_date_and_a_chang
     assert prepare_key(copy) == original
     first.write_bytes(first.read_bytes()[:-1] + b"\0")
     assert prepare_key(copy) != original
+
+
+def test_renaming_a_study_rewrites_only_its_report(study, tmp_path, capsys):
+    config = yaml.safe_load(tiny_study(study).read_text())
+    config["name"] = "renamed study"
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(yaml.safe_dump(config))
+    run_study(tiny_study(study), study / "run", progress=False)  # whatever earlier tests changed, settled
+    capsys.readouterr()
+    run_study(renamed, study / "run", progress=False)
+    out = capsys.readouterr().out
+    assert out.count("up to date, skipped") == len(STAGES) - 1 and "[report] running" in out
+    assert "<h1>dermsynth report: renamed study" in (study / "run" / "report.html").read_text()
+    run_study(tiny_study(study), study / "run", progress=False)  # back to the name the other tests expect
 
 
 def test_an_interrupted_training_stage_resumes(study, capsys):

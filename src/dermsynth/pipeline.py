@@ -144,7 +144,7 @@ class Study:
             "detection": self.cfg.detection,
             "metrics": self.cfg.metrics,
             "utility": {**self.cfg.utility, "classifier": to_plain(self.utility_cfg)},
-            "report": {"version": 1},
+            "report": {"version": 1, "name": self.cfg.name},
         }[stage]
 
     def stage_key(self, stage: str) -> str:
@@ -336,6 +336,7 @@ class Study:
     def stage_report(self, key: str) -> None:
         from dermsynth.report.html import write_report
 
+        self._write_provenance(self._load_provenance().get("stage_seconds", {}))  # the report shows this study's config
         write_report(self.out)
 
 

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def tiny_gan(phantom_data, tmp_path_factory) -> Path:
-    cfg = gan_config(load_yaml(REPO / "configs" / "best.yaml"), TINY_GAN + ["train.total_kimg=0.032"],
+    cfg = gan_config(load_yaml(REPO / "configs" / "data-efficient.yaml"), TINY_GAN + ["train.total_kimg=0.032"],
                      data_root=phantom_data)
     return train_gan(cfg, RunOptions(out=tmp_path_factory.mktemp("gan") / "run", progress=False))
 

@@ -36,7 +36,7 @@ def cli(*args):
 def test_train_snapshot_resume_and_generate_through_the_cli(phantom_data, tmp_path):
     run = tmp_path / "run"
     sets = [x for s in TINY_GAN + ["train.total_kimg=0.064"] for x in ("--set", s)]
-    result = cli("train-gan", "--config", REPO / "configs/best.yaml", "--data", phantom_data, "--out", run,
+    result = cli("train-gan", "--config", REPO / "configs/data-efficient.yaml", "--data", phantom_data, "--out", run,
                  "--no-progress", *sets)
     assert result.exit_code == 0, result.output
     for name in ("config.yaml", "run.json", "split.json", "stats.jsonl", "generator.pt", "loss_curves.png"):
@@ -56,11 +56,11 @@ def test_train_snapshot_resume_and_generate_through_the_cli(phantom_data, tmp_pa
     assert run_info["train_images"] == len(split["parts"]["train"]) < len(open_index(phantom_data))
 
     # A second run into the same folder is refused; --resume auto continues it.
-    again = CliRunner().invoke(main, ["train-gan", "--config", str(REPO / "configs/best.yaml"), "--data",
+    again = CliRunner().invoke(main, ["train-gan", "--config", str(REPO / "configs/data-efficient.yaml"), "--data",
                                       str(phantom_data), "--out", str(run), "--no-progress", *sets])
     assert again.exit_code == 2 and "--resume auto" in again.output
     longer = [x for s in TINY_GAN + ["train.total_kimg=0.096"] for x in ("--set", s)]
-    result = cli("train-gan", "--config", REPO / "configs/best.yaml", "--data", phantom_data, "--out", run,
+    result = cli("train-gan", "--config", REPO / "configs/data-efficient.yaml", "--data", phantom_data, "--out", run,
                  "--no-progress", "--resume", "auto", *longer)
     assert result.exit_code == 0, result.output
     assert "resumed from" in result.output
@@ -76,10 +76,10 @@ def test_train_snapshot_resume_and_generate_through_the_cli(phantom_data, tmp_pa
 
 def test_resume_continues_bit_identically(phantom_data, tmp_path):
     straight = tmp_path / "straight"
-    train_gan(tiny("best", phantom_data, "train.total_kimg=0.096"), RunOptions(out=straight, progress=False))
+    train_gan(tiny("data-efficient", phantom_data, "train.total_kimg=0.096"), RunOptions(out=straight, progress=False))
     parted = tmp_path / "parted"
-    train_gan(tiny("best", phantom_data, "train.total_kimg=0.048"), RunOptions(out=parted, progress=False))
-    train_gan(tiny("best", phantom_data, "train.total_kimg=0.096"),
+    train_gan(tiny("data-efficient", phantom_data, "train.total_kimg=0.048"), RunOptions(out=parted, progress=False))
+    train_gan(tiny("data-efficient", phantom_data, "train.total_kimg=0.096"),
               RunOptions(out=parted, resume="auto", progress=False))
     a = load_checkpoint(list_states(straight / "checkpoints")[-1])
     b = load_checkpoint(list_states(parted / "checkpoints")[-1])
@@ -109,7 +109,7 @@ def test_divergence_stops_with_step_and_keeps_last_good_checkpoint(phantom_data,
     monkeypatch.setattr(gan_losses, "d_loss", poisoned)
     run = tmp_path / "run"
     with pytest.raises(DivergenceError, match=r"discriminator loss became nan at step 10"):
-        train_gan(tiny("best", phantom_data, "train.total_kimg=0.2"), RunOptions(out=run, progress=False))
+        train_gan(tiny("data-efficient", phantom_data, "train.total_kimg=0.2"), RunOptions(out=run, progress=False))
     states = list_states(run / "checkpoints")
     assert [p.name for p in states] == ["state-00000008.pt"]
     state = load_checkpoint(states[0])
@@ -120,7 +120,7 @@ def test_overwrite_only_replaces_a_dermsynth_run(phantom_data, tmp_path):
     foreign = tmp_path / "notes"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")
-    cfg = tiny("best", phantom_data, "train.total_kimg=0.032")
+    cfg = tiny("data-efficient", phantom_data, "train.total_kimg=0.032")
     with pytest.raises(Exception, match="does not look like a dermsynth run"):
         train_gan(cfg, RunOptions(out=foreign, overwrite=True, progress=False))
     assert (foreign / "thesis.tex").read_text() == "precious"
@@ -178,7 +178,7 @@ def test_generation_is_deterministic_tagged_and_guarded(phantom_data, tmp_path):
 
 
 def test_config_errors_are_reported_together(phantom_data):
-    result = CliRunner().invoke(main, ["train-gan", "--config", str(REPO / "configs/best.yaml"), "--data",
+    result = CliRunner().invoke(main, ["train-gan", "--config", str(REPO / "configs/data-efficient.yaml"), "--data",
                                        str(phantom_data), "--out", "unused", "--dry-run",
                                        "--set", "loss.kind=lsgan", "--set", "train.diffaugment=blur"])
     assert result.exit_code == 2
@@ -193,7 +193,7 @@ def test_torchrun_two_processes_train_and_agree(phantom_data, tmp_path):
     sets = [x for s in TINY_GAN + ["train.total_kimg=0.048"] for x in ("--set", s)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "dermsynth.cli", "train-gan", "--config", str(REPO / "configs/best.yaml"),
+           "-m", "dermsynth.cli", "train-gan", "--config", str(REPO / "configs/data-efficient.yaml"),
            "--data", str(phantom_data), "--out", str(run), "--no-progress", *sets]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -220,14 +220,15 @@ def test_ctrl_c_stops_after_the_step_and_saves_a_resumable_checkpoint(phantom_da
 
     monkeypatch.setattr(Trainer, "train_step", step_then_interrupt)
     run = tmp_path / "run"
-    train_gan(tiny("best", phantom_data, "train.total_kimg=0.2"), RunOptions(out=run, progress=False))
+    train_gan(tiny("data-efficient", phantom_data, "train.total_kimg=0.2"), RunOptions(out=run, progress=False))
     info = json.loads((run / "run.json").read_text())
     assert info["stopped_early"] is True and info["steps"] == 5
     assert [p.name for p in list_states(run / "checkpoints")] == ["state-00000005.pt"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
     monkeypatch.setattr(Trainer, "train_step", original)
-    train_gan(tiny("best", phantom_data, "train.total_kimg=0.064"), RunOptions(out=run, resume="auto", progress=False))
+    train_gan(tiny("data-efficient", phantom_data, "train.total_kimg=0.064"),
+              RunOptions(out=run, resume="auto", progress=False))
     info = json.loads((run / "run.json").read_text())
     assert info["steps"] == 8 and info["resumed"][0]["step"] == 5
 
@@ -236,16 +237,16 @@ def test_resume_refuses_another_split_and_trims_stats(phantom_data, tmp_path):
     from dermsynth.data.splits import make_split, save_split
 
     run = tmp_path / "run"
-    train_gan(tiny("best", phantom_data, "train.total_kimg=0.064", "train.snapshot_ticks=1"),
+    train_gan(tiny("data-efficient", phantom_data, "train.total_kimg=0.064", "train.snapshot_ticks=1"),
               RunOptions(out=run, progress=False))
     other = save_split(make_split(open_index(phantom_data), seed=99), tmp_path / "other.json")
     with pytest.raises(Exception, match="differs from the split this run was trained on"):
-        train_gan(tiny("best", phantom_data, "train.total_kimg=0.096"),
+        train_gan(tiny("data-efficient", phantom_data, "train.total_kimg=0.096"),
                   RunOptions(out=run, split_file=other, resume="auto", progress=False))
     # Resuming from the older checkpoint (step 4) drops the stats of steps after it.
     older = list_states(run / "checkpoints")[0]
     assert older.name == "state-00000004.pt"
-    train_gan(tiny("best", phantom_data, "train.total_kimg=0.064"),
+    train_gan(tiny("data-efficient", phantom_data, "train.total_kimg=0.064"),
               RunOptions(out=run, resume=str(older), progress=False))
     steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
     assert steps == [4, 8]
@@ -253,11 +254,11 @@ def test_resume_refuses_another_split_and_trims_stats(phantom_data, tmp_path):
 
 def test_max_minutes_counts_training_time_over_resumed_sessions(phantom_data, tmp_path):
     run = tmp_path / "run"
-    train_gan(tiny("best", phantom_data, "train.total_kimg=0.032"), RunOptions(out=run, progress=False))
+    train_gan(tiny("data-efficient", phantom_data, "train.total_kimg=0.032"), RunOptions(out=run, progress=False))
     elapsed = json.loads((run / "run.json").read_text())["elapsed_s"]
     # A limit already used up: the resumed run stops at once, with a checkpoint, instead of training on.
     limit = f"train.max_minutes={elapsed / 60 / 2}"
-    train_gan(tiny("best", phantom_data, "train.total_kimg=0.2", limit), RunOptions(out=run, resume="auto",
+    train_gan(tiny("data-efficient", phantom_data, "train.total_kimg=0.2", limit), RunOptions(out=run, resume="auto",
                                                                                        progress=False))
     info = json.loads((run / "run.json").read_text())
     assert info["steps"] == 4 and info["stopped_early"] is True
@@ -266,14 +267,14 @@ def test_max_minutes_counts_training_time_over_resumed_sessions(phantom_data, tm
 def test_ema_half_life_ramps_up_with_the_images_seen(phantom_data):
     from dermsynth.training.gan_loop import Trainer
 
-    cfg = tiny("best", phantom_data, "train.ema_halflife_kimg=5", "train.ema_rampup=0.05")
-    trainer = Trainer(cfg, RunOptions(out=Path("unused")), torch.device("cpu"))
+    cfg = tiny("data-efficient", phantom_data, "train.ema_halflife_kimg=5", "train.ema_rampup=0.05")
+    trainer = Trainer(cfg, torch.device("cpu"))
     trainer.images_seen = 0
     assert trainer.ema_beta() == 0.0  # the first step copies G
     trainer.images_seen = 20_000  # ramp-up: half-life min(5000, 1000) images
     assert trainer.ema_beta() == pytest.approx(0.5 ** (8 / 1000))
     trainer.images_seen = 1_000_000
     assert trainer.ema_beta() == pytest.approx(0.5 ** (8 / 5000))
-    no_ema = Trainer(tiny("paper", phantom_data), RunOptions(out=Path("unused")), torch.device("cpu"))
+    no_ema = Trainer(tiny("paper", phantom_data), torch.device("cpu"))
     no_ema.images_seen = 10_000
     assert no_ema.ema_beta() == 0.0

@@ -71,8 +71,8 @@ def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
 class Trainer:
     """State and phases of one GAN run; :func:`train_gan` drives it."""
 
-    def __init__(self, cfg: GanConfig, opts: RunOptions, device: torch.device) -> None:
-        self.cfg, self.opts, self.device = cfg, opts, device
+    def __init__(self, cfg: GanConfig, device: torch.device) -> None:
+        self.cfg, self.device = cfg, device
         t = cfg.train
         self.world = dist.world_size()
         if t.batch_size % self.world:
@@ -324,7 +324,7 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
                             progress=False)
     train_rows = train_cache_rows(split, index, cached)
 
-    trainer = Trainer(cfg, opts, device)
+    trainer = Trainer(cfg, device)
     trainer.load_data(cached.images[train_rows], cached.labels[train_rows])
     if resume_path is not None:
         trainer.load_state_dict(load_checkpoint(resume_path, expect=STATE_FORMAT))
