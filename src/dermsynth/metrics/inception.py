@@ -91,10 +91,10 @@ class InceptionFeatures:
 
     name = "inception"
 
-    def __init__(self, weights: str | Path | None = None, device: str = "cpu", batch_size: int = 50,
+    def __init__(self, weights: str | Path | None = None, device: str | None = None, batch_size: int = 50,
                  download: bool = True) -> None:
         self.path = find_inception_weights(weights, download=download)
-        self.device = torch.device(device)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         # TorchScript archives hold a graph and tensors, not pickled Python objects.
         self.net = torch.jit.load(str(self.path), map_location=self.device).eval()
         self.batch_size = batch_size
