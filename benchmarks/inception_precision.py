@@ -26,7 +26,7 @@ def main() -> None:
 
     from dermsynth.metrics.inception import InceptionFeatures
 
-    extractor = InceptionFeatures()
+    extractor = InceptionFeatures(device="cpu")  # a CPU benchmark, also on a machine with a GPU
     images = np.random.default_rng(0).integers(0, 256, (args.n, 64, 64, 3), dtype=np.uint8)
     x = extractor.preprocess(images)
     net = extractor.net

@@ -138,12 +138,12 @@ class Study:
             # The data enter by their content fingerprint (stage_key), not by path: moved or copied data are the same.
             "prepare": {"phantom": self.cfg.phantom if self.uses_phantom else None},
             "split": self.cfg.split,
-            "gan": to_plain(self.gan_cfg),
-            "judge": to_plain(self.judge_cfg),
+            "gan": _settings(self.gan_cfg),
+            "judge": _settings(self.judge_cfg),
             "generate": self.cfg.generate,
             "detection": self.cfg.detection,
             "metrics": self.cfg.metrics,
-            "utility": {**self.cfg.utility, "classifier": to_plain(self.utility_cfg)},
+            "utility": {**self.cfg.utility, "classifier": _settings(self.utility_cfg)},
             "report": {"version": 1, "name": self.cfg.name},
         }[stage]
 
@@ -256,7 +256,7 @@ class Study:
         started = self.out / "stages" / f"{stage}.started"
         same = started.is_file() and started.read_text() == key
         if not same and (folder / "config.yaml").is_file():
-            same = yaml.safe_load((folder / "config.yaml").read_text()) == json.loads(json.dumps(to_plain(cfg)))
+            same = _settings(yaml.safe_load((folder / "config.yaml").read_text())) == _settings(cfg)
         has_state = (folder / "checkpoints").is_dir() and any((folder / "checkpoints").iterdir())
         if folder.exists() and not same:
             shutil.rmtree(folder)
@@ -338,6 +338,15 @@ class Study:
 
         self._write_provenance(self._load_provenance().get("stage_seconds", {}))  # the report shows this study's config
         write_report(self.out)
+
+
+def _settings(cfg: Any) -> Any:
+    """A resolved config (dataclass or its YAML dict) as JSON values without where the data and cache live:
+    the data enter the stage keys by their content fingerprint, so moved or copied data change nothing."""
+    plain = json.loads(json.dumps(to_plain(cfg)))
+    for key in ("root", "cache_dir"):
+        plain.get("data", {}).pop(key, None)
+    return plain
 
 
 def run_study(config: str | Path, out: str | Path, data: str | Path | None = None,
