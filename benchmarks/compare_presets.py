@@ -29,16 +29,6 @@ from pathlib import Path
 import numpy as np
 
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """||mu_a - mu_b||^2 + tr(Sa + Sb - 2 (Sa^1/2 Sb Sa^1/2)^1/2), by symmetric eigendecompositions."""
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    w, v = np.linalg.eigh(sa)
-    sa_half = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    cross = np.linalg.eigvalsh(sa_half @ sb @ sa_half)
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * np.sqrt(np.clip(cross, 0, None)).sum())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
@@ -48,13 +38,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--inception", action="store_true", help="also Inception FID/KID (slow on CPU)")
-    parser.add_argument("--feature-cache", type=Path, default=Path.home() / ".cache" / "dermsynth" / "features")
+    parser.add_argument("--feature-cache", type=Path, default=None,
+                        help="real-image feature cache [default: $DERMSYNTH_CACHE/features]")
     args = parser.parse_args()
 
     from dermsynth.data import CLASSES, open_index
-    from dermsynth.data.cache import load_cache
+    from dermsynth.data.cache import default_cache_dir, load_cache
     from dermsynth.data.splits import load_split
     from dermsynth.generate import load_generator, sample
+    from dermsynth.metrics.frechet import fid
     from dermsynth.models.classifier import (
         load_classifier,
         penultimate_features,
@@ -75,15 +67,15 @@ def main() -> None:
     inception = real_train_i = None
     if args.inception:
         from dermsynth.metrics.features import extract
-        from dermsynth.metrics.frechet import fid
         from dermsynth.metrics.inception import InceptionFeatures
         from dermsynth.metrics.kid import kid
 
         inception = InceptionFeatures()
-        real_train_i = extract(inception, np.asarray(cached.images[train]), args.feature_cache, progress=True)
+        real_train_i = extract(inception, np.asarray(cached.images[train]),
+                               args.feature_cache or default_cache_dir() / "features", progress=True)
 
     results = {"floor (real val+test vs train)": {
-        c: {"judge_fd": frechet_distance(real_held_f[held_y == k], real_train_f[train_y == k])}
+        c: {"judge_fd": fid(real_held_f[held_y == k], real_train_f[train_y == k])["fid"]}
         for k, c in enumerate(CLASSES)}}
     for run in args.runs:
         G, snap = load_generator(run / "generator.pt")
@@ -99,7 +91,7 @@ def main() -> None:
             per_class[c] = {
                 "detection_pct": float(100 * (probs.argmax(1) == k).mean()),
                 "confidence_pct": float(100 * probs[:, k].mean()),
-                "judge_fd": frechet_distance(feats, real_train_f[train_y == k]),
+                "judge_fd": fid(feats, real_train_f[train_y == k])["fid"],
             }
             generated.append(images)
         if inception is not None:

@@ -196,6 +196,7 @@ class Study:
         self.index = open_index(self.data)
         self.data_fingerprint = self.index.fingerprint(content=True)
         timings = self._load_provenance().get("stage_seconds", {})
+        self._write_provenance(timings)  # this run's config from the start: every stage (the report too) reads it
         for stage in STAGES:
             key = self.stage_key(stage)
             self.keys[stage] = key
@@ -336,7 +337,6 @@ class Study:
     def stage_report(self, key: str) -> None:
         from dermsynth.report.html import write_report
 
-        self._write_provenance(self._load_provenance().get("stage_seconds", {}))  # the report shows this study's config
         write_report(self.out)
 
 
