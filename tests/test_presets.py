@@ -33,3 +33,13 @@ def test_best_trains_exactly_like_paper_and_differs_only_in_its_ema():
     differ = {f.name for f in dataclasses.fields(paper.train)
               if getattr(paper.train, f.name) != getattr(best.train, f.name)}
     assert differ == {"ema_halflife_kimg"} and paper.train.ema_halflife_kimg == 0 < best.train.ema_halflife_kimg
+
+
+def test_projected_preset_is_the_documented_design():
+    cfg = gan_config(load_yaml(CONFIGS / "projected.yaml"))
+    assert (cfg.generator.arch, cfg.discriminator.arch) == ("fastgan", "projected")
+    assert cfg.generator.conditioning == "embedding" and cfg.discriminator.mbstd_group > 0
+    assert cfg.loss.kind == "hinge" and cfg.loss.mode_seeking > 0 and cfg.loss.gp_weight == cfg.loss.r1_gamma == 0
+    assert set(cfg.train.diffaugment.split(",")) == {"color", "translation", "cutout"}
+    assert cfg.train.class_sampling == "sqrt" and cfg.train.ema_halflife_kimg > 0
+    assert tuple(cfg.optim.betas) == (0.0, 0.99)

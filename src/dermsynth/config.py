@@ -150,6 +150,9 @@ class LossConfig:
     """R1 penalty weight gamma (the penalty is gamma/2 * E||grad D(x)||^2); 0 disables."""
     r1_interval: int = 16
     """Lazy regularisation: apply R1 every this many D steps, weighted by the interval."""
+    mode_seeking: float = 0.0
+    """Weight of MSGAN's mode-seeking term in G's loss (pairs of images of one class from two noises must
+    differ); 0 disables."""
 
     def problems(self) -> list[str]:
         from dermsynth.training.gan_losses import LOSSES
@@ -157,8 +160,8 @@ class LossConfig:
         out = []
         if self.kind not in LOSSES:
             out.append(f"loss.kind {self.kind!r} is not one of {LOSSES}")
-        if self.gp_weight < 0 or self.r1_gamma < 0:
-            out.append("loss.gp_weight and loss.r1_gamma must be >= 0")
+        if self.gp_weight < 0 or self.r1_gamma < 0 or self.mode_seeking < 0:
+            out.append("loss.gp_weight, loss.r1_gamma and loss.mode_seeking must be >= 0")
         if self.r1_interval < 1:
             out.append("loss.r1_interval must be >= 1")
         return out
@@ -185,6 +188,9 @@ class OptimConfig:
         return out
 
 
+CLASS_SAMPLING = {"uniform": 0.0, "sqrt": 0.5, "balanced": 1.0}  # per-image weight = class size ** -power
+
+
 @dataclass
 class TrainConfig:
     """Length, batch, augmentation, EMA, logging and checkpointing of a GAN run."""
@@ -204,6 +210,9 @@ class TrainConfig:
     """Random flips and 90-degree rotations of real images (8x data, label-preserving)."""
     diffaugment: str = ""
     """DiffAugment policy for D's inputs, real and fake: any of color,translation,cutout."""
+    class_sampling: str = "uniform"
+    """How real images are drawn: uniform (each image once per epoch), sqrt (each class in proportion to the
+    square root of its size, with replacement) or balanced (every class equally often, with replacement)."""
     ema_halflife_kimg: float = 0.0
     """Half-life of the generator's weight EMA in kimg; 0 makes the EMA a plain copy of G."""
     ema_rampup: float | None = 0.05
@@ -234,6 +243,8 @@ class TrainConfig:
             out.append("train.total_kimg must be > 0")
         if self.amp not in ("auto", "bf16", "none"):
             out.append(f"train.amp {self.amp!r} is not auto, bf16 or none")
+        if self.class_sampling not in CLASS_SAMPLING:
+            out.append(f"train.class_sampling {self.class_sampling!r} is not one of {', '.join(CLASS_SAMPLING)}")
         if self.tick_kimg <= 0 or self.snapshot_ticks < 1 or self.keep_checkpoints < 1:
             out.append("train.tick_kimg, train.snapshot_ticks and train.keep_checkpoints must be positive")
         if self.ema_halflife_kimg < 0:

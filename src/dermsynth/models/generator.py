@@ -1,19 +1,34 @@
-"""Class-conditional DCGAN generator: (z, class) -> RGB image in [-1, 1]."""
+"""Class-conditional generators: (z, class) -> RGB image in [-1, 1].
+
+- ``dcgan``: the paper's cDCGAN (transposed convs, BatchNorm, LeakyReLU);
+- ``fastgan``: a light FastGAN-style generator (Liu et al., ICLR 2021): nearest
+  upsampling + 3x3 convs with GLU, per-pixel noise, class-conditional BatchNorm
+  and skip-layer excitation (a low-resolution map gates the channels of a map 8-16x
+  larger), built in a loop for 32 to 256 px.
+
+:func:`build_generator` picks one by ``GeneratorConfig.arch``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dermsynth.models.blocks import LRELU_SLOPE, UpBlock, channel_schedule, init_dcgan_, norm_layer, one_hot
+
+
+GENERATOR_ARCHS = ("dcgan", "fastgan")
 
 
 @dataclass
 class GeneratorConfig:
     """Architecture of the generator (saved with every snapshot)."""
 
+    arch: str = "dcgan"
+    """dcgan (the paper's network) or fastgan (light FastGAN-style network, see the module docstring)."""
     resolution: int = 64
     """Output size in pixels: 32, 64, 128 or 256."""
     num_classes: int = 7
@@ -25,16 +40,19 @@ class GeneratorConfig:
     embed_dim: int = 64
     """Size of the learned class embedding when conditioning is embedding."""
     base_channels: int = 64
-    """Channels at half the output resolution; doubling at each halving."""
+    """dcgan: channels at half the output resolution; fastgan: at the output resolution; doubling at each
+    halving."""
     max_channels: int = 512
     """Cap on channels."""
     upsample: str = "deconv"
-    """deconv (transposed conv 4x4/2, the paper) or nearest (upsample + conv 3x3)."""
+    """dcgan only: deconv (transposed conv 4x4/2, the paper) or nearest (upsample + conv 3x3)."""
     norm: str = "batch"
-    """batch (the paper) or none."""
+    """dcgan only: batch (the paper) or none (fastgan always uses class-conditional BatchNorm)."""
 
     def __post_init__(self) -> None:
         problems = []
+        if self.arch not in GENERATOR_ARCHS:
+            problems.append(f"generator.arch {self.arch!r} is not one of {', '.join(GENERATOR_ARCHS)}")
         if self.resolution not in (32, 64, 128, 256):
             problems.append(f"generator.resolution {self.resolution} is not 32, 64, 128 or 256")
         if self.conditioning not in ("onehot", "embedding"):
@@ -50,6 +68,8 @@ class GeneratorConfig:
 
 
 class Generator(nn.Module):
+    """The paper's cDCGAN generator."""
+
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -85,3 +105,121 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = torch.cat([z, self.condition(labels).to(z.dtype)], dim=1)[:, :, None, None]
         return torch.tanh(self.to_rgb(self.blocks(self.stem(h))))  # (N, 3, R, R)
+
+
+# --- FastGAN-style generator ---------------------------------------------------------
+
+
+class CondBatchNorm(nn.Module):
+    """BatchNorm without its own affine; a per-class gain (around 1) and bias instead."""
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Embedding(num_classes, channels)
+        self.bias = nn.Embedding(num_classes, channels)
+        nn.init.zeros_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.bn(x) * (1 + self.gain(labels)[:, :, None, None]) + self.bias(labels)[:, :, None, None]
+
+
+class NoiseInjection(nn.Module):
+    """Adds per-pixel Gaussian noise scaled by one learned weight (starts at 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.weight * torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
+
+
+class FastUpBlock(nn.Module):
+    """Double the resolution: nearest upsample, then ``convs`` x (conv 3x3 -> noise -> class BN -> GLU)."""
+
+    def __init__(self, in_ch: int, out_ch: int, num_classes: int, convs: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList()
+        self.noises = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        for i in range(convs):
+            self.convs.append(nn.Conv2d(in_ch if i == 0 else out_ch, 2 * out_ch, 3, padding=1, bias=False))
+            self.noises.append(NoiseInjection())
+            self.norms.append(CondBatchNorm(2 * out_ch, num_classes))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        for conv, noise, norm in zip(self.convs, self.noises, self.norms):
+            x = F.glu(norm(noise(conv(x)), labels), dim=1)
+        return x
+
+
+class SkipExcitation(nn.Module):
+    """Skip-layer excitation: a small map (N, C_lo, r, r) gates the channels of a large one (N, C_hi, R, R)."""
+
+    def __init__(self, lo_ch: int, hi_ch: int) -> None:
+        super().__init__()
+        self.gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(4), nn.Conv2d(lo_ch, hi_ch, 4, bias=False), nn.LeakyReLU(LRELU_SLOPE),
+            nn.Conv2d(hi_ch, hi_ch, 1, bias=False), nn.Sigmoid(),
+        )
+
+    def forward(self, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        return hi * self.gate(lo)
+
+
+def fast_schedule(resolution: int, base_channels: int, max_channels: int) -> dict[int, int]:
+    """Channels at 4, 8, ..., resolution: ``base_channels`` at the output, doubling each halving, capped."""
+    return {r: min(max_channels, base_channels * resolution // r) for r in (2 ** k for k in range(2, 9))
+            if r <= resolution}
+
+
+def excitation_pairs(resolution: int) -> list[tuple[int, int]]:
+    """(source, target) resolutions of the skip-layer excitations: 16x apart as in FastGAN (4->64, 8->128,
+    16->256); at 32 px, where no pair is 16x apart, 4->32."""
+    return [(max(4, hi // 16), hi) for hi in (32, 64, 128, 256) if hi <= resolution]
+
+
+class FastGenerator(nn.Module):
+    """FastGAN-style conditional generator (see the module docstring)."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.num_classes, cfg.embed_dim) if cfg.conditioning == "embedding" else None
+        cond_dim = cfg.embed_dim if self.embed is not None else cfg.num_classes
+        ch = fast_schedule(cfg.resolution, cfg.base_channels, cfg.max_channels)
+        # (N, z + cond, 1, 1) -> (N, C4, 4, 4)
+        self.stem = nn.ConvTranspose2d(cfg.z_dim + cond_dim, 2 * ch[4], 4, bias=False)
+        self.stem_norm = CondBatchNorm(2 * ch[4], cfg.num_classes)
+        # Two convs per block at 8 and 32 px (and 128), one elsewhere, as FastGAN alternates them.
+        self.blocks = nn.ModuleDict({
+            str(r): FastUpBlock(ch[r // 2], ch[r], cfg.num_classes, 2 if r in (8, 32, 128) else 1)
+            for r in sorted(ch) if r > 4
+        })
+        self.excite = nn.ModuleDict({f"{lo}-{hi}": SkipExcitation(ch[lo], ch[hi])
+                                     for lo, hi in excitation_pairs(cfg.resolution)})
+        self.to_rgb = nn.Conv2d(ch[cfg.resolution], 3, 3, padding=1)
+
+    def condition(self, labels: torch.Tensor) -> torch.Tensor:
+        return self.embed(labels) if self.embed is not None else one_hot(labels, self.cfg.num_classes)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([z, self.condition(labels).to(z.dtype)], dim=1)[:, :, None, None]
+        feats = {4: F.glu(self.stem_norm(self.stem(h), labels), dim=1)}
+        r = 4
+        for name, block in self.blocks.items():
+            r = int(name)
+            feats[r] = block(feats[r // 2], labels)
+            for key, excite in self.excite.items():
+                lo, hi = map(int, key.split("-"))
+                if hi == r:
+                    feats[r] = excite(feats[lo], feats[r])
+        return torch.tanh(self.to_rgb(feats[r]))  # (N, 3, R, R)
+
+
+def build_generator(cfg: GeneratorConfig) -> nn.Module:
+    """The generator that ``cfg.arch`` names."""
+    return FastGenerator(cfg) if cfg.arch == "fastgan" else Generator(cfg)

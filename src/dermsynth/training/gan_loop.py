@@ -36,13 +36,13 @@ from tqdm import tqdm
 
 from dermsynth import __version__
 from dermsynth import distributed as dist
-from dermsynth.config import GanConfig, to_plain
+from dermsynth.config import CLASS_SAMPLING, GanConfig, to_plain
 from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import save_split
-from dermsynth.generate import class_grid, save_synthetic_png, to_uint8
-from dermsynth.models.discriminator import Discriminator
-from dermsynth.models.generator import Generator
+from dermsynth.generate import class_grid, save_synthetic_png, seeded, to_uint8
+from dermsynth.models.discriminator import build_discriminator
+from dermsynth.models.generator import build_generator
 from dermsynth.training import gan_losses
 from dermsynth.training.augment import diff_augment, dihedral
 from dermsynth.training.checkpoint import (
@@ -85,12 +85,14 @@ class Trainer:
         self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
 
         torch.manual_seed(t.seed)  # identical initial weights on every rank
-        self.G = Generator(cfg.generator).to(device, memory_format=self.memory_format)
-        self.D = Discriminator(cfg.discriminator).to(device, memory_format=self.memory_format)
+        self.G = build_generator(cfg.generator).to(device, memory_format=self.memory_format)
+        self.D = build_discriminator(cfg.discriminator).to(device, memory_format=self.memory_format)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         betas = tuple(cfg.optim.betas)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.optim.g_lr, betas=betas)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.optim.d_lr, betas=betas)
+        # Only D's trained weights: a projected D's pretrained network and random projections stay frozen.
+        self.opt_D = torch.optim.Adam([p for p in self.D.parameters() if p.requires_grad], lr=cfg.optim.d_lr,
+                                      betas=betas)
         if dist.is_initialized():
             ids = [device.index] if device.type == "cuda" else None
             self.G_ddp = DDP(self.G, device_ids=ids, broadcast_buffers=False)
@@ -129,7 +131,7 @@ class Trainer:
             self._order = None
         if self._order is None:
             self.sampler.set_epoch(self.epoch)
-            self._order = list(self.sampler)
+            self._order = list(self.sampler) if self.cfg.train.class_sampling == "uniform" else self._drawn_order()
         start = self.batch_in_epoch * self.batch_per_gpu
         idx = torch.tensor(self._order[start: start + self.batch_per_gpu], device=self.device)
         self.batch_in_epoch += 1
@@ -137,6 +139,15 @@ class Trainer:
         if self.cfg.train.dihedral:
             real = dihedral(real)
         return real, self.labels[idx]
+
+    def _drawn_order(self) -> list[int]:
+        """One epoch's image indices drawn with replacement, class c weighted by its size ** (1 - power);
+        seeded by (seed, epoch, rank) so a resumed run draws the same."""
+        power = CLASS_SAMPLING[self.cfg.train.class_sampling]
+        labels = self.labels.cpu()
+        weights = torch.bincount(labels).double()[labels] ** -power
+        gen = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + self.epoch * 1_009 + dist.rank())
+        return torch.multinomial(weights, len(self.sampler), replacement=True, generator=gen).tolist()
 
     def total_steps(self) -> int:
         t = self.cfg.train
@@ -181,10 +192,18 @@ class Trainer:
         # G phase: fool D (its weights frozen; its DDP wrapper skipped, D's grads are not used).
         self.D.requires_grad_(False)
         gen_labels = labels[torch.randperm(len(labels), device=self.device)]
+        if cfg.loss.mode_seeking > 0:  # pairs (i, i + N/2) of one class from two noises
+            half = len(gen_labels) // 2
+            gen_labels = torch.cat([gen_labels[:half], gen_labels[:half], gen_labels[2 * half:]])
+        z = torch.randn(len(real), z_dim, device=self.device)
         with self.autocast():
-            fake = self.G_ddp(torch.randn(len(real), z_dim, device=self.device), gen_labels)
+            fake = self.G_ddp(z, gen_labels)
             gen_logits = self.D(diff_augment(fake.float(), policy), gen_labels).float()
             loss_G = gan_losses.g_loss(cfg.loss.kind, gen_logits)
+        if cfg.loss.mode_seeking > 0:
+            ms = gan_losses.mode_seeking(fake.float(), z)
+            loss_G = loss_G + cfg.loss.mode_seeking * ms
+            stats["mode_seeking"] = ms.detach()
         self._check_finite(loss_G, "generator")
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
@@ -360,7 +379,7 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
         save_atomic(state, state_path(out / "checkpoints", trainer.step))
         prune_states(out / "checkpoints", cfg.train.keep_checkpoints)
         save_atomic(trainer.snapshot(), out / "generator.pt")
-        with torch.no_grad():
+        with torch.no_grad(), seeded(cfg.train.seed + 12345, device):
             grid = to_uint8(trainer.G_ema(fixed_z.to(device), fixed_labels.to(device)))
         (out / "samples").mkdir(exist_ok=True)
         save_synthetic_png(class_grid(grid, len(CLASSES)), out / "samples" / f"fakes-{trainer.step:08d}.png",

@@ -10,7 +10,8 @@ Losses work on the discriminator's logits:
 Regularisers: the gradient penalty of WGAN-GP on random interpolates of real
 and fake images (weight 10 in the paper), and R1 (Mescheder et al. 2018) on
 real images, applied lazily every ``r1_interval`` D steps with its weight
-scaled by the interval (StyleGAN2).
+scaled by the interval (StyleGAN2). For the generator, the mode-seeking term
+of MSGAN (Mao et al., CVPR 2019) against a generator that ignores its noise.
 """
 
 from __future__ import annotations
@@ -52,3 +53,15 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """E[||grad_x D(x)||^2] on real images; ``real`` must require grad before D(real)."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
     return grad.flatten(1).pow(2).sum(dim=1).mean()
+
+
+def mode_seeking(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """MSGAN's term, to minimise: 1 / (mean |G(z1) - G(z2)| / mean |z1 - z2|) over pairs (i, i + N/2).
+
+    The two halves of the batch must have the same labels, pair by pair; the term grows without bound as the
+    generator gives one image whatever its noise.
+    """
+    h = len(fake) // 2
+    image_gap = (fake[:h] - fake[h: 2 * h]).abs().flatten(1).mean(dim=1)
+    noise_gap = (z[:h] - z[h: 2 * h]).abs().mean(dim=1)
+    return 1 / ((image_gap / noise_gap).mean() + eps)
