@@ -252,6 +252,49 @@ def plot(results: dict, out_png: Path) -> None:
     plt.close(fig)
 
 
+def sheet(args: argparse.Namespace) -> None:
+    """A labelled grid of a snapshot's synthetic images (safe to publish) and, beside it, real train images of
+    the same classes (patients' images: written to --real-out, which must lie outside the repository or under
+    its git-ignored runs/)."""
+    from PIL import Image
+
+    from dermsynth.data import CLASSES, open_index
+    from dermsynth.data.cache import load_cache
+    from dermsynth.data.splits import load_split
+    from dermsynth.generate import labelled_grid, load_generator, sample, save_synthetic_png
+
+    G, meta = load_generator(args.snapshot)
+    fake = np.concatenate([sample(G, k, args.per_class, args.seed) for k in range(len(CLASSES))])
+    title = f"{meta.get('preset')} after {meta.get('images_seen', 0) / 1000:.1f} kimg ({args.snapshot.name})"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_synthetic_png(labelled_grid(fake, list(CLASSES), title), args.out, preset=meta.get("preset"))
+    print(f"synthetic grid: {args.out}")
+    if args.real_out is None:
+        return
+    repo = Path(__file__).resolve().parents[1]
+    real_out = args.real_out.resolve()
+    if real_out.is_relative_to(repo) and not real_out.is_relative_to(repo / "runs"):
+        sys.exit(f"{args.real_out}: real images are patients' data; write them outside the repository or "
+                 "under runs/ (git-ignored)")
+    split = load_split(args.snapshot.parents[1] / "run" / "split.json")
+    index = open_index(args.data)
+    cached = load_cache(index, G.cfg.resolution, progress=False)
+    rows = cached.rows()
+    train = np.array(sorted(rows[i] for i in split.parts["train"] if i in rows))
+    rng = np.random.default_rng(args.seed)
+    real = np.concatenate([np.asarray(cached.images[np.sort(rng.choice(train[cached.labels[train] == k],
+                                                                         args.per_class, replace=False))])
+                           for k in range(len(CLASSES))])
+    real_grid = labelled_grid(real, list(CLASSES), "real train images (HAM10000)", synthetic=False)
+    real_grid = np.asarray(real_grid).copy()
+    fake_grid = np.asarray(labelled_grid(fake, list(CLASSES), title))
+    h = max(real_grid.shape[0], fake_grid.shape[0])
+    pad = lambda a: np.pad(a, ((0, h - a.shape[0]), (0, 0), (0, 0)), constant_values=255)  # noqa: E731
+    real_out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate([pad(real_grid), pad(fake_grid)], axis=1)).save(real_out)
+    print(f"real (left) beside synthetic (right): {real_out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -276,6 +319,15 @@ def main() -> None:
     p.add_argument("--feature-cache", type=Path, default=None)
     p.add_argument("--device", default=None)
     p.set_defaults(fn=evaluate)
+    p = sub.add_parser("sheet", help="sample grid of a snapshot, optionally beside real images")
+    p.add_argument("--snapshot", type=Path, required=True, help="OUT/PRESET/snapshots/min-M.pt")
+    p.add_argument("--out", type=Path, required=True, help="PNG of synthetic images (tagged synthetic)")
+    p.add_argument("--real-out", type=Path, default=None,
+                   help="PNG of real (left) beside synthetic (right); outside the repo or under runs/")
+    p.add_argument("--data", type=Path, default=HAM)
+    p.add_argument("--per-class", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=sheet)
     args = parser.parse_args()
     args.fn(args)
 

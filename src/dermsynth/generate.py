@@ -46,8 +46,9 @@ def class_grid(images: np.ndarray, rows: int, pad: int = 2) -> Image.Image:
     return Image.fromarray(grid)
 
 
-def labelled_grid(images: np.ndarray, class_names: list[str], title: str = "") -> Image.Image:
-    """A class grid with the class name left of each row (the paper's Fig. 4), as an image."""
+def labelled_grid(images: np.ndarray, class_names: list[str], title: str = "", synthetic: bool = True) -> Image.Image:
+    """A class grid with the class name left of each row (the paper's Fig. 4), as an image; ``synthetic``
+    adds the line that marks the images as GAN-generated."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,7 +63,8 @@ def labelled_grid(images: np.ndarray, class_names: list[str], title: str = "") -
     ax.set_xticks([])
     for side in ax.spines.values():
         side.set_visible(False)
-    ax.set_title((title + "\n" if title else "") + "synthetic images (GAN-generated)", fontsize=9)
+    mark = "synthetic images (GAN-generated)" if synthetic else ""
+    ax.set_title("\n".join(t for t in (title, mark) if t), fontsize=9)
     fig.tight_layout()
     fig.canvas.draw()
     out = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
