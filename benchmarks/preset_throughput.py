@@ -37,16 +37,16 @@ def measure(spec: str, steps: int, warmup: int, threads: int) -> dict:
     rng = np.random.default_rng(0)
     trainer.load_data(rng.integers(0, 255, (8 * cfg.train.batch_size, r, r, 3), dtype=np.uint8),
                       np.arange(8 * cfg.train.batch_size) % 7)
+    trainable = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)  # noqa: E731
+    params = {"G_params": trainable(trainer.G), "D_trainable": trainable(trainer.D)}  # before a G phase freezes D
     for _ in range(warmup):
         trainer.train_step()
     start = time.perf_counter()
     for _ in range(steps):
         trainer.train_step()
     seconds = (time.perf_counter() - start) / steps
-    trainable = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)  # noqa: E731
     return {"variant": spec, "images_per_s": round(cfg.train.batch_size / seconds, 2),
-            "s_per_step": round(seconds, 3), "G_params": trainable(trainer.G), "D_trainable": trainable(trainer.D),
-            "threads": threads}
+            "s_per_step": round(seconds, 3), **params, "threads": threads}
 
 
 def main() -> None:

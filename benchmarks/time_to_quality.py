@@ -94,12 +94,21 @@ def train(args: argparse.Namespace) -> None:
 
 def _pairwise_mean(features: np.ndarray, limit: int = 500, seed: int = 0) -> float:
     """Mean Euclidean distance between distinct feature vectors (at most ``limit`` of them, drawn at random)."""
+    import torch
+
     if len(features) < 2:
         return float("nan")
     if len(features) > limit:
         features = features[np.random.default_rng(seed).choice(len(features), limit, replace=False)]
-    d = np.sqrt(np.maximum(((features[:, None, :] - features[None, :, :]) ** 2).sum(-1), 0))
-    return float(d.sum() / (len(d) * (len(d) - 1)))
+    return float(torch.pdist(torch.as_tensor(features, dtype=torch.float64)).mean())
+
+
+def proportional_labels(labels: np.ndarray, n: int, classes: int) -> np.ndarray:
+    """``n`` labels in the proportions of ``labels`` (largest remainder), sorted."""
+    share = np.bincount(labels, minlength=classes) / len(labels) * n
+    counts = np.floor(share).astype(int)
+    counts[np.argsort(counts - share)[: n - counts.sum()]] += 1
+    return np.repeat(np.arange(classes), counts)
 
 
 def _space_block(real, real_labels, fake, fake_labels, classes) -> dict:
@@ -110,11 +119,13 @@ def _space_block(real, real_labels, fake, fake_labels, classes) -> dict:
         "kid": METRICS["kid"](real, fake, subset_size=min(1000, len(fake)))["kid"],
         **{k: v for k, v in METRICS["prdc"](real, fake).items() if k in ("precision", "recall", "density",
                                                                           "coverage")},
+        # At 2,000 images the rarest class has about 23: its FID is biased upwards; compare it between runs only.
         "per_class_fid": {c: v["fid"] for c, v in per_class(METRICS["fid"], real, real_labels, fake, fake_labels,
-                                                            classes, min_samples=6)["per_class"].items()},
+                                                            classes, min_samples=20)["per_class"].items()},
+        # 1 = the class's generated images are as spread out as its real ones; a collapsed class is near 0.
         "per_class_diversity": {
             c: _pairwise_mean(fake[fake_labels == k]) / _pairwise_mean(real[real_labels == k])
-            for k, c in enumerate(classes) if (fake_labels == k).sum() >= 2},
+            for k, c in enumerate(classes) if (fake_labels == k).sum() >= 10},
     }
 
 
@@ -123,7 +134,7 @@ def evaluate(args: argparse.Namespace) -> None:
     from dermsynth.data.cache import default_cache_dir, load_cache
     from dermsynth.data.splits import load_split
     from dermsynth.evaluation.detection import evaluate_detection
-    from dermsynth.evaluation.gan import JudgeFeatures, _generated
+    from dermsynth.evaluation.gan import JudgeFeatures, generate_like
     from dermsynth.generate import load_generator
     from dermsynth.metrics.features import extract
     from dermsynth.metrics.inception import InceptionFeatures
@@ -144,8 +155,7 @@ def evaluate(args: argparse.Namespace) -> None:
     part = {p: np.array(sorted(rows[i] for i in split.parts[p] if i in rows)) for p in ("train", "test")}
     train_images, train_labels = np.asarray(cached.images[part["train"]]), cached.labels[part["train"]]
     test_images = np.asarray(cached.images[part["test"]])
-    # n generated images in the real train part's class proportions (a random subset of its labels).
-    fake_labels = np.sort(np.random.default_rng(0).choice(train_labels, args.n, replace=False))
+    fake_labels = proportional_labels(train_labels, args.n, len(CLASSES))
 
     spaces = {"judge": JudgeFeatures(args.judge)}
     inception_minutes = None if not args.inception_minutes else {float(m) for m in args.inception_minutes.split(",")}
@@ -153,8 +163,7 @@ def evaluate(args: argparse.Namespace) -> None:
         spaces["inception"] = InceptionFeatures(device=args.device)
     real = {name: extract(space, train_images, cache, progress=True) for name, space in spaces.items()}
 
-    results = json.loads((args.out / "time_to_quality.json").read_text()) if (args.out / "time_to_quality.json").is_file() else {}
-    results.setdefault("runs", {})
+    results: dict = {"runs": {}}
     for run in runs:
         snaps = sorted(run.glob("snapshots/min-*.pt"), key=lambda p: float(p.stem.split("-", 1)[1]))
         info = json.loads((run / "run" / "run.json").read_text())
@@ -164,14 +173,16 @@ def evaluate(args: argparse.Namespace) -> None:
             key = f"{minute:g}"
             entry = results["runs"].setdefault(run.name, {}).setdefault(key, {})
             entry.update(minute=minute, kimg=meta.get("images_seen", 0) / 1000, snapshot=str(snap))
-            fake = _generated(G, fake_labels, seed=0)
+            fake = generate_like(G, fake_labels, seed=0)
             for name, space in spaces.items():
                 if name == "inception" and inception_minutes is not None and minute not in inception_minutes:
+                    if snap == snaps[-1]:
+                        print(f"note: no Inception measures (memorisation included) for {run.name} minute {key}")
                     continue
                 t0 = time.perf_counter()
                 f_fake = extract(space, fake, cache, progress=True)  # cached: a rerun costs nothing
                 entry[name] = _space_block(real[name], train_labels, f_fake, fake_labels, list(CLASSES))
-                if snap == snaps[-1]:
+                if snap == snaps[-1]:  # memorisation: at the last snapshot only
                     f_test = extract(space, test_images, cache, progress=True)
                     mem = summary(memorisation(real[name], f_fake, f_test))
                     entry[name]["memorisation_flagged_pct"] = mem["flagged_pct"]
@@ -202,12 +213,12 @@ def markdown(results: dict) -> str:
     lines = [f"{results['n_generated']} generated images (real train proportions) vs {results['n_real_train']} real "
              f"train images at {results['resolution']} px; judge `{results['judge']}`.", "",
              "| preset | minute | kimg | Inception FID | KID x1000 | precision | recall | judge FD | judge KID x1000 "
-             "| min class diversity | min detection / ceiling |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| min class diversity (Inception) | min detection / ceiling |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     f = lambda v, d=1: "" if v is None else f"{v:.{d}f}"  # noqa: E731
     for preset in sorted(results["runs"]):
         for e in _snapshots(results, preset):
             inc, jud = e.get("inception", {}), e.get("judge", {})
-            div = inc.get("per_class_diversity") or jud.get("per_class_diversity") or {}
+            div = inc.get("per_class_diversity") or {}
             ratios = [v["detection_pct"] / v["ceiling_pct"] for v in e.get("table3", {}).values() if v["ceiling_pct"]]
             lines.append(
                 f"| {preset} | {e['minute']:g} | {e['kimg']:.1f} | {f(inc.get('fid'))} | "
@@ -220,7 +231,7 @@ def markdown(results: dict) -> str:
               "|---|" + "---|" * (len(CLASSES) + 1)]
     for preset in sorted(results["runs"]):
         e = _snapshots(results, preset)[-1]
-        inc, jud, t3 = e.get("inception", e.get("judge", {})), e.get("judge", {}), e.get("table3", {})
+        inc, jud, t3 = e.get("inception", {}), e.get("judge", {}), e.get("table3", {})
         cells = [f"{f(inc.get('per_class_fid', {}).get(c))} / {f(inc.get('per_class_diversity', {}).get(c), 2)} / "
                  f"{f(t3.get(c, {}).get('detection_pct'), 0)} of {f(t3.get(c, {}).get('ceiling_pct'), 0)}"
                  for c in CLASSES]

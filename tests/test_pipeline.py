@@ -167,3 +167,31 @@ def test_a_gan_trained_outside_the_study_with_its_config_is_adopted(study, tmp_p
     info = json.loads((run / "gan" / "run.json").read_text())
     assert info["steps"] == 4 and len(info["resumed"]) == 1
     assert (run / "gan" / "generator.pt").stat().st_mtime_ns >= stamp
+
+
+def test_a_study_with_the_projected_preset_runs_to_its_report(tmp_path):
+    gan = {"preset": str(REPO / "configs/projected.yaml"),
+           "set": ["data.resolution=32", "generator.base_channels=8", "generator.max_channels=32",
+                   "generator.z_dim=16", "generator.embed_dim=8", "discriminator.base_channels=8",
+                   "discriminator.head_channels=16", "discriminator.cmap_dim=8", "train.batch_size=8",
+                   "train.total_kimg=0.032", "train.tick_kimg=0.016", "train.grid_columns=2"]}
+    run_study(tiny_study(tmp_path, gan=gan), tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert (run / "report.html").is_file() and (run / "eval/table3/table3.json").is_file()
+    config = yaml.safe_load((run / "gan" / "config.yaml").read_text())
+    assert (config["generator"]["arch"], config["discriminator"]["arch"]) == ("fastgan", "projected")
+
+
+def test_options_added_later_at_their_neutral_value_leave_old_studies_up_to_date():
+    from dermsynth.config import gan_config, load_yaml, to_plain
+    from dermsynth.pipeline import _NEUTRAL_ADDITIONS, _settings
+
+    cfg = gan_config(load_yaml(REPO / "configs" / "paper.yaml"))
+    old = to_plain(cfg)  # a config.yaml written before these options existed
+    for section, neutral in _NEUTRAL_ADDITIONS.items():
+        for key in neutral:
+            del old[section][key]
+    del old["discriminator"]["backbone_weights"]
+    assert _settings(old) == _settings(cfg)
+    projected = gan_config(load_yaml(REPO / "configs" / "projected.yaml"))
+    assert _settings(projected)["generator"]["arch"] == "fastgan"  # a non-neutral value stays in the key

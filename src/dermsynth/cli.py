@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from pathlib import Path
 
@@ -200,8 +201,8 @@ def train_gan_cmd(config_path: Path, data_root: Path, out: Path, split_file: Pat
 
     from dermsynth.config import gan_config, load_yaml, to_plain
 
-    if backbone_weights is not None:
-        overrides = (*overrides, f"discriminator.backbone_weights={backbone_weights}")
+    if backbone_weights is not None:  # quoted as a YAML string: a path may hold '#' or read as null
+        overrides = (*overrides, f"discriminator.backbone_weights={json.dumps(str(backbone_weights.resolve()))}")
     cfg = gan_config(load_yaml(config_path), list(overrides), data_root=data_root)
     if dry_run:
         click.echo(yaml.safe_dump(to_plain(cfg), sort_keys=False))

@@ -13,7 +13,6 @@ same images, whichever other classes are asked for.
 from __future__ import annotations
 
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from tqdm import tqdm
 from dermsynth.data.ham10000 import write_metadata
 from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError
 from dermsynth.models.generator import Generator, GeneratorConfig, build_generator
-from dermsynth.training.checkpoint import SNAPSHOT_FORMAT, STATE_FORMAT, load_checkpoint, sha256_file
+from dermsynth.training.checkpoint import SNAPSHOT_FORMAT, STATE_FORMAT, load_checkpoint, seeded, sha256_file
 
 SYNTHETIC_TAG = "dermsynth synthetic image (GAN-generated, not a patient image)"
 
@@ -83,7 +82,10 @@ def save_synthetic_png(image: Image.Image | np.ndarray, path: Path, **text: str)
     image.save(path, pnginfo=info)
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict]:
+PIXEL_NOISE_SEED = 1 << 40  # offset: the per-pixel noise stream never shares a seed with a class's z stream
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """The EMA generator of a snapshot or of a full training state, in eval mode."""
     ckpt = load_checkpoint(path, expect=(SNAPSHOT_FORMAT, STATE_FORMAT))
     gen_cfg = ckpt["generator_config"] if ckpt["format"] == SNAPSHOT_FORMAT else ckpt["config"]["generator"]
@@ -92,27 +94,14 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     return G.to(device).eval(), ckpt
 
 
-@contextmanager
-def seeded(seed: int, device: str | torch.device = "cpu"):
-    """Run a block with torch's global RNG seeded, and restore the caller's RNG afterwards.
-
-    Generators with per-pixel noise (fastgan) draw it from the global RNG: seeding it here makes their
-    images a function of the seed, and restoring it keeps a training run's random stream unchanged by the
-    sample grids it draws (so a resumed run stays bit-identical).
-    """
-    device = torch.device(device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
-        torch.manual_seed(seed)
-        yield
-
-
 @torch.no_grad()
 def sample(G: Generator, label: int, n: int, seed: int, batch: int = 64, device="cpu") -> np.ndarray:
-    """``n`` uint8 images of class ``label`` from noise seeded by (seed, label)."""
+    """``n`` uint8 images of class ``label`` from noise seeded by (seed, label); a generator's per-pixel noise
+    (fastgan) comes from another stream seeded by the same pair, drawn batch by batch."""
     gen = torch.Generator().manual_seed(seed * 1000 + label)
     z = torch.randn(n, G.cfg.z_dim, generator=gen)
     out = []
-    with seeded(seed * 1000 + label + 1, device):
+    with seeded(PIXEL_NOISE_SEED + seed * 1000 + label):
         for i in range(0, n, batch):
             zb = z[i: i + batch].to(device)
             out.append(to_uint8(G(zb, torch.full((len(zb),), label, dtype=torch.long, device=device))))

@@ -340,12 +340,32 @@ class Study:
         write_report(self.out)
 
 
+# Options added after a study format was fixed, with the value that keeps the earlier behaviour: at that value
+# they are left out of a stage's settings, so a study trained before they existed stays up to date (and its
+# trained GAN is not replaced) when dermsynth is upgraded.
+_NEUTRAL_ADDITIONS = {
+    "generator": {"arch": "dcgan"},
+    "discriminator": {"arch": "dcgan", "backbone_resolution": None, "head_channels": 128, "cmap_dim": 64,
+                      "mbstd_group": 0},
+    "loss": {"mode_seeking": 0.0},
+    "train": {"class_sampling": "uniform"},
+}
+
+
 def _settings(cfg: Any) -> Any:
-    """A resolved config (dataclass or its YAML dict) as JSON values without where the data and cache live:
-    the data enter the stage keys by their content fingerprint, so moved or copied data change nothing."""
+    """A resolved config (dataclass or its YAML dict) as JSON values without where the data, cache and
+    pretrained weights live: the data enter the stage keys by their content fingerprint, so moved or copied
+    data change nothing; options at the neutral value of :data:`_NEUTRAL_ADDITIONS` are left out."""
     plain = json.loads(json.dumps(to_plain(cfg)))
     for key in ("root", "cache_dir"):
         plain.get("data", {}).pop(key, None)
+    plain.get("discriminator", {}).pop("backbone_weights", None)
+    for section, neutral in _NEUTRAL_ADDITIONS.items():
+        values = plain.get(section)
+        if isinstance(values, dict):
+            for key, value in neutral.items():
+                if key in values and values[key] == value:
+                    del values[key]
     return plain
 
 

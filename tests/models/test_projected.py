@@ -76,8 +76,13 @@ def test_backbone_stays_frozen_and_passes_gradients_to_the_images():
 
 
 def test_projected_config_checks(tmp_path):
-    with pytest.raises(ValueError, match="no such EfficientNet-Lite0 weights file"):
-        DiscriminatorConfig(arch="projected", backbone_weights=tmp_path / "missing.pth")
+    # The weights file is looked for before training, not whenever a saved config is read back.
+    missing = DiscriminatorConfig(arch="projected", backbone_weights=tmp_path / "missing.pth")
+    assert missing.problems() == [f"{tmp_path / 'missing.pth'}: no such EfficientNet-Lite0 weights file"]
+    assert DiscriminatorConfig(arch="projected").problems() == []
+    assert "only a projected discriminator" in DiscriminatorConfig(backbone_weights=tmp_path / "w.pth").problems()[0]
+    with pytest.raises(ValueError, match="head_channels"):
+        DiscriminatorConfig(arch="projected", head_channels=0)
     with pytest.raises(ValueError, match="discriminator.arch 'vit' is not one of dcgan, projected"):
         DiscriminatorConfig(arch="vit")
     with pytest.raises(ValueError, match="generator.arch 'stylegan' is not one of dcgan, fastgan"):
@@ -95,3 +100,20 @@ def test_minibatch_std_sees_a_batch_that_repeats_itself():
     assert layer(torch.randn(6, 5, 3, 3)).shape == (6, 6, 3, 3)  # a batch not divisible by the group
     d = small_d(mbstd_group=4)
     assert d(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])).shape == (4, 148)
+
+
+def test_sampling_a_noisy_generator_is_reproducible_and_leaves_the_callers_rng_alone():
+    from dermsynth.generate import sample
+
+    torch.manual_seed(0)
+    g = FastGenerator(GeneratorConfig(arch="fastgan", resolution=32, base_channels=4, max_channels=32, z_dim=16,
+                                      conditioning="embedding", embed_dim=8)).eval()
+    for m in g.modules():
+        if m.__class__.__name__ == "NoiseInjection":
+            m.weight.data.fill_(1.0)  # the noise matters
+    before = torch.get_rng_state()
+    a = sample(g, 3, 5, seed=7)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.rand(10)  # whatever the caller did in between
+    assert (sample(g, 3, 5, seed=7) == a).all()
+    assert (sample(g, 3, 5, seed=8) != a).any()

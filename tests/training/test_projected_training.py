@@ -63,7 +63,9 @@ def test_projected_preset_trains_resumes_exactly_and_generates(phantom_data, tmp
 
 
 def test_generator_learns_through_the_frozen_backbone(phantom_data):
-    cfg = gan_config(load_yaml(REPO / "configs" / "projected.yaml"), TINY_PROJECTED, data_root=phantom_data)
+    # Mode seeking off: G's only signal is then D's verdict, which reaches it through the frozen network.
+    cfg = gan_config(load_yaml(REPO / "configs" / "projected.yaml"), TINY_PROJECTED + ["loss.mode_seeking=0"],
+                     data_root=phantom_data)
     trainer = Trainer(cfg, torch.device("cpu"))
     rng = np.random.default_rng(0)
     trainer.load_data(rng.integers(0, 255, (32, 32, 32, 3), dtype=np.uint8), np.arange(32) % 7)
@@ -89,5 +91,18 @@ def test_class_sampling_follows_the_square_root_of_class_sizes_and_repeats_per_e
     share = np.bincount(labels[order], minlength=7) / len(order)
     expected = np.sqrt([400, 100, 100, 100, 100, 100, 4]) / np.sqrt([400, 100, 100, 100, 100, 100, 4]).sum()
     assert np.allclose(share, expected, atol=0.03)
+    assert share[6] > 4 * 4 / 1004 and share[0] < 0.3  # the rare class far above, nv far below uniform
     trainer.epoch += 1
     assert trainer._drawn_order() != order
+
+
+def test_mode_seeking_pairs_share_their_labels(phantom_data):
+    cfg = gan_config(load_yaml(REPO / "configs" / "projected.yaml"), TINY_PROJECTED, data_root=phantom_data)
+    trainer = Trainer(cfg, torch.device("cpu"))
+    trainer.load_data(np.zeros((32, 32, 32, 3), dtype=np.uint8), np.arange(32) % 7)
+    calls = []
+    G = trainer.G_ddp
+    trainer.G_ddp = lambda z, labels: calls.append(labels.clone()) or G(z, labels)
+    stats = trainer.train_step()
+    labels = calls[-1]  # the G phase
+    assert torch.equal(labels[:4], labels[4:]) and "mode_seeking" in stats

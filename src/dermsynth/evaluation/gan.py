@@ -67,7 +67,7 @@ class JudgeFeatures:
         return penultimate_features(self.model, images).astype(np.float64)
 
 
-def _generated(G, labels: np.ndarray, seed: int) -> np.ndarray:
+def generate_like(G, labels: np.ndarray, seed: int) -> np.ndarray:
     """Images with the given class counts; class c's images come from sample(G, c, n, seed)."""
     out = np.zeros((len(labels), G.cfg.resolution, G.cfg.resolution, 3), dtype=np.uint8)
     for c in range(len(CLASSES)):
@@ -127,7 +127,7 @@ def evaluate_gan(
     train_images, train_labels = np.asarray(cached.images[part["train"]]), cached.labels[part["train"]]
     test_images = np.asarray(cached.images[part["test"]])
     fake_labels = train_labels.copy()
-    fake_images = _generated(G, fake_labels, seed)
+    fake_images = generate_like(G, fake_labels, seed)
 
     report: dict = {
         "generator": str(generator), "generator_sha256": sha256_file(generator), "preset": snapshot.get("preset"),

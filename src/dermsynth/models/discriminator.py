@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dermsynth.models.blocks import DownBlock, channel_schedule, init_dcgan_, maybe_sn, one_hot
+from dermsynth.models.blocks import LRELU_SLOPE, DownBlock, channel_schedule, init_dcgan_, maybe_sn, one_hot
 from dermsynth.models.efficientnet import (
     FEATURE_CHANNELS,
     FEATURE_TAPS,
@@ -47,12 +47,13 @@ class DiscriminatorConfig:
     num_classes: int = 7
     """Number of classes."""
     conditioning: str = "concat"
-    """concat (the paper: label maps concatenated to the image) or projection (projected: always projection)."""
+    """concat (the paper: label maps concatenated to the image) or projection (projected: always projection,
+    whatever this says)."""
     base_channels: int = 64
     """dcgan: channels after the first downsampling, doubling at each halving; projected: channels of the
     random channel mixing at the finest scale, doubling at each coarser one."""
     max_channels: int = 512
-    """Cap on channels."""
+    """Cap on channels (dcgan only)."""
     spectral_norm: bool = True
     """Spectral normalisation of every conv/linear layer (one power iteration)."""
     norm: str = "none"
@@ -62,7 +63,7 @@ class DiscriminatorConfig:
     package."""
     backbone_resolution: int | None = None
     """projected: images are resized (bilinear) to this size before the frozen network; None keeps the input size
-    (measured: README, "Choosing the best preset")."""
+    (on CPU 128 px costs more than it can repay; README, "Performance")."""
     head_channels: int = 128
     """projected: channels of each head's downsampling blocks."""
     cmap_dim: int = 64
@@ -80,11 +81,9 @@ class DiscriminatorConfig:
                                                                                    224, 256):
             problems.append(f"discriminator.backbone_resolution {self.backbone_resolution} is not one of "
                             "32, 64, 96, ..., 256 (multiples of 32) or null")
-        if self.arch == "projected":
-            try:
-                find_backbone_weights(self.backbone_weights)
-            except BackboneWeightsError as e:
-                problems.append(str(e))
+        if self.head_channels < 1 or self.cmap_dim < 1 or self.mbstd_group < 0:
+            problems.append("discriminator.head_channels and discriminator.cmap_dim must be >= 1, "
+                            "discriminator.mbstd_group >= 0")
         if self.conditioning not in ("concat", "projection"):
             problems.append(f"discriminator.conditioning {self.conditioning!r} is not concat or projection")
         if self.norm not in ("batch", "none"):
@@ -93,6 +92,17 @@ class DiscriminatorConfig:
             problems.append(f"discriminator.resolution {self.resolution} is not 32, 64, 128 or 256")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """Checks that need the disk (run before training, not when a saved config is read back)."""
+        if self.arch != "projected":
+            return ["discriminator.backbone_weights is set but only a projected discriminator uses it"] \
+                if self.backbone_weights is not None else []
+        try:
+            find_backbone_weights(self.backbone_weights)
+        except BackboneWeightsError as e:
+            return [str(e)]
+        return []
 
 
 class Discriminator(nn.Module):
@@ -198,7 +208,7 @@ class ProjectionHead(nn.Module):
         self.mbstd = MinibatchStd(cfg.mbstd_group) if cfg.mbstd_group > 0 else None
         ch += 1 if self.mbstd is not None else 0
         self.features = nn.Sequential(maybe_sn(nn.Conv2d(ch, cfg.cmap_dim, 3, padding=1), cfg.spectral_norm),
-                                      nn.LeakyReLU(0.2))
+                                      nn.LeakyReLU(LRELU_SLOPE))
         self.psi = maybe_sn(nn.Conv2d(cfg.cmap_dim, 1, 1), cfg.spectral_norm)
         self.embed = nn.Embedding(cfg.num_classes, cfg.cmap_dim)
         self.scale = 1 / math.sqrt(cfg.cmap_dim)

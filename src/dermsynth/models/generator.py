@@ -177,8 +177,8 @@ def fast_schedule(resolution: int, base_channels: int, max_channels: int) -> dic
 
 
 def excitation_pairs(resolution: int) -> list[tuple[int, int]]:
-    """(source, target) resolutions of the skip-layer excitations: 16x apart as in FastGAN (4->64, 8->128,
-    16->256); at 32 px, where no pair is 16x apart, 4->32."""
+    """(source, target) resolutions of the skip-layer excitations: 4->32, then 16x apart as in FastGAN (4->64,
+    8->128, 16->256), so even a 32 px generator has one."""
     return [(max(4, hi // 16), hi) for hi in (32, 64, 128, 256) if hi <= resolution]
 
 

@@ -12,6 +12,7 @@ import os
 import pickle
 import re
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,20 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+@contextmanager
+def seeded(seed: int):
+    """Run a block with torch's global RNGs (CPU and every CUDA device) seeded, then restore them.
+
+    Generators with per-pixel noise (fastgan) draw it from the global RNG: seeding it makes their images a
+    function of the seed (and of how the noise is batched), and restoring it keeps a training run's random
+    stream unchanged by the sample grids it draws, so a resumed run stays bit-identical.
+    """
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:

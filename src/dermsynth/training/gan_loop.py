@@ -40,7 +40,7 @@ from dermsynth.config import CLASS_SAMPLING, GanConfig, to_plain
 from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import save_split
-from dermsynth.generate import class_grid, save_synthetic_png, seeded, to_uint8
+from dermsynth.generate import class_grid, save_synthetic_png, to_uint8
 from dermsynth.models.discriminator import build_discriminator
 from dermsynth.models.generator import build_generator
 from dermsynth.training import gan_losses
@@ -53,6 +53,7 @@ from dermsynth.training.checkpoint import (
     prune_states,
     rng_state,
     save_atomic,
+    seeded,
     set_rng_state,
     state_path,
 )
@@ -379,7 +380,7 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
         save_atomic(state, state_path(out / "checkpoints", trainer.step))
         prune_states(out / "checkpoints", cfg.train.keep_checkpoints)
         save_atomic(trainer.snapshot(), out / "generator.pt")
-        with torch.no_grad(), seeded(cfg.train.seed + 12345, device):
+        with torch.no_grad(), seeded(cfg.train.seed + 12345):
             grid = to_uint8(trainer.G_ema(fixed_z.to(device), fixed_labels.to(device)))
         (out / "samples").mkdir(exist_ok=True)
         save_synthetic_png(class_grid(grid, len(CLASSES)), out / "samples" / f"fakes-{trainer.step:08d}.png",

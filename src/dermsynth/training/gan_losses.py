@@ -56,9 +56,10 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 
 
 def mode_seeking(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """MSGAN's term, to minimise: 1 / (mean |G(z1) - G(z2)| / mean |z1 - z2|) over pairs (i, i + N/2).
+    """MSGAN's term, to minimise: 1 / (mean over pairs (i, i + N/2) of |G(z1) - G(z2)|_1 / |z1 - z2|_1), with
+    both distances averaged over their elements.
 
-    The two halves of the batch must have the same labels, pair by pair; the term grows without bound as the
+    The two halves of the batch must have the same labels, pair by pair; the term grows (up to 1 / eps) as the
     generator gives one image whatever its noise.
     """
     h = len(fake) // 2
