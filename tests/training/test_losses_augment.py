@@ -91,3 +91,17 @@ def test_mode_seeking_term_grows_as_the_generator_ignores_its_noise():
     fake = torch.cat([torch.zeros(2, 3, 4, 4), torch.full((2, 3, 4, 4), 0.5)])
     noise = torch.cat([torch.zeros(2, 16), torch.ones(2, 16)])
     assert torch.isclose(gan_losses.mode_seeking(fake, noise, eps=0.0), torch.tensor(2.0))
+
+
+def test_penalties_treat_patch_logits_as_the_losses_do():
+    # D that returns P identical patch logits per image: the penalties must equal those of one logit per image.
+    w = torch.randn(3 * 4 * 4)
+    one = lambda x, y: (x.flatten(1) * w).sum(1)  # noqa: E731
+    patches = lambda x, y: one(x, y)[:, None].expand(-1, 5)  # noqa: E731
+    real = torch.randn(2, 3, 4, 4)
+    torch.manual_seed(0)
+    gp_one = gan_losses.gradient_penalty(one, real, real.flip(0), None)
+    torch.manual_seed(0)
+    assert torch.isclose(gan_losses.gradient_penalty(patches, real, real.flip(0), None), gp_one)
+    x = real.clone().requires_grad_(True)
+    assert torch.isclose(gan_losses.r1_penalty(patches(x, None), x), gan_losses.r1_penalty(one(x, None), x))

@@ -40,18 +40,23 @@ def g_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown loss {kind!r}; choose one of {LOSSES}")
 
 
+def per_image(logits: torch.Tensor) -> torch.Tensor:
+    """One logit per image: (N,) as it is, patch logits (N, P) averaged, as the losses average them."""
+    return logits.reshape(len(logits), -1).mean(dim=1)
+
+
 def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """E[(||grad_x D(x_hat)||_2 - 1)^2] on x_hat uniformly between real and fake images."""
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     logits = D(x_hat, labels)
-    (grad,) = torch.autograd.grad(logits.sum(), x_hat, create_graph=True)
+    (grad,) = torch.autograd.grad(per_image(logits).sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
 def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """E[||grad_x D(x)||^2] on real images; ``real`` must require grad before D(real)."""
-    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    (grad,) = torch.autograd.grad(per_image(real_logits).sum(), real, create_graph=True)
     return grad.flatten(1).pow(2).sum(dim=1).mean()
 
 
