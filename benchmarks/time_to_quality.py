@@ -103,6 +103,13 @@ def _pairwise_mean(features: np.ndarray, limit: int = 500, seed: int = 0) -> flo
     return float(torch.pdist(torch.as_tensor(features, dtype=torch.float64)).mean())
 
 
+def mean_saturation(images: np.ndarray) -> np.ndarray:
+    """Mean HSV saturation of each uint8 (N, H, W, 3) image, in [0, 1]."""
+    x = images.astype(np.float32)
+    hi, lo = x.max(axis=-1), x.min(axis=-1)
+    return np.where(hi > 0, (hi - lo) / np.maximum(hi, 1), 0).mean(axis=(1, 2))
+
+
 def proportional_labels(labels: np.ndarray, n: int, classes: int) -> np.ndarray:
     """``n`` labels in the proportions of ``labels`` (largest remainder), sorted."""
     share = np.bincount(labels, minlength=classes) / len(labels) * n
@@ -156,8 +163,9 @@ def evaluate(args: argparse.Namespace) -> None:
     train_images, train_labels = np.asarray(cached.images[part["train"]]), cached.labels[part["train"]]
     test_images = np.asarray(cached.images[part["test"]])
     fake_labels = proportional_labels(train_labels, args.n, len(CLASSES))
+    saturation_p99 = float(np.percentile(mean_saturation(train_images), 99))
 
-    spaces = {"judge": JudgeFeatures(args.judge)}
+    spaces = {"judge": JudgeFeatures(args.judge)} if args.judge else {}
     inception_minutes = None if not args.inception_minutes else {float(m) for m in args.inception_minutes.split(",")}
     if args.inception_minutes != "":
         spaces["inception"] = InceptionFeatures(device=args.device)
@@ -174,6 +182,8 @@ def evaluate(args: argparse.Namespace) -> None:
             entry = results["runs"].setdefault(run.name, {}).setdefault(key, {})
             entry.update(minute=minute, kimg=meta.get("images_seen", 0) / 1000, snapshot=str(snap))
             fake = generate_like(G, fake_labels, seed=0)
+            # Colour outliers: generated images more saturated than 99 % of the real train images are.
+            entry["saturation_outliers_pct"] = float(100 * (mean_saturation(fake) > saturation_p99).mean())
             for name, space in spaces.items():
                 if name == "inception" and inception_minutes is not None and minute not in inception_minutes:
                     if snap == snaps[-1]:
@@ -188,14 +198,15 @@ def evaluate(args: argparse.Namespace) -> None:
                     entry[name]["memorisation_flagged_pct"] = mem["flagged_pct"]
                 print(f"[{run.name}] minute {key} {name}: FID {entry[name]['fid']:.1f} "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
-            table3 = evaluate_detection(args.judge, run / "table3" / f"min-{key}", generator=snap,
-                                        data_root=args.data, progress=False)
-            entry["table3"] = {r["class"]: {"detection_pct": r["detection_pct"],
-                                            "ceiling_pct": r["real_test_recall_pct"]} for r in table3}
+            if args.judge:
+                table3 = evaluate_detection(args.judge, run / "table3" / f"min-{key}", generator=snap,
+                                            data_root=args.data, progress=False)
+                entry["table3"] = {r["class"]: {"detection_pct": r["detection_pct"],
+                                                "ceiling_pct": r["real_test_recall_pct"]} for r in table3}
             results["runs"][run.name][key] = entry
         results["runs"][run.name]["_hardware"] = info.get("hardware")
     results.update(n_generated=args.n, n_real_train=int(len(train_labels)), resolution=resolution,
-                   judge=str(args.judge), split_sha256=split.sha256(), data=str(args.data))
+                   judge=str(args.judge) if args.judge else None, split_sha256=split.sha256(), data=str(args.data))
     (args.out / "time_to_quality.json").write_text(json.dumps(results, indent=1, default=float))
     (args.out / "time_to_quality.md").write_text(markdown(results))
     plot(results, args.out / "time_to_quality.png")
@@ -213,7 +224,8 @@ def markdown(results: dict) -> str:
     lines = [f"{results['n_generated']} generated images (real train proportions) vs {results['n_real_train']} real "
              f"train images at {results['resolution']} px; judge `{results['judge']}`.", "",
              "| preset | minute | kimg | Inception FID | KID x1000 | precision | recall | judge FD | judge KID x1000 "
-             "| min class diversity (Inception) | min detection / ceiling |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| min class diversity (Inception) | min detection / ceiling | colour outliers % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     f = lambda v, d=1: "" if v is None else f"{v:.{d}f}"  # noqa: E731
     for preset in sorted(results["runs"]):
         for e in _snapshots(results, preset):
@@ -225,7 +237,8 @@ def markdown(results: dict) -> str:
                 f"{f(None if inc.get('kid') is None else 1000 * inc['kid'], 2)} | {f(inc.get('precision'), 3)} | "
                 f"{f(inc.get('recall'), 3)} | {f(jud.get('fid'))} | "
                 f"{f(None if jud.get('kid') is None else 1000 * jud['kid'], 0)} | "
-                f"{f(min(div.values()) if div else None, 2)} | {f(min(ratios) if ratios else None, 2)} |")
+                f"{f(min(div.values()) if div else None, 2)} | {f(min(ratios) if ratios else None, 2)} | "
+                f"{f(e.get('saturation_outliers_pct'))} |")
     lines += ["", "Per class at the last snapshot (Inception FID / diversity / detection % of ceiling %):", ""]
     lines += ["| preset | " + " | ".join(CLASSES) + " | memorisation % (Inception / judge) |",
               "|---|" + "---|" * (len(CLASSES) + 1)]
@@ -321,7 +334,9 @@ def main() -> None:
     p.set_defaults(fn=train)
     p = sub.add_parser("evaluate", help="measure every snapshot of a train call's runs")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--judge", type=Path, required=True, help="paper-CNN classifier.pt trained on the same split")
+    p.add_argument("--judge", type=Path, default=None,
+                   help="paper-CNN classifier.pt trained on the same split (without it: Inception only, no Table III; "
+                        "useful to fill the feature cache early)")
     p.add_argument("--data", type=Path, default=HAM)
     p.add_argument("--n", type=int, default=2000, help="generated images per snapshot")
     p.add_argument("--presets", default=None, help="comma-separated subset of the runs")
