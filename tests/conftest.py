@@ -125,3 +125,18 @@ def tiny_judge(phantom_data, tmp_path_factory) -> Path:
     cfg = classifier_config(load_yaml(repo / "configs" / "classifier-paper.yaml"),
                             TINY_CLASSIFIER + [f"data.cache_dir={cache}"], data_root=phantom_data)
     return train_classifier(cfg, RunOptions(out=tmp_path_factory.mktemp("judge") / "run", progress=False))
+
+
+def newest_states_equal(run_a: Path, run_b: Path, step: int) -> tuple[dict, dict]:
+    """Assert the newest training states of two GAN runs are at ``step`` with bit-identical G, D and G_ema."""
+    import torch
+
+    from dermsynth.training.checkpoint import list_states, load_checkpoint
+
+    a = load_checkpoint(list_states(run_a / "checkpoints")[-1])
+    b = load_checkpoint(list_states(run_b / "checkpoints")[-1])
+    assert a["step"] == b["step"] == step
+    for net in ("G", "D", "G_ema"):
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key}"
+    return a, b

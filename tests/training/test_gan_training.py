@@ -20,7 +20,7 @@ from dermsynth.data import open_index
 from dermsynth.training import gan_losses
 from dermsynth.training.checkpoint import CheckpointError, list_states, load_checkpoint
 from dermsynth.training.gan_loop import DivergenceError, RunOptions, train_gan
-from tests.conftest import TINY_GAN
+from tests.conftest import TINY_GAN, newest_states_equal
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,12 +81,7 @@ def test_resume_continues_bit_identically(phantom_data, tmp_path):
     train_gan(tiny("data-efficient", phantom_data, "train.total_kimg=0.048"), RunOptions(out=parted, progress=False))
     train_gan(tiny("data-efficient", phantom_data, "train.total_kimg=0.096"),
               RunOptions(out=parted, resume="auto", progress=False))
-    a = load_checkpoint(list_states(straight / "checkpoints")[-1])
-    b = load_checkpoint(list_states(parted / "checkpoints")[-1])
-    assert a["step"] == b["step"] == 12
-    for net in ("G", "D", "G_ema"):
-        for key in a[net]:
-            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key}"
+    a, b = newest_states_equal(straight, parted, step=12)
     for k, state in a["opt_G"]["state"].items():
         assert torch.equal(state["exp_avg"], b["opt_G"]["state"][k]["exp_avg"])
 

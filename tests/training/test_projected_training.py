@@ -13,9 +13,8 @@ from dermsynth.cli import main
 from dermsynth.config import gan_config, load_yaml
 from dermsynth.data import open_index
 from dermsynth.models.efficientnet import find_backbone_weights
-from dermsynth.training.checkpoint import list_states, load_checkpoint
 from dermsynth.training.gan_loop import RunOptions, Trainer, train_gan
-from tests.conftest import TINY_GAN
+from tests.conftest import TINY_GAN, newest_states_equal
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_PROJECTED = TINY_GAN + ["discriminator.head_channels=16", "discriminator.cmap_dim=8", "generator.z_dim=16",
@@ -44,12 +43,7 @@ def test_projected_preset_trains_resumes_exactly_and_generates(phantom_data, tmp
     result = cli("train-gan", "--config", config, "--data", phantom_data, "--out", parted, "--no-progress",
                  "--resume", "auto", *sets("train.total_kimg=0.096"))
     assert result.exit_code == 0 and "resumed from" in result.output
-    a = load_checkpoint(list_states(straight / "checkpoints")[-1])
-    b = load_checkpoint(list_states(parted / "checkpoints")[-1])
-    assert a["step"] == b["step"] == 12
-    for net in ("G", "D", "G_ema"):
-        for key in a[net]:
-            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key}"
+    a, b = newest_states_equal(straight, parted, step=12)
 
     # The pretrained network inside D is the ImageNet one, untouched by 12 steps.
     imagenet = torch.load(find_backbone_weights(), map_location="cpu", weights_only=True)
