@@ -190,7 +190,9 @@ def evaluate(args: argparse.Namespace) -> None:
                         print(f"note: no Inception measures (memorisation included) for {run.name} minute {key}")
                     continue
                 t0 = time.perf_counter()
-                f_fake = extract(space, fake, cache, progress=True)  # cached: a rerun costs nothing
+                # Generated images' features are cached in OUT, not beside the real data's: a rerun costs nothing
+                # and the shared cache does not fill with one benchmark's samples.
+                f_fake = extract(space, fake, args.out / "features", progress=True)
                 entry[name] = _space_block(real[name], train_labels, f_fake, fake_labels, list(CLASSES))
                 if snap == snaps[-1]:  # memorisation: at the last snapshot only
                     f_test = extract(space, test_images, cache, progress=True)

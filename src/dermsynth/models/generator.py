@@ -170,12 +170,6 @@ class SkipExcitation(nn.Module):
         return hi * self.gate(lo)
 
 
-def fast_schedule(resolution: int, base_channels: int, max_channels: int) -> dict[int, int]:
-    """Channels at 4, 8, ..., resolution: ``base_channels`` at the output, doubling each halving, capped."""
-    return {r: min(max_channels, base_channels * resolution // r) for r in (2 ** k for k in range(2, 9))
-            if r <= resolution}
-
-
 def excitation_pairs(resolution: int) -> list[tuple[int, int]]:
     """(source, target) resolutions of the skip-layer excitations: 4->32, then 16x apart as in FastGAN (4->64,
     8->128, 16->256), so even a 32 px generator has one."""
@@ -190,7 +184,8 @@ class FastGenerator(nn.Module):
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.num_classes, cfg.embed_dim) if cfg.conditioning == "embedding" else None
         cond_dim = cfg.embed_dim if self.embed is not None else cfg.num_classes
-        ch = fast_schedule(cfg.resolution, cfg.base_channels, cfg.max_channels)
+        # base_channels at the output resolution itself, doubling each halving: DCGAN's schedule one octave up.
+        ch = channel_schedule(2 * cfg.resolution, cfg.base_channels, cfg.max_channels)
         # (N, z + cond, 1, 1) -> (N, C4, 4, 4)
         self.stem = nn.ConvTranspose2d(cfg.z_dim + cond_dim, 2 * ch[4], 4, bias=False)
         self.stem_norm = CondBatchNorm(2 * ch[4], cfg.num_classes)
@@ -199,8 +194,8 @@ class FastGenerator(nn.Module):
             str(r): FastUpBlock(ch[r // 2], ch[r], cfg.num_classes, 2 if r in (8, 32, 128) else 1)
             for r in sorted(ch) if r > 4
         })
-        self.excite = nn.ModuleDict({f"{lo}-{hi}": SkipExcitation(ch[lo], ch[hi])
-                                     for lo, hi in excitation_pairs(cfg.resolution)})
+        self.pairs = excitation_pairs(cfg.resolution)
+        self.excite = nn.ModuleDict({f"{lo}-{hi}": SkipExcitation(ch[lo], ch[hi]) for lo, hi in self.pairs})
         self.to_rgb = nn.Conv2d(ch[cfg.resolution], 3, 3, padding=1)
 
     def condition(self, labels: torch.Tensor) -> torch.Tensor:
@@ -213,10 +208,9 @@ class FastGenerator(nn.Module):
         for name, block in self.blocks.items():
             r = int(name)
             feats[r] = block(feats[r // 2], labels)
-            for key, excite in self.excite.items():
-                lo, hi = map(int, key.split("-"))
+            for lo, hi in self.pairs:
                 if hi == r:
-                    feats[r] = excite(feats[lo], feats[r])
+                    feats[r] = self.excite[f"{lo}-{hi}"](feats[lo], feats[r])
         return torch.tanh(self.to_rgb(feats[r]))  # (N, 3, R, R)
 
 
