@@ -10,9 +10,11 @@ from pathlib import Path
 import click
 
 from dermsynth import __version__
-from dermsynth.config import ConfigError, DataConfig, SplitConfig
+from dermsynth.config import MAX_SEED, ConfigError, DataConfig, SplitConfig
 from dermsynth.data.index import DataError
+from dermsynth.generate import MAX_PER_CLASS
 from dermsynth.models.efficientnet import BackboneWeightsError
+from dermsynth.storage import FolderError, StorageError
 from dermsynth.training.checkpoint import CheckpointError
 
 
@@ -23,8 +25,12 @@ def _clean_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (DataError, ConfigError, CheckpointError, BackboneWeightsError) as e:
+        except (DataError, ConfigError, CheckpointError, BackboneWeightsError, FolderError, StorageError) as e:
             click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except OSError as e:  # the operating system refused a read or write: say what and where, in one line
+            where = f" ({e.filename})" if e.filename else ""
+            click.echo(f"error: {e.strerror or e}{where}", err=True)
             sys.exit(2)
 
     return wrapper
@@ -42,6 +48,8 @@ def _open(root: Path, fmt: str):
     _warn(index.warnings)
     return index
 
+
+SEED = click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED))
 
 FORMAT = click.option(
     "--format", "fmt", default="auto", show_default=True,
@@ -104,7 +112,7 @@ def summary(root: Path, fmt: str) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Split file to write [default: splits/<data folder>-seed<SEED>.json].")
 @click.option("--fractions", default="0.7,0.1,0.2", show_default=True, help="train,val,test shares.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@SEED
 @click.option("--force", is_flag=True, help="Replace an existing split file.")
 @FORMAT
 @_clean_errors
@@ -132,7 +140,7 @@ def split(root: Path, out: Path | None, fractions: str, seed: int, force: bool, 
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder to create.")
 @click.option("--per-class", default=100, show_default=True, type=int, help="Images per class.")
 @click.option("--size", default=128, show_default=True, type=int, help="Image width in pixels.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@SEED
 @click.option("--overwrite", is_flag=True, help="Replace an existing folder.")
 @_clean_errors
 def phantom(out: Path, per_class: int, size: int, seed: int, overwrite: bool) -> None:
@@ -213,8 +221,7 @@ def train_gan_cmd(config_path: Path, data_root: Path, out: Path, split_file: Pat
         train_gan(cfg, RunOptions(out=out, split_file=split_file, resume=resume, overwrite=overwrite,
                                   progress=not no_progress))
     except DivergenceError as e:
-        click.echo(f"error: training diverged: {e}. The last good checkpoint is kept in {out / 'checkpoints'}.",
-                   err=True)
+        click.echo(f"error: training diverged: {e}", err=True)
         sys.exit(3)
 
 
@@ -223,18 +230,21 @@ def train_gan_cmd(config_path: Path, data_root: Path, out: Path, split_file: Pat
               help="generator.pt snapshot or a full training state.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder to write (HAM10000 layout).")
 @click.option("--per-class", default=100, show_default=True, type=int)
+@click.option("--max-per-class", default=MAX_PER_CLASS, show_default=True, type=int,
+              help="Refuse a larger --per-class (a typo would fill the disk); raise it if you mean it.")
 @click.option("--classes", default=None, help="Comma-separated, e.g. nv,bcc,mel,bkl [default: all 7].")
-@click.option("--seed", default=0, show_default=True, type=int)
+@SEED
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
-@click.option("--overwrite", is_flag=True, help="Replace an existing export folder.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier export (only one dermsynth made), once the new one is complete.")
 @_clean_errors
-def generate(checkpoint: Path, out: Path, per_class: int, classes: str | None, seed: int, device: str,
-             overwrite: bool) -> None:
+def generate(checkpoint: Path, out: Path, per_class: int, max_per_class: int, classes: str | None, seed: int,
+             device: str, overwrite: bool) -> None:
     """Write synthetic images (PNG tagged as synthetic) with metadata and a class grid."""
     from dermsynth.generate import generate_images
 
     root = generate_images(checkpoint, out, per_class=per_class, classes=classes, seed=seed,
-                           overwrite=overwrite, device=device)
+                           overwrite=overwrite, device=device, max_per_class=max_per_class)
     click.echo(f"synthetic images in {root / 'images'}; metadata {root / 'HAM10000_metadata.csv'}; "
                f"grid {root / 'grid.png'}")
 
@@ -304,7 +314,8 @@ def evaluate() -> None:
 @click.option("--per-class", default=100, show_default=True, type=int, help="Images per class (--generator).")
 @click.option("--classes", default=None,
               help="Comma-separated, e.g. nv,bcc,mel,bkl [default: all 7, or every class in --images].")
-@click.option("--seed", default=0, show_default=True, type=int, help="Noise seed (--generator).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED),
+              help="Noise seed (--generator).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: <judge folder>/table3].")
 @FORMAT
@@ -348,7 +359,7 @@ def detection(judge: Path, generator: Path | None, images: Path | None, data_roo
               help="real+synthetic: top each class up to this many train images.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override the utility classifier config, e.g. --set train.epochs=10.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@SEED
 @click.option("--no-progress", is_flag=True)
 @_clean_errors
 def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split_file: Path | None, measures: str,

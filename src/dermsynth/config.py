@@ -8,6 +8,10 @@ resolved config next to its outputs.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,10 @@ from dermsynth.data.cache import CROPS, RESOLUTIONS
 
 class ConfigError(ValueError):
     """One or more invalid options; the message lists every problem."""
+
+
+MAX_SEED = 2**32 - 1
+"""Largest seed any config or command takes: numpy's generators refuse seeds outside [0, 2**32 - 1]."""
 
 
 def _raise_if(problems: list[str], what: str) -> None:
@@ -91,14 +99,127 @@ class PhantomConfig:
     """Seed; the same seed gives byte-identical files."""
 
 
+# --- Typing values by their field's annotation -----------------------------------------
+
+_NAMES = {int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false", "booleans"),
+          str: ("text", "texts"), Path: ("a path", "paths")}
+
+
+def _union_args(kind: Any) -> tuple[Any, ...] | None:
+    """The members of ``X | Y`` (or ``Optional[X]``), None for any other annotation."""
+    return typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else None
+
+
+def _item_kinds(kind: Any) -> tuple[tuple[Any, ...], bool] | None:
+    """Item annotations of ``tuple[...]`` / ``list[...]`` and whether the length is free; None for others."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is list:
+        return (args[0] if args else Any,), True
+    if origin is tuple:
+        if not args or (len(args) == 2 and args[1] is Ellipsis):
+            return (args[0] if args else Any,), True
+        return args, False
+    return None
+
+
+def describe(kind: Any) -> str:
+    """What a value of annotation ``kind`` must be, as a problem names it: "an integer or null"."""
+    members = _union_args(kind)
+    if members is not None:
+        return " or ".join([describe(m) for m in members if m is not type(None)]
+                           + ["null"] * (type(None) in members))
+    items = _item_kinds(kind)
+    if items is not None:
+        kinds, free = items
+        plural = _NAMES.get(kinds[0], ("", "items"))[1] if len(set(kinds)) == 1 else "items"
+        return f"a list of {plural}" if free else f"a list of {len(kinds)} {plural}"
+    return _NAMES.get(kind, (getattr(kind, "__name__", str(kind)), ""))[0]
+
+
+def coerce(value: Any, kind: Any) -> Any:
+    """``value`` as annotation ``kind``; ValueError where it is not one.
+
+    YAML reads ``2e-4`` and ``1E3`` (no dot) as text, so numbers are also taken from numeric text. int takes
+    integral numbers only (3.0 and "64", not 3.5); float refuses NaN and inf; bool takes true/false only (not
+    1, "maybe"); tuples and lists type each item (a fixed-length tuple checks the length); ``X | None`` passes
+    None. Other annotations pass the value through.
+    """
+    members = _union_args(kind)
+    if members is not None:
+        if value is None and type(None) in members:
+            return None
+        for member in (m for m in members if m is not type(None)):
+            try:
+                return coerce(value, member)
+            except ValueError:
+                pass
+        raise ValueError(value)
+    items = _item_kinds(kind)
+    if items is not None:
+        kinds, free = items
+        if not isinstance(value, (list, tuple)) or (not free and len(value) != len(kinds)):
+            raise ValueError(value)
+        item_kinds = kinds * len(value) if free else kinds
+        return typing.get_origin(kind)(coerce(v, k) for v, k in zip(value, item_kinds))
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(value)
+        if kind is float and isinstance(value, int):
+            # An int is a float (the numeric tower): kept as given, so saved configs and study keys stay as
+            # they were before values were typed.
+            return value
+        if kind is int and isinstance(value, (int, str)):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        try:
+            number = float(value)  # OverflowError: an int beyond a float's range
+        except (OverflowError, ValueError):
+            raise ValueError(value) from None
+        if math.isfinite(number) and (kind is float or number.is_integer()):
+            return number if kind is float else int(number)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    elif kind is Path:
+        if isinstance(value, (str, os.PathLike)) and str(value):
+            return Path(value)
+    else:
+        return value
+    raise ValueError(value)
+
+
+def typed_values(cls: type, values: dict[str, Any], what: str) -> tuple[dict[str, Any], list[str]]:
+    """``values`` typed by dataclass ``cls``'s annotations, and every problem: unknown keys, mistyped values,
+    seeds beyond [0, MAX_SEED]. Each problem names ``what.key``, the value given and the type expected."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = sorted(set(values) - set(names), key=str)
+    problems = [f"{what}: unknown option(s) {', '.join(map(str, unknown))} (known: {', '.join(sorted(names))})"] \
+        if unknown else []
+    typed = {}
+    for name in (n for n in names if n in values):
+        try:
+            typed[name] = coerce(values[name], hints[name])
+        except ValueError:
+            problems.append(f"{what}.{name}: expected {describe(hints[name])}, got {values[name]!r}")
+            continue
+        if name == "seed" and isinstance(typed[name], int) and not 0 <= typed[name] <= MAX_SEED:
+            problems.append(f"{what}.{name}: expected an integer in [0, {MAX_SEED}], got {values[name]!r}")
+    return typed, problems
+
+
 def from_dict(cls: type, values: dict[str, Any] | None, what: str) -> Any:
-    """Build dataclass ``cls`` from a dict, refusing unknown keys (all named at once)."""
-    values = dict(values or {})
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"unknown {what} option(s): {', '.join(unknown)} (known: {', '.join(sorted(names))})")
-    return cls(**values)
+    """Build dataclass ``cls`` from a dict, each value typed by its field; every problem named at once."""
+    if values is not None and not isinstance(values, dict):
+        raise ConfigError(f"{what}: expected a mapping of options, got {values!r}")
+    typed, problems = typed_values(cls, values or {}, what)
+    _raise_if(problems, f"{what} config")
+    return cls(**typed)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -230,6 +351,13 @@ class TrainConfig:
     """Use the channels_last memory format."""
     grid_columns: int = 8
     """Samples per class in the snapshot grids."""
+    divergence_max_loss: float = 1e6
+    """Stop (keeping the last checkpoint) when a loss's magnitude passes this; NaN and inf always stop."""
+    divergence_max_grad_norm: float = 1e6
+    """Stop when G's or D's gradient norm passes this."""
+    divergence_zero_grad_steps: int = 50
+    """Stop when G's gradient norm stays exactly 0 for this many steps in a row (G has stopped learning:
+    D saturated); 0 disables."""
 
     def problems(self) -> list[str]:
         from dermsynth.training.augment import check_policy
@@ -251,6 +379,9 @@ class TrainConfig:
             out.append("train.ema_halflife_kimg must be >= 0")
         if self.ema_rampup is not None and self.ema_rampup <= 0:
             out.append("train.ema_rampup must be > 0 or null")
+        if self.divergence_max_loss <= 0 or self.divergence_max_grad_norm <= 0 or self.divergence_zero_grad_steps < 0:
+            out.append("train.divergence_max_loss and train.divergence_max_grad_norm must be > 0, "
+                       "train.divergence_zero_grad_steps >= 0")
         return out
 
 
@@ -281,14 +412,20 @@ GAN_SECTIONS = {
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
-    """``["train.epochs=2", "loss.kind=hinge"]`` -> nested dict, values parsed as YAML."""
+    """``["train.epochs=2", "loss.kind=hinge"]`` -> nested dict, values parsed as YAML; every bad item named."""
     out: dict[str, dict[str, Any]] = {}
+    problems = []
     for item in items:
         key, sep, value = item.partition("=")
         section, dot, name = key.partition(".")
         if not sep or not dot or not name:
-            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. train.epochs=2")
-        out.setdefault(section, {})[name] = yaml.safe_load(value)
+            problems.append(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. train.epochs=2")
+            continue
+        try:
+            out.setdefault(section, {})[name] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            problems.append(f"--set {item!r}: the value is not valid YAML ({getattr(e, 'problem', None) or e})")
+    _raise_if(problems, "--set option(s)")
     return out
 
 
@@ -301,26 +438,44 @@ def build_sections(
 ) -> tuple[str, dict[str, Any], list[str]]:
     """Preset dict + ``--set`` overrides -> (name, section configs, problems), checking every section.
 
-    Sections named in ``follow_resolution`` take data.resolution unless the preset sets their own.
+    Each value is typed by its field's annotation (:func:`typed_values`); a section with mistyped values is
+    not built, its problems are listed with every other section's. Sections named in ``follow_resolution``
+    take data.resolution unless the preset sets their own.
     """
-    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    raw = dict(raw)
+    problems = []
     for section, values in parse_overrides(overrides or []).items():
         if section not in section_classes:
-            raise ConfigError(f"--set: unknown section {section!r} (known: {', '.join(section_classes)})")
-        raw.setdefault(section, {}).update(values)
+            problems.append(f"--set: unknown section {section!r} (known: {', '.join(section_classes)})")
+        elif raw.get(section) is None:
+            raw[section] = values
+        elif isinstance(raw[section], dict):
+            raw[section] = {**raw[section], **values}
+        # else: a section that is not a mapping is named below
     name = raw.pop("name", "custom")
-    unknown = sorted(set(raw) - set(section_classes))
-    problems = [f"unknown section(s): {', '.join(unknown)}"] if unknown else []
+    if not isinstance(name, str):
+        problems.append(f"name: expected text, got {name!r}")
+    unknown = sorted(set(raw) - set(section_classes), key=str)
+    if unknown:
+        problems.append(f"unknown section(s): {', '.join(map(str, unknown))}")
     sections: dict[str, Any] = {}
     for section, cls in section_classes.items():
-        values = dict(raw.get(section) or {})
+        values = raw.get(section)
+        if values is not None and not isinstance(values, dict):
+            problems.append(f"{section}: expected a mapping of options, got {values!r}")
+            continue
+        values = dict(values or {})
         if section == "data" and data_root is not None:
             values["root"] = data_root
-        if section in follow_resolution:
-            values.setdefault("resolution", (raw.get("data") or {}).get("resolution", DataConfig.resolution))
+        if section in follow_resolution and "data" in sections:
+            values.setdefault("resolution", sections["data"].resolution)
+        typed, found = typed_values(cls, values, section)
+        if found:  # the constructor's own checks assume typed values
+            problems += found
+            continue
         try:
-            sections[section] = from_dict(cls, values, section)
-        except (ConfigError, ValueError, TypeError) as e:
+            sections[section] = cls(**typed)
+        except ValueError as e:
             problems.append(f"{section}: {e}")
             continue
         if hasattr(sections[section], "problems"):
@@ -386,20 +541,7 @@ class ClassifierTrainConfig:
     """Mixed precision: auto (bf16 on CUDA, none on CPU), bf16 or none."""
 
     def problems(self) -> list[str]:
-        # YAML reads 1e-3 (no dot) as a string: coerce numbers first, so "1e-3" works and "fast" is named.
         out = []
-        for name, kind in (("epochs", int), ("batch_size", int), ("lr", float), ("weight_decay", float),
-                           ("label_smoothing", float), ("color_jitter", float), ("seed", int), ("patience", int),
-                           ("checkpoint_epochs", int), ("keep_checkpoints", int)):
-            value = getattr(self, name)
-            try:
-                if isinstance(value, bool) or (kind is int and float(value) != int(float(value))):
-                    raise ValueError
-                setattr(self, name, kind(float(value)))
-            except (TypeError, ValueError):
-                out.append(f"train.{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
-        if out:
-            return out
         if self.epochs < 1 or self.batch_size < 2:
             out.append("train.epochs must be >= 1 and train.batch_size >= 2")
         if self.optimizer not in ("adam", "adamw", "sgd"):

@@ -14,16 +14,35 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 from tqdm import tqdm
 
+from dermsynth.config import MAX_SEED
 from dermsynth.data.ham10000 import write_metadata
 from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError
 from dermsynth.models.generator import Generator, GeneratorConfig, build_generator
-from dermsynth.training.checkpoint import SNAPSHOT_FORMAT, STATE_FORMAT, load_checkpoint, seeded, sha256_file
+from dermsynth.storage import (
+    FolderError,
+    FolderLock,
+    StorageError,
+    check_replaceable,
+    clear_folder,
+    is_owned,
+    storage_error,
+    write_marker,
+)
+from dermsynth.training.checkpoint import (
+    SNAPSHOT_FORMAT,
+    STATE_FORMAT,
+    CheckpointError,
+    load_checkpoint,
+    seeded,
+    sha256_file,
+)
 
 SYNTHETIC_TAG = "dermsynth synthetic image (GAN-generated, not a patient image)"
 
@@ -89,8 +108,12 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     """The EMA generator of a snapshot or of a full training state, in eval mode."""
     ckpt = load_checkpoint(path, expect=(SNAPSHOT_FORMAT, STATE_FORMAT))
     gen_cfg = ckpt["generator_config"] if ckpt["format"] == SNAPSHOT_FORMAT else ckpt["config"]["generator"]
-    G = build_generator(GeneratorConfig(**gen_cfg))
-    G.load_state_dict(ckpt["G_ema"])
+    try:
+        G = build_generator(GeneratorConfig(**gen_cfg))
+        G.load_state_dict(ckpt["G_ema"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        first = " ".join(line.strip() for line in str(e).strip().splitlines()[:2])[:240]
+        raise CheckpointError(f"{path}: its generator weights do not fit its generator config ({first})") from None
     return G.to(device).eval(), ckpt
 
 
@@ -98,24 +121,34 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
 def sample(G: Generator, label: int, n: int, seed: int, batch: int = 64, device="cpu") -> np.ndarray:
     """``n`` uint8 images of class ``label`` from noise seeded by (seed, label); a generator's per-pixel noise
     (fastgan) comes from another stream seeded by the same pair, drawn batch by batch."""
+    return np.concatenate(list(sample_batches(G, label, n, seed, batch, device)))
+
+
+@torch.no_grad()
+def sample_batches(G: Generator, label: int, n: int, seed: int, batch: int = 64, device="cpu") -> Iterator[np.ndarray]:
+    """:func:`sample`'s images batch by batch, in memory bounded by the batch: noise is drawn per batch (the
+    same numbers as drawing all of it at once: each batch's noise is a multiple of 16 numbers long)."""
     gen = torch.Generator().manual_seed(seed * 1000 + label)
-    z = torch.randn(n, G.cfg.z_dim, generator=gen)
-    out = []
     with seeded(PIXEL_NOISE_SEED + seed * 1000 + label):
         for i in range(0, n, batch):
-            zb = z[i: i + batch].to(device)
-            out.append(to_uint8(G(zb, torch.full((len(zb),), label, dtype=torch.long, device=device))))
-    return np.concatenate(out)
+            zb = torch.randn(min(batch, n - i), G.cfg.z_dim, generator=gen).to(device)
+            yield to_uint8(G(zb, torch.full((len(zb),), label, dtype=torch.long, device=device)))
 
 
 def parse_classes(classes: str | None) -> list[str]:
-    if not classes:
+    if classes is None:
         return list(CLASSES)
     names = [c.strip().lower() for c in classes.split(",") if c.strip()]
+    if not names:
+        raise DataError(f"--classes {classes!r} names no class; choose from {', '.join(CLASSES)}")
     unknown = [c for c in names if c not in CLASS_TO_LABEL]
     if unknown:
         raise DataError(f"unknown class(es) {', '.join(unknown)}; choose from {', '.join(CLASSES)}")
-    return names
+    return list(dict.fromkeys(names))
+
+
+MAX_PER_CLASS = 100_000
+"""Default limit of ``--per-class`` (about 1.2 GB of PNGs per class at 64 px); ``--max-per-class`` raises it."""
 
 
 def generate_images(
@@ -127,40 +160,90 @@ def generate_images(
     overwrite: bool = False,
     device: str = "cpu",
     progress: bool = True,
+    max_per_class: int = MAX_PER_CLASS,
 ) -> Path:
-    """Write ``per_class`` synthetic images of each class in the HAM10000 layout; returns ``out``."""
+    """Write ``per_class`` synthetic images of each class in the HAM10000 layout; returns ``out``.
+
+    The export is written into a hidden folder beside ``out`` and renamed into place when complete. With
+    ``overwrite`` an earlier export is replaced only then, and only if dermsynth made it (its marker says
+    so): a wrong checkpoint or a crash leaves the old export as it was. ``out`` is locked meanwhile.
+    """
     out = Path(out)
     names = parse_classes(classes)
-    if per_class < 1:
-        raise DataError(f"--per-class must be >= 1, got {per_class}")
-    if out.exists() and any(out.iterdir()):
+    if not 1 <= per_class <= max_per_class:
+        raise DataError(f"--per-class must be between 1 and {max_per_class:,}, got {per_class:,}"
+                        + (" (raise the limit with --max-per-class)" if per_class > max_per_class else ""))
+    if not 0 <= seed <= MAX_SEED:
+        raise DataError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
+    _check_export_target(out, overwrite)
+    G, _ = load_generator(checkpoint, device)  # before anything is written: a wrong path changes nothing
+    digest = sha256_file(checkpoint)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise storage_error(e, out.parent) from None
+    with FolderLock(out.parent / f".{out.name}.lock", f"export folder {out}"):
+        _check_export_target(out, overwrite)  # again, under the lock
+        tmp = out.with_name(f".{out.name}.partial")
+        if tmp.exists():  # left by a generate that was killed; ours only if it carries the marker
+            clear_folder(tmp, "export")
+            tmp.rmdir()
+        try:
+            tmp.mkdir()
+            write_marker(tmp, "export")
+            _write_export(G, tmp, names, per_class, seed, digest, device, progress)
+            if out.exists():  # an empty folder, or an export of ours (checked above): swap, then delete it
+                old = out.with_name(f".{out.name}.old")
+                if old.exists():
+                    clear_folder(old, "export")
+                    old.rmdir()
+                out.rename(old)
+                tmp.rename(out)
+                if is_owned(old, "export"):
+                    shutil.rmtree(old)
+                else:
+                    old.rmdir()  # it was empty when checked; if something appeared since, it stays
+            else:
+                tmp.rename(out)
+        except BaseException as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError) and not isinstance(e, StorageError):
+                raise storage_error(e, out) from None
+            raise
+    return out
+
+
+def _check_export_target(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise FolderError(f"--out {out} is a file, not a folder; choose a folder for the export")
+    if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise DataError(f"{out} exists and is not empty; pass --overwrite to replace it")
-        if not (out / "HAM10000_metadata.csv").is_file():
-            raise DataError(f"{out} does not look like a dermsynth export; refusing to delete it")
-        shutil.rmtree(out)
-    G, _ = load_generator(checkpoint, device)
-    digest = sha256_file(checkpoint)
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "images").mkdir(parents=True)
+        check_replaceable(out, "export", "synthetic-image export")
+
+
+def _write_export(G, folder: Path, names: list[str], per_class: int, seed: int, digest: str, device: str,
+                  progress: bool) -> None:
+    (folder / "images").mkdir()
     rows, grid_images = [], []
     bar = tqdm(total=per_class * len(names), desc="generating", unit="img", disable=not progress)
     for name in names:
         label = CLASS_TO_LABEL[name]
-        images = sample(G, label, per_class, seed, device=device)
-        for k, image in enumerate(images):
-            image_id = f"SYN_{name}_{seed}_{k:05d}"
-            save_synthetic_png(image, tmp / "images" / f"{image_id}.png", dx=name, seed=seed,
-                               generator="dermsynth", checkpoint_sha256=digest)
-            rows.append({"lesion_id": image_id, "image_id": image_id, "dx": name, "synthetic": 1,
-                         "seed": seed, "checkpoint_sha256": digest})
-            bar.update()
-        grid_images.append(images[: min(8, per_class)])
+        k = 0
+        for batch in sample_batches(G, label, per_class, seed, device=device):
+            if k == 0:
+                grid_images.append(batch[: min(8, per_class)])
+            for image in batch:
+                image_id = f"SYN_{name}_{seed}_{k:05d}"
+                save_synthetic_png(image, folder / "images" / f"{image_id}.png", dx=name, seed=seed,
+                                   generator="dermsynth", checkpoint_sha256=digest)
+                rows.append({"lesion_id": image_id, "image_id": image_id, "dx": name, "synthetic": 1,
+                             "seed": seed, "checkpoint_sha256": digest})
+                k += 1
+                bar.update()
     bar.close()
-    write_metadata(tmp / "HAM10000_metadata.csv", rows, ("synthetic", "seed", "checkpoint_sha256"))
+    write_metadata(folder / "HAM10000_metadata.csv", rows, ("synthetic", "seed", "checkpoint_sha256"))
     cols = min(len(g) for g in grid_images)
-    grid = labelled_grid(np.concatenate([g[:cols] for g in grid_images]), names, f"checkpoint {digest[:12]}, seed {seed}")
-    save_synthetic_png(grid, tmp / "grid.png", checkpoint_sha256=digest, seed=seed)
-    tmp.rename(out)
-    return out
+    grid = labelled_grid(np.concatenate([g[:cols] for g in grid_images]), names,
+                         f"checkpoint {digest[:12]}, seed {seed}")
+    save_synthetic_png(grid, folder / "grid.png", checkpoint_sha256=digest, seed=seed)

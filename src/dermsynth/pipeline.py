@@ -39,6 +39,19 @@ from dermsynth.config import (
     to_plain,
 )
 from dermsynth.data.index import DataError, open_index
+from dermsynth.storage import (
+    LOCK,
+    FolderError,
+    FolderLock,
+    atomic_write_json,
+    atomic_write_text,
+    clear_folder,
+    is_owned,
+    read_marker,
+    storage_error,
+    write_marker,
+)
+from dermsynth.training.checkpoint import list_states
 
 STAGES = ("prepare", "split", "gan", "judge", "generate", "detection", "metrics", "utility", "report")
 UPSTREAM = {
@@ -179,14 +192,27 @@ class Study:
     # --- running ------------------------------------------------------------------
 
     def run(self, stages: tuple[str, ...] = STAGES, overwrite: bool = False) -> Path:
-        is_study = (self.out / "stages").is_dir()
-        if self.out.exists() and any(self.out.iterdir()):
-            if not is_study:
+        if self.out.exists() and not self.out.is_dir():
+            raise FolderError(f"{self.out} is a file, not a folder; choose another --out")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise storage_error(e, self.out) from None
+        with FolderLock(self.out / LOCK, f"study folder {self.out}"):  # one `dermsynth run` per study at a time
+            entries = {p.name for p in self.out.iterdir()} - {LOCK}
+            # A study made before folders carried a marker is continued (nothing is deleted), never replaced.
+            legacy = not read_marker(self.out) and (self.out / "stages").is_dir()
+            if entries and not is_owned(self.out, "study") and not legacy:
                 raise DataError(f"{self.out} exists, is not empty and is not a dermsynth study folder; "
                                 "choose another --out")
-            if overwrite:
-                shutil.rmtree(self.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+            if overwrite and entries:
+                clear_folder(self.out, "study")
+                entries = set()
+            if not entries:
+                write_marker(self.out, "study")
+            return self._run(stages)
+
+    def _run(self, stages: tuple[str, ...]) -> Path:
         (self.out / "stages").mkdir(exist_ok=True)
         if self.uses_phantom and not (self.data / "HAM10000_metadata.csv").is_file():
             from dermsynth.data.phantom import make_phantom
@@ -211,9 +237,8 @@ class Study:
             seconds = round(time.perf_counter() - start, 1)
             # Re-read: another `dermsynth run --stages ...` on this folder may have recorded its stages meanwhile.
             timings = {**self._load_provenance().get("stage_seconds", {}), stage: seconds}
-            self._marker(stage).parent.mkdir(exist_ok=True)
-            self._marker(stage).write_text(json.dumps({"key": key, "seconds": seconds,
-                                                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+            atomic_write_json(self._marker(stage), {"key": key, "seconds": seconds,
+                                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
             self._write_provenance(timings)
             print(f"[{stage}] done in {seconds:.0f} s", flush=True)
         return self.out / "report.html"
@@ -242,7 +267,7 @@ class Study:
             "stage_seconds": timings,
             "total_seconds": round(sum(timings.values()), 1),
         }
-        (self.out / "provenance.json").write_text(json.dumps(payload, indent=1, default=str))
+        atomic_write_text(self.out / "provenance.json", json.dumps(payload, indent=1, default=str))
 
     def _training_options(self, stage: str, folder: Path, key: str, cfg):
         """Resume an interrupted run of the same settings; replace one of other settings.
@@ -258,8 +283,8 @@ class Study:
         same = started.is_file() and started.read_text() == key
         if not same and (folder / "config.yaml").is_file():
             same = _settings(yaml.safe_load((folder / "config.yaml").read_text())) == _settings(cfg)
-        has_state = (folder / "checkpoints").is_dir() and any((folder / "checkpoints").iterdir())
-        if folder.exists() and not same:
+        has_state = bool(list_states(folder / "checkpoints"))
+        if folder.exists() and not (same and has_state):  # the study's own sub-folder: nothing to continue
             shutil.rmtree(folder)
         started.parent.mkdir(parents=True, exist_ok=True)
         started.write_text(key)
@@ -274,11 +299,11 @@ class Study:
         for resolution in sorted({self.gan_cfg.data.resolution, self.judge_cfg.data.resolution}):
             load_cache(self.index, resolution, self.gan_cfg.data.crop, self.gan_cfg.data.cache_dir,
                        progress=self.progress)
-        (self.out / "data-summary.json").write_text(json.dumps({
+        atomic_write_json(self.out / "data-summary.json", {
             "data": str(self.data), "source": self.index.source, "phantom": self.uses_phantom,
             "class_table": self.index.class_table(), "images": len(self.index),
             "lesions": len({r.lesion_id for r in self.index.records}), "warnings": self.index.warnings,
-        }, indent=1))
+        })
 
     def stage_split(self, key: str) -> None:
         from dermsynth.data.splits import make_split, save_split
@@ -299,7 +324,10 @@ class Study:
     def stage_generate(self, key: str) -> None:
         from dermsynth.generate import generate_images
 
-        generate_images(self.out / "gan" / "generator.pt", self.out / "synthetic", per_class=self.cfg.generate["per_class"],
+        folder = self.out / "synthetic"
+        if folder.exists() and not is_owned(folder, "export"):
+            shutil.rmtree(folder)  # the study's own export, written before exports carried a marker
+        generate_images(self.out / "gan" / "generator.pt", folder, per_class=self.cfg.generate["per_class"],
                         seed=self.cfg.generate["seed"], overwrite=True, progress=self.progress)
 
     def stage_detection(self, key: str) -> None:

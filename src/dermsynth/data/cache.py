@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import sys
@@ -32,6 +33,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from dermsynth.data.index import CLASSES, DataError, DatasetIndex, check_nonempty
+from dermsynth.storage import atomic_write, atomic_write_text
 
 CACHE_VERSION = 1
 RESOLUTIONS = (32, 64, 128, 256)
@@ -205,12 +207,13 @@ def _build(index, folder, key, resolution, crop, on_corrupt, workers, progress) 
 
     folder.mkdir(parents=True, exist_ok=True)
     array_name = f"images-{key}.npy"
-    _atomic_save_npy(folder / array_name, images[ok])
-    with open(folder / "skipped.csv.tmp", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["image_id", "file", "error"])
-        writer.writeheader()
-        writer.writerows(skipped)
-    os.replace(folder / "skipped.csv.tmp", folder / "skipped.csv")
+    kept_images = images[ok]
+    atomic_write(folder / array_name, lambda f: np.save(f, kept_images), needed_bytes=kept_images.nbytes)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=["image_id", "file", "error"])
+    writer.writeheader()
+    writer.writerows(skipped)
+    atomic_write_text(folder / "skipped.csv", table.getvalue())
     manifest = {
         "format": f"dermsynth-cache/{CACHE_VERSION}",
         "key": key,
@@ -232,7 +235,7 @@ def _build(index, folder, key, resolution, crop, on_corrupt, workers, progress) 
         "skipped": skipped,
         "build_seconds": round(time.perf_counter() - start, 2),
     }
-    _atomic_write_text(folder / "manifest.json", json.dumps(manifest))
+    atomic_write_text(folder / "manifest.json", json.dumps(manifest))
     for old in folder.glob("images-*.npy"):
         if old.name != array_name:
             old.unlink(missing_ok=True)
@@ -264,21 +267,3 @@ def _open(folder: Path, manifest: dict) -> CachedImages:
         skipped=manifest["skipped"],
         path=folder,
     )
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

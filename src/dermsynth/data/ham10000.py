@@ -74,8 +74,11 @@ def read_metadata(path: Path) -> list[tuple[int, dict[str, str]]]:
     rows = []
     for row in reader:
         # line_num counts physical lines read so far: the row's own line number.
-        clean = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-        rows.append((reader.line_num, clean))
+        # DictReader puts extra fields in a list under None and fills missing ones with None.
+        fields = len(columns) + len(row.get(None, [])) - sum(v is None for v in row.values())
+        if fields != len(columns):
+            raise DataError(f"{path.name}, line {reader.line_num}: {fields} fields, but the header has {len(columns)}")
+        rows.append((reader.line_num, {k.strip(): v.strip() for k, v in row.items()}))
     return rows
 
 

@@ -49,6 +49,7 @@ from PIL import Image, ImageDraw
 
 from dermsynth.data.ham10000 import write_metadata
 from dermsynth.data.index import CLASSES, DataError
+from dermsynth.storage import is_owned, write_marker
 
 SYNTHETIC_TAG = "phantom"
 """Value of the metadata's ``synthetic`` column."""
@@ -709,7 +710,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise DataError(f"{out}: folder is not empty; choose another folder or pass overwrite=True")
-    if not _is_phantom_dataset(out):
+    if not (is_owned(out, "phantom") or _is_phantom_dataset(out)):
         # Overwriting means deleting: only ever delete what make_phantom itself wrote.
         raise DataError(
             f"{out}: folder is not empty and does not hold a phantom dataset "
@@ -763,6 +764,7 @@ def make_phantom(out: Path, per_class: int, size: int, seed: int, overwrite: boo
             for p in sorted(plan, key=lambda p: (p.lesion_id, p.image_id))
         ]
         write_metadata(tmp / METADATA_NAME, rows, extra_columns=("synthetic",))
+        write_marker(tmp, "phantom")
         _check_out(out, overwrite)  # again: something may have appeared meanwhile
         if out.exists():
             old = _sibling(out, "old")

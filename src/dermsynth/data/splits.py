@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dermsynth.data.index import CLASSES, DataError, DatasetIndex
+from dermsynth.storage import atomic_write_json
 
 PARTS = ("train", "val", "test")
 SPLIT_FORMAT = "dermsynth-split/1"
@@ -139,14 +139,7 @@ def save_split(split: Split, path: str | Path, index: DatasetIndex | None = None
     }
     if index is not None:
         payload["per_class"] = split_table(split, index)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, payload)
 
 
 def load_split(path: str | Path) -> Split:

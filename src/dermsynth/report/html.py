@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from dermsynth.data.index import CLASSES
+from dermsynth.storage import atomic_write_text
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1100px; margin: 2em auto;
@@ -201,8 +202,4 @@ def write_report(run: str | Path) -> Path:
     ])
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>dermsynth: {html.escape(name)}"
             f"</title><style>{CSS}</style></head><body>{body}</body></html>")
-    path = run / "report.html"
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(run / "report.html", page)

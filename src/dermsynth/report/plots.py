@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dermsynth.storage import atomic_write
+
 
 def read_jsonl(path: str | Path) -> list[dict]:
     path = Path(path)
@@ -54,9 +56,7 @@ def save_figure(fig, path: str | Path) -> Path:
     """Write a matplotlib figure atomically (temporary file, then rename) and close it."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png"))
+    finally:
+        plt.close(fig)

@@ -8,7 +8,6 @@ atomically (temporary file, flush, fsync, rename) and read with
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import re
 import zipfile
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from dermsynth.storage import atomic_write
 
 STATE_FORMAT = "dermsynth-gan-state/1"
 SNAPSHOT_FORMAT = "dermsynth-generator/1"
@@ -30,15 +31,20 @@ class CheckpointError(ValueError):
 
 
 def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    """Write a checkpoint atomically; on a full disk the old file stays and no temporary file is left."""
+    needed = sum(t.numel() * t.element_size() for t in _tensors(obj))
+    return atomic_write(path, lambda f: torch.save(obj, f), needed_bytes=needed)
+
+
+def _tensors(obj: Any):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _tensors(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _tensors(value)
 
 
 def load_checkpoint(path: str | Path, expect: str | tuple[str, ...] | None = None) -> dict[str, Any]:

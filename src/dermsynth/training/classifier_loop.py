@@ -42,6 +42,7 @@ from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import save_split
 from dermsynth.models.classifier import Classifier, predict_proba
 from dermsynth.training.augment import color_jitter, dihedral
+from dermsynth.storage import atomic_write_json, atomic_write_text
 from dermsynth.training.checkpoint import (
     CLASSIFIER_FORMAT,
     CLASSIFIER_STATE_FORMAT,
@@ -54,7 +55,7 @@ from dermsynth.training.checkpoint import (
     set_rng_state,
     state_path,
 )
-from dermsynth.training.runs import RunOptions, prepare_run_dir, provenance, resolve_split, truncate_stats
+from dermsynth.training.runs import RunOptions, open_run_folder, provenance, resolve_split, truncate_stats
 
 
 def epoch_order(labels: torch.Tensor, imbalance: str, seed: int, epoch: int) -> torch.Tensor:
@@ -221,10 +222,14 @@ def train_classifier(
     is added to the real train part, or replaces it with ``use_real=False``
     (train on synthetic, test on real). Validation is always on real images.
     """
+    with open_run_folder(opts, "classifier-run"):  # locked while this run writes it
+        resume_path = find_resume(opts.out, opts.resume) if opts.resume else None
+        return _train(cfg, opts, synthetic, use_real, resume_path)
+
+
+def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool, resume_path: Path | None) -> Path:
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     out = opts.out
-    prepare_run_dir(opts)
-    resume_path = find_resume(out, opts.resume) if opts.resume else None
 
     # Data: the index, the split (reused or drawn once), the cache; train and val parts only.
     index = open_index(cfg.data.root, cfg.data.format)
@@ -271,7 +276,7 @@ def train_classifier(
         truncate_stats(out / "stats.jsonl", "epoch", trainer.epoch)
 
     train_counts = Counter(CLASSES[i] for i in cached.labels[train_rows])
-    (out / "config.yaml").write_text(yaml.safe_dump(to_plain(cfg), sort_keys=False))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_plain(cfg), sort_keys=False))
     run_info = {
         "kind": "classifier",
         **provenance(cfg, device, index, split),
@@ -282,7 +287,7 @@ def train_classifier(
         "synthetic_train_images_per_class": {c: synthetic_counts.get(c, 0) for c in CLASSES},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    (out / "run.json").write_text(json.dumps(run_info, indent=1))
+    atomic_write_json(out / "run.json", run_info)
 
     def snapshot() -> dict:
         return {
@@ -349,7 +354,7 @@ def train_classifier(
         best_val_balanced_accuracy=round(trainer.best_score, 6), stopped_early=stopped_early,
         elapsed_s=round(trainer.elapsed_s, 2),
     )
-    (out / "run.json").write_text(json.dumps(run_info, indent=1))
+    atomic_write_json(out / "run.json", run_info)
     print(f"done: {trainer.epoch} epochs; best epoch {trainer.best_epoch} (val balanced accuracy "
           f"{trainer.best_score:.4f}); snapshot {out / 'classifier.pt'}")
     return out

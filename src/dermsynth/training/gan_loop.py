@@ -45,10 +45,13 @@ from dermsynth.models.discriminator import build_discriminator
 from dermsynth.models.generator import build_generator
 from dermsynth.training import gan_losses
 from dermsynth.training.augment import diff_augment, dihedral
+from dermsynth.storage import atomic_write_json, atomic_write_text
 from dermsynth.training.checkpoint import (
     SNAPSHOT_FORMAT,
     STATE_FORMAT,
+    CheckpointError,
     find_resume,
+    list_states,
     load_checkpoint,
     prune_states,
     rng_state,
@@ -57,11 +60,12 @@ from dermsynth.training.checkpoint import (
     set_rng_state,
     state_path,
 )
-from dermsynth.training.runs import RunOptions, prepare_run_dir, provenance, resolve_split, truncate_stats
+from dermsynth.training.runs import RunOptions, open_run_folder, provenance, resolve_split, truncate_stats
 
 
 class DivergenceError(RuntimeError):
-    """A loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+    """A loss or gradient norm became NaN, infinite or larger than its bound, or G's gradient stayed 0; the run
+    stops and keeps its last good checkpoint."""
 
 
 def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
@@ -107,6 +111,7 @@ class Trainer:
         self.batch_in_epoch = 0
         self.images_seen = 0
         self.elapsed_s = 0.0
+        self.zero_grad_steps = 0  # steps in a row with G's gradient exactly 0 (divergence guard)
 
     # --- data -------------------------------------------------------------------
 
@@ -184,10 +189,11 @@ class Trainer:
             r1 = gan_losses.r1_penalty(real_logits, real_in)
             total_D = total_D + (cfg.loss.r1_gamma / 2) * r1 * cfg.loss.r1_interval
             stats["r1"] = r1.detach()
-        self._check_finite(total_D, "discriminator")
+        self._check(total_D, "discriminator loss")
         self.opt_D.zero_grad(set_to_none=True)
         total_D.backward()
         stats["grad_norm_D"] = _grad_norm(self.D)
+        self._check(stats["grad_norm_D"], "discriminator gradient norm", cfg.train.divergence_max_grad_norm)
         self.opt_D.step()
 
         # G phase: fool D (its weights frozen; its DDP wrapper skipped, D's grads are not used).
@@ -205,10 +211,12 @@ class Trainer:
             ms = gan_losses.mode_seeking(fake.float(), z)
             loss_G = loss_G + cfg.loss.mode_seeking * ms
             stats["mode_seeking"] = ms.detach()
-        self._check_finite(loss_G, "generator")
+        self._check(loss_G, "generator loss")
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         stats["grad_norm_G"] = _grad_norm(self.G)
+        self._check(stats["grad_norm_G"], "generator gradient norm", cfg.train.divergence_max_grad_norm)
+        self._check_generator_learns(stats["grad_norm_G"])
         self.opt_G.step()
         self._update_ema()
 
@@ -222,11 +230,26 @@ class Trainer:
         )
         return stats
 
-    def _check_finite(self, loss: torch.Tensor, which: str) -> None:
-        if not torch.isfinite(loss).item():
+    def _check(self, value: torch.Tensor, what: str, bound: float | None = None) -> None:
+        """Stop before an optimiser step when ``value`` is NaN, infinite or beyond ``bound`` in magnitude."""
+        bound = self.cfg.train.divergence_max_loss if bound is None else bound
+        v = float(value.detach())
+        if not math.isfinite(v) or abs(v) > bound:
             raise DivergenceError(
-                f"the {which} loss became {loss.item()} at step {self.step + 1} "
-                f"({self.images_seen / 1000:.1f} kimg); weights were not updated with it"
+                f"the {what} became {v:.4g} at step {self.step + 1} ({self.images_seen / 1000:.1f} kimg)"
+                + ("" if not math.isfinite(v) else f", beyond the bound {bound:g} (train.divergence_max_"
+                   f"{'loss' if 'loss' in what else 'grad_norm'})") + "; weights were not updated with it"
+            )
+
+    def _check_generator_learns(self, grad_norm: torch.Tensor) -> None:
+        """Stop when G's gradient has been exactly 0 for train.divergence_zero_grad_steps steps in a row."""
+        limit = self.cfg.train.divergence_zero_grad_steps
+        self.zero_grad_steps = self.zero_grad_steps + 1 if float(grad_norm) == 0 else 0
+        if limit and self.zero_grad_steps >= limit:
+            raise DivergenceError(
+                f"the generator's gradient was exactly 0 for {self.zero_grad_steps} steps in a row (steps "
+                f"{self.step + 2 - self.zero_grad_steps}-{self.step + 1}): the discriminator saturates and the "
+                "generator has stopped learning (train.divergence_zero_grad_steps)"
             )
 
     def ema_beta(self) -> float:
@@ -318,15 +341,38 @@ def _fixed_noise(cfg: GanConfig) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
-    """Train a conditional GAN as ``cfg`` says into ``opts.out``; returns the run folder."""
+    """Train a conditional GAN as ``cfg`` says into ``opts.out``; returns the run folder.
+
+    The run folder is locked while the run writes it (rank 0 holds the lock)."""
     device = dist.init()
-    out = opts.out
-    resume_path = None
+    lock, problem, resume_path = None, None, None
     if dist.is_main():
-        prepare_run_dir(opts)
-        if opts.resume:
-            resume_path = find_resume(out, opts.resume)
-    resume_path = dist.broadcast_object(resume_path)
+        try:
+            lock = open_run_folder(opts, "gan-run")
+            resume_path = find_resume(opts.out, opts.resume) if opts.resume else None
+        except Exception as e:
+            if lock is not None:
+                lock.release()
+            problem = e
+    failed, resume_path = dist.broadcast_object((problem is not None, resume_path))
+    if problem is not None:
+        raise problem
+    if failed:
+        raise DataError(f"the main process could not start the run in {opts.out}")
+    try:
+        return _train(cfg, opts, device, resume_path)
+    except DivergenceError as e:
+        states = list_states(opts.out / "checkpoints")
+        left = (f"the last good checkpoint is {states[-1]} (continue with --resume auto, e.g. after lowering "
+                "the learning rates)" if states else "no checkpoint had been saved yet")
+        raise DivergenceError(f"{e}; {left}") from None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: Path | None) -> Path:
+    out = opts.out
 
     # Data: the index, the split (reused or drawn once), the cache; the train part only.
     index = open_index(cfg.data.root, cfg.data.format)
@@ -347,24 +393,23 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
     trainer = Trainer(cfg, device)
     trainer.load_data(cached.images[train_rows], cached.labels[train_rows])
     if resume_path is not None:
-        trainer.load_state_dict(load_checkpoint(resume_path, expect=STATE_FORMAT))
+        state = load_checkpoint(resume_path, expect=STATE_FORMAT)
+        try:
+            trainer.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError, IndexError) as e:
+            first = " ".join(line.strip() for line in str(e).strip().splitlines()[:2])[:240]
+            raise CheckpointError(f"{resume_path}: does not fit this config's networks or optimisers ({first}); "
+                                  f"the run's own config is {out / 'config.yaml'}") from None
         dist.print0(f"resumed from {resume_path} at step {trainer.step} ({trainer.images_seen / 1000:.1f} kimg)")
     total_steps = trainer.total_steps()
 
+    # Written only now that the run has started (or resumed) for sure: a failed resume rewrites nothing.
     if dist.is_main():
-        (out / "config.yaml").write_text(yaml.safe_dump(to_plain(cfg), sort_keys=False))
+        run_info = _start_record(cfg, device, index, split, out, resume_path, trainer,
+                                 train_images=len(train_rows), total_steps=total_steps)
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(to_plain(cfg), sort_keys=False))
         truncate_stats(out / "stats.jsonl", "step", trainer.step)
-        previous = json.loads((out / "run.json").read_text()) if resume_path and (out / "run.json").is_file() else {}
-        run_info = {
-            **provenance(cfg, device, index, split),
-            "train_images": len(train_rows),
-            "total_steps": total_steps,
-            "started": previous.get("started", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
-            "resumed": previous.get("resumed", []) + (
-                [{"from": str(resume_path), "step": trainer.step, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}]
-                if resume_path else []),
-        }
-        (out / "run.json").write_text(json.dumps(run_info, indent=1))
+        atomic_write_json(out / "run.json", run_info)
 
     fixed_z, fixed_labels = _fixed_noise(cfg)
     steps_per_tick = max(1, round(cfg.train.tick_kimg * 1000 / cfg.train.batch_size))
@@ -451,18 +496,59 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
         checksums = dist.all_gather_objects(float(sum(p.double().sum() for p in trainer.G.parameters())))
     agree = all(c == checksums[0] for c in checksums)
     if dist.is_main():
-        run_info = json.loads((out / "run.json").read_text())
         run_info.update(
             finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             steps=trainer.step, kimg=trainer.images_seen / 1000, elapsed_s=round(trainer.elapsed_s, 2),
             stopped_early=stopped_early, rank_weights_agree=agree, rank_checksums=checksums,
         )
-        (out / "run.json").write_text(json.dumps(run_info, indent=1))
+        atomic_write_json(out / "run.json", run_info)
         dist.print0(f"done: {trainer.step} steps, {trainer.images_seen / 1000:.1f} kimg in "
                     f"{trainer.elapsed_s / 60:.1f} min; generator snapshot {out / 'generator.pt'}")
     if not agree:
         raise RuntimeError(f"processes ended with different generator weights: {checksums}")
     return out
+
+
+_SESSION_RESULTS = ("finished", "steps", "kimg", "elapsed_s", "stopped_early", "rank_weights_agree", "rank_checksums")
+
+
+def _start_record(cfg, device, index, split, out: Path, resume_path: Path | None, trainer: Trainer,
+                  **fields) -> dict:
+    """run.json at the start of a session. A resumed run keeps every field of its earlier record (the last
+    session's outcome, moved into this session's entry of ``resumed`` with the options that changed)."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    previous = {}
+    if resume_path is not None and (out / "run.json").is_file():
+        try:
+            previous = json.loads((out / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            previous = {}
+    ended = {k: previous.pop(k) for k in _SESSION_RESULTS if k in previous}  # the last session's outcome
+    record = {**previous, **provenance(cfg, device, index, split), **fields, "started": previous.get("started", now)}
+    if resume_path is not None:
+        session = {"from": str(resume_path), "step": trainer.step, "at": now, "previous_session": ended}
+        changed = _changed_options(out / "config.yaml", to_plain(cfg))
+        if changed:
+            session["changed"] = changed
+        record["resumed"] = previous.get("resumed", []) + [session]
+    return record
+
+
+def _changed_options(saved: Path, now: dict) -> dict:
+    """``{"section.key": [before, now]}`` between a run's saved config.yaml and the config it resumes with."""
+    try:
+        before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    changed = {}
+    for section, values in now.items():
+        if not isinstance(values, dict):
+            continue
+        old = before.get(section) if isinstance(before.get(section), dict) else {}
+        for key, value in values.items():
+            if key in old and old[key] != value:
+                changed[f"{section}.{key}"] = [old[key], value]
+    return changed
 
 
 class _GracefulStop:

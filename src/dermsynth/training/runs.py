@@ -1,4 +1,4 @@
-"""What every run folder shares: options, the refusal to overwrite, and provenance."""
+"""What every run folder shares: options, its lock and the refusal to overwrite what is not ours, provenance."""
 
 from __future__ import annotations
 
@@ -17,6 +17,20 @@ from dermsynth import __version__
 from dermsynth import distributed as dist
 from dermsynth.data.index import DataError, DatasetIndex
 from dermsynth.data.splits import Split, load_split, make_split
+from dermsynth.storage import (
+    LOCK,
+    MARKER,
+    FolderError,
+    FolderLock,
+    atomic_write_text,
+    check_replaceable,
+    clear_folder,
+    is_owned,
+    read_marker,
+    storage_error,
+    write_marker,
+)
+from dermsynth.training.checkpoint import list_states
 
 
 @dataclass
@@ -35,22 +49,63 @@ class RunOptions:
     """Show a progress bar."""
 
 
-def prepare_run_dir(opts: RunOptions) -> None:
-    """Refuse to write into an existing run folder unless resuming or told to overwrite."""
+# What a run writes before its first checkpoint: a folder holding only these (and no checkpoint) is a start
+# that failed or was killed, and a plain rerun may start it afresh.
+_START_FILES = {MARKER, "split.json", "config.yaml", "run.json", "stats.jsonl", "samples", "loss_curves.png",
+                "tensorboard", "checkpoints"}
+
+
+def _failed_start(out: Path, kind: str, entries: set[str]) -> bool:
+    return (is_owned(out, kind) and entries <= _START_FILES and not list_states(out / "checkpoints")
+            and not any(p.is_file() for p in out.glob("checkpoints/*")))
+
+
+def open_run_folder(opts: RunOptions, kind: str) -> FolderLock:
+    """Lock the run folder (``kind``: gan-run or classifier-run) and make it ready; returns the held lock.
+
+    A new or empty folder gets dermsynth's marker. A folder with content is written only to resume it, to
+    restart a start that never saved a checkpoint, or, with ``--overwrite``, after deleting its content:
+    only if its marker says dermsynth made it as this kind. A folder another process is writing is refused
+    with that process's PID. On failure nothing is left that was not there before.
+    """
     out = opts.out
-    if not out.exists() or not any(out.iterdir()):
-        if opts.resume == "auto":
-            raise DataError(f"--resume auto: {out} holds no run to resume")
+    if out.exists() and not out.is_dir():
+        raise FolderError(f"{out} is a file, not a folder; choose another --out")
+    created = not out.exists()
+    if opts.resume == "auto" and (created or not any(p.name != LOCK for p in out.iterdir())):
+        raise DataError(f"--resume auto: {out} holds no run to resume")
+    try:
         out.mkdir(parents=True, exist_ok=True)
-        return
-    if opts.resume:
-        return
-    if not opts.overwrite:
-        raise DataError(f"{out} exists and is not empty; pass --resume auto to continue it or --overwrite to replace it")
-    if not (out / "run.json").is_file():
-        raise DataError(f"{out} does not look like a dermsynth run folder (no run.json); refusing to delete it")
-    shutil.rmtree(out)
-    out.mkdir(parents=True)
+    except OSError as e:
+        raise storage_error(e, out) from None
+    lock = FolderLock(out / LOCK, f"run folder {out}").acquire()
+    try:
+        entries = {p.name for p in out.iterdir()} - {LOCK}
+        marker = read_marker(out)
+        if marker is not None and marker.get("kind") != kind:
+            raise FolderError(f"{out} is a dermsynth {marker.get('kind')} folder, not a {kind} folder; "
+                              "choose another --out")
+        if opts.resume:
+            return lock
+        if not entries:
+            write_marker(out, kind)
+        elif _failed_start(out, kind, entries):
+            print(f"note: {out} holds a start that never saved a checkpoint; starting it afresh", file=sys.stderr)
+            clear_folder(out, kind)
+            write_marker(out, kind)
+        elif not opts.overwrite:
+            raise DataError(f"{out} exists and is not empty; pass --resume auto to continue it or --overwrite "
+                            "to replace it")
+        else:
+            check_replaceable(out, kind, "run folder")
+            clear_folder(out, kind)
+            write_marker(out, kind)
+        return lock
+    except BaseException:
+        lock.release()
+        if created:
+            shutil.rmtree(out, ignore_errors=True)  # made by this call a moment ago: nothing else is in it
+        raise
 
 
 def versions() -> dict:
@@ -111,4 +166,4 @@ def truncate_stats(path: Path, key: str, last: int) -> None:
     rows = read_jsonl(path)
     kept = [row for row in rows if row.get(key, 0) <= last]
     if len(kept) != len(rows):
-        path.write_text("".join(json.dumps(row) + "\n" for row in kept), encoding="utf-8")
+        atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in kept))

@@ -1,0 +1,209 @@
+"""Writing to disk without losing anything: atomic files, folders dermsynth owns, locks, clear disk errors.
+
+- :func:`atomic_write` writes a file beside its destination and renames it into place, so a crash or a full
+  disk leaves the old file as it was and no temporary file behind; a failed write becomes a
+  :class:`StorageError` that names the file and, for a full disk, the space needed and free.
+- A folder that dermsynth creates (run, export, study, phantom data) holds a marker file :data:`MARKER` with
+  its kind and format. ``--overwrite`` only ever deletes a folder whose marker names the expected kind,
+  never one recognised by a common file name: a data root with ``HAM10000_metadata.csv`` is the user's.
+  The marker says dermsynth made the folder; files a user adds to such a folder later go with it.
+- :class:`FolderLock` holds an exclusive OS lock (``flock``) while a process writes a folder; the OS releases
+  it on any exit, ``kill -9`` included. A second writer is refused with the holder's PID. Locks on network
+  file systems that do not implement ``flock`` are not guaranteed.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from dermsynth import __version__
+
+MARKER = ".dermsynth-folder.json"
+MARKER_FORMAT = "dermsynth-folder/1"
+LOCK = ".dermsynth.lock"
+KINDS = ("gan-run", "classifier-run", "export", "study", "phantom")
+
+
+class StorageError(OSError):
+    """A write that the operating system refused (disk full, no permission, read-only); names what and where."""
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+class FolderError(ValueError):
+    """A folder dermsynth must not write or replace: not its own, of another kind, or in use by a process."""
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB"
+
+
+def storage_error(error: OSError, path: Path, needed_bytes: int | None = None) -> StorageError:
+    """``error`` raised while writing ``path`` as one clear sentence."""
+    reason = error.strerror or str(error) or type(error).__name__
+    message = f"cannot write {path}: {reason}"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = shutil.disk_usage(next(p for p in (path, *path.parents) if p.exists())).free
+            message += f" ({_mb(free)} free" + (f", about {_mb(needed_bytes)} needed)" if needed_bytes else ")")
+        except (OSError, StopIteration):
+            pass
+    out = StorageError(error.errno, message)
+    out.filename = str(path)
+    return out
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], needed_bytes: int | None = None) -> Path:
+    """Write ``path`` through ``write(file)`` into a hidden file beside it, fsync, rename into place.
+
+    On any failure the temporary file is removed and the old ``path`` (if any) is untouched; an OSError
+    becomes a :class:`StorageError` naming ``path``.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, StorageError):
+            raise storage_error(e, path, needed_bytes) from None
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    data = text.encode("utf-8")
+    return atomic_write(path, lambda f: f.write(data), needed_bytes=len(data))
+
+
+def atomic_write_json(path: str | Path, obj, indent: int | None = 1) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=indent))
+
+
+# --- folders dermsynth owns -------------------------------------------------------------
+
+
+def read_marker(folder: Path) -> dict | None:
+    """The marker of ``folder`` (kind, format, created), or None if it has none (or an unreadable one)."""
+    try:
+        marker = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and marker.get("format") == MARKER_FORMAT else None
+
+
+def is_owned(folder: Path, kind: str) -> bool:
+    """Whether ``folder`` carries dermsynth's marker of this kind."""
+    marker = read_marker(folder)
+    return marker is not None and marker.get("kind") == kind
+
+
+def write_marker(folder: Path, kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown folder kind {kind!r}")
+    atomic_write_json(Path(folder) / MARKER, {"format": MARKER_FORMAT, "kind": kind,
+                                              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                              "dermsynth_version": __version__})
+
+
+def check_replaceable(folder: Path, kind: str, what: str) -> None:
+    """Refuse (FolderError) to replace ``folder`` unless dermsynth made it as a ``kind``."""
+    if not folder.is_dir():
+        raise FolderError(f"{folder} is a file, not a folder; choose another path")
+    if not is_owned(folder, kind):
+        other = read_marker(folder)
+        found = f"it is a dermsynth {other['kind']} folder" if other else f"it has no dermsynth marker ({MARKER})"
+        raise FolderError(f"{folder} is not a {what} made by dermsynth ({found}); refusing to delete it. "
+                          "Choose another folder, or delete it yourself if it is yours to delete")
+
+
+def clear_folder(folder: Path, kind: str, keep: tuple[str, ...] = (LOCK,)) -> None:
+    """Delete everything in a folder dermsynth owns as ``kind`` (checked again here), except ``keep``."""
+    check_replaceable(folder, kind, kind)
+    for entry in folder.iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+# --- locks --------------------------------------------------------------------------------
+
+
+class FolderLock:
+    """An exclusive, non-blocking OS lock on ``path`` (a lock file) for as long as it is held.
+
+    The lock file holds the holder's PID; it is removed on release. A holder that dies releases the lock
+    with its file descriptor (the OS does it), so a stale file never blocks anyone.
+    """
+
+    def __init__(self, path: str | Path, what: str) -> None:
+        self.path, self.what = Path(path), what
+        self._fd: int | None = None
+
+    def acquire(self) -> "FolderLock":
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                _lock(fd)
+            except OSError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise FolderError(f"{self.what} is in use by process {holder} (lock file {self.path}); wait for "
+                                  "it to finish or stop it, or choose another folder") from None
+            try:  # the file may have been removed by the holder releasing it meanwhile: lock the new one
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # a full disk: the lock holds without the PID
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        os.close(self._fd)  # closing the descriptor releases the lock
+        self._fd = None
+
+    def __enter__(self) -> "FolderLock":
+        return self if self._fd is not None else self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+try:
+    import fcntl
+
+    def _lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except ImportError:  # Windows
+    import msvcrt
+
+    def _lock(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
