@@ -192,6 +192,10 @@ def test_options_added_later_at_their_neutral_value_leave_old_studies_up_to_date
         for key in neutral:
             del old[section][key]
     del old["discriminator"]["backbone_weights"]
+    for key in ("divergence_max_loss", "divergence_max_grad_norm", "divergence_zero_grad_steps"):
+        del old["train"][key]
     assert _settings(old) == _settings(cfg)
+    bounds = gan_config(load_yaml(REPO / "configs" / "paper.yaml"), ["train.divergence_max_loss=10"])
+    assert _settings(bounds) == _settings(cfg)  # the guard's bounds change nothing a finished run computed
     projected = gan_config(load_yaml(REPO / "configs" / "projected.yaml"))
     assert _settings(projected)["generator"]["arch"] == "fastgan"  # a non-neutral value stays in the key

@@ -27,7 +27,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from dermsynth.config import (
     gan_config,
     load_yaml,
     to_plain,
+    typed_values,
 )
 from dermsynth.data.index import DataError, open_index
 from dermsynth.storage import (
@@ -93,15 +94,46 @@ class StudyConfig:
     """Utility study: classifier preset, overrides, seeds, top-up target, synthetic-only size."""
 
 
+# The types of the study sections' values: checked (and numbers in any YAML spelling taken) by the same parser
+# as every preset, all problems at once.
+_STUDY_TYPES: dict[str, dict[str, Any]] = {
+    "phantom": {"per_class": int, "size": int, "seed": int},
+    "split": {"fractions": tuple[float, float, float], "seed": int},
+    "gan": {"preset": str, "set": list[str]},
+    "judge": {"preset": str, "set": list[str]},
+    "generate": {"per_class": int, "seed": int},
+    "detection": {"per_class": int, "seed": int},
+    "metrics": {"measures": list[str], "spaces": list[str]},
+    "utility": {"preset": str, "set": list[str], "seeds": list[int], "topup_to": int, "synthetic_per_class": int},
+}
+
+
 def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
     path = Path(path)
     raw = load_yaml(path)
     known = set(StudyConfig.__dataclass_fields__)
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    unknown = sorted(set(raw) - known, key=str)
+    problems = [f"unknown section(s) {', '.join(map(str, unknown))} (known: {', '.join(sorted(known))})"] \
+        if unknown else []
     defaults = StudyConfig()
-    merged = {k: ({**getattr(defaults, k), **v} if isinstance(v, dict) else v) for k, v in raw.items()}
+    merged: dict[str, Any] = {}
+    for section, value in raw.items():
+        if section not in known:
+            continue
+        if section == "name":
+            if not isinstance(value, str):
+                problems.append(f"name: expected text, got {value!r}")
+            merged[section] = str(value)
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"{section}: expected a mapping of options, got {value!r}")
+            continue
+        spec = make_dataclass(f"Study_{section}", [(k, t) for k, t in _STUDY_TYPES[section].items()])
+        typed, found = typed_values(spec, value, section)
+        problems += found
+        merged[section] = {**getattr(defaults, section), **typed}
+    if problems:
+        raise ConfigError(f"{path}: invalid study config:\n  - " + "\n  - ".join(problems))
     return StudyConfig(**merged), path.parent
 
 
@@ -382,12 +414,14 @@ _NEUTRAL_ADDITIONS = {
 
 def _settings(cfg: Any) -> Any:
     """A resolved config (dataclass or its YAML dict) as JSON values without where the data, cache and
-    pretrained weights live: the data enter the stage keys by their content fingerprint, so moved or copied
+    pretrained weights live, nor the divergence guard's bounds: the data enter the stage keys by their content fingerprint, so moved or copied
     data change nothing; options at the neutral value of :data:`_NEUTRAL_ADDITIONS` are left out."""
     plain = json.loads(json.dumps(to_plain(cfg)))
     for key in ("root", "cache_dir"):
         plain.get("data", {}).pop(key, None)
     plain.get("discriminator", {}).pop("backbone_weights", None)
+    for key in [k for k in plain.get("train", {}) if k.startswith("divergence_")]:
+        del plain["train"][key]  # guards: they stop a run that fails, they change nothing a finished run computed
     for section, neutral in _NEUTRAL_ADDITIONS.items():
         values = plain.get(section)
         if isinstance(values, dict):

@@ -227,6 +227,20 @@ def test_study_with_a_mistyped_override_is_refused_up_front(tmp_path):
         "  - judge: invalid classifier config:\n  - train.dihedral: expected true or false, got 'maybe'")
 
 
+def test_study_sections_are_typed_and_every_problem_named(tmp_path):
+    study = tmp_path / "study.yaml"
+    study.write_text("phantom: {per_class: abc, size: 6.4e1}\ngenerate: 5\nutility: {seeds: [0, x], topup: 3}\n")
+    code = CliRunner().invoke(main, ["run", "--config", str(study), "--out", str(tmp_path / "out")])
+    assert code.exit_code == 2 and isinstance(code.exception, SystemExit)
+    assert code.output == (
+        f"error: {study}: invalid study config:\n"
+        "  - phantom.per_class: expected an integer, got 'abc'\n"
+        "  - generate: expected a mapping of options, got 5\n"
+        "  - utility: unknown option(s) topup (known: preset, seeds, set, synthetic_per_class, topup_to)\n"
+        "  - utility.seeds: expected a list of integers, got [0, 'x']\n")
+    assert not (tmp_path / "out").exists()
+
+
 # --- metadata rows ---------------------------------------------------------------------------------------
 
 
