@@ -241,6 +241,15 @@ def test_study_sections_are_typed_and_every_problem_named(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_yaml_payload_in_a_config_runs_no_code(tmp_path):
+    config = tmp_path / "evil.yaml"
+    config.write_text(f"train: !!python/object/apply:os.system ['touch {tmp_path / 'pwned'}']\n")
+    code = CliRunner().invoke(main, ["train-gan", "--config", str(config), "--data", str(tmp_path), "--out",
+                                     str(tmp_path / "out"), "--dry-run"])
+    assert code.exit_code == 2 and f"error: {config}: not valid YAML" in code.output
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "out").exists()
+
+
 # --- metadata rows ---------------------------------------------------------------------------------------
 
 
