@@ -13,6 +13,7 @@ same images, whichever other classes are asked for.
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -29,6 +30,7 @@ from dermsynth.storage import (
     FolderError,
     FolderLock,
     StorageError,
+    check_folder,
     check_replaceable,
     clear_folder,
     is_owned,
@@ -39,6 +41,7 @@ from dermsynth.training.checkpoint import (
     SNAPSHOT_FORMAT,
     STATE_FORMAT,
     CheckpointError,
+    error_summary,
     load_checkpoint,
     seeded,
     sha256_file,
@@ -112,8 +115,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
         G = build_generator(GeneratorConfig(**gen_cfg))
         G.load_state_dict(ckpt["G_ema"])
     except (TypeError, ValueError, KeyError, RuntimeError) as e:
-        first = " ".join(line.strip() for line in str(e).strip().splitlines()[:2])[:240]
-        raise CheckpointError(f"{path}: its generator weights do not fit its generator config ({first})") from None
+        raise CheckpointError(f"{path}: its generator weights do not fit its generator config ({error_summary(e)})") from None
     return G.to(device).eval(), ckpt
 
 
@@ -184,25 +186,28 @@ def generate_images(
         raise storage_error(e, out.parent) from None
     with FolderLock(out.parent / f".{out.name}.lock", f"export folder {out}"):
         _check_export_target(out, overwrite)  # again, under the lock
-        tmp = out.with_name(f".{out.name}.partial")
-        if tmp.exists():  # left by a generate that was killed; ours only if it carries the marker
-            clear_folder(tmp, "export")
-            tmp.rmdir()
+        tmp, old = out.with_name(f".{out.name}.partial"), out.with_name(f".{out.name}.old")
+        for leftover in (tmp, old):  # left by a generate that was killed; ours only if it carries the marker
+            _remove_leftover(leftover)
         try:
             tmp.mkdir()
             write_marker(tmp, "export")
             _write_export(G, tmp, names, per_class, seed, digest, device, progress)
             if out.exists():  # an empty folder, or an export of ours (checked above): swap, then delete it
-                old = out.with_name(f".{out.name}.old")
-                if old.exists():
-                    clear_folder(old, "export")
-                    old.rmdir()
                 out.rename(old)
-                tmp.rename(out)
-                if is_owned(old, "export"):
-                    shutil.rmtree(old)
-                else:
-                    old.rmdir()  # it was empty when checked; if something appeared since, it stays
+                try:
+                    tmp.rename(out)
+                except BaseException:
+                    old.rename(out)  # put the old export back where the user left it
+                    raise
+                try:
+                    if is_owned(old, "export"):
+                        shutil.rmtree(old)
+                    else:
+                        old.rmdir()  # it was empty when checked; if something appeared since, it stays
+                except OSError as e:
+                    print(f"warning: the new export is in place, but the old one could not be removed from {old} "
+                          f"({e.strerror or e})", file=sys.stderr)
             else:
                 tmp.rename(out)
         except BaseException as e:
@@ -214,12 +219,21 @@ def generate_images(
 
 
 def _check_export_target(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise FolderError(f"--out {out} is a file, not a folder; choose a folder for the export")
+    check_folder(out, "export")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise DataError(f"{out} exists and is not empty; pass --overwrite to replace it")
+            raise FolderError(f"{out} exists and is not empty; pass --overwrite to replace it")
         check_replaceable(out, "export", "synthetic-image export")
+    elif out.is_symlink():
+        raise FolderError(f"{out} is a symbolic link; name the folder itself")
+
+
+def _remove_leftover(folder: Path) -> None:
+    if folder.is_symlink():
+        folder.unlink()  # the link, never what it points to
+    elif folder.exists():
+        clear_folder(folder, "export")
+        folder.rmdir()
 
 
 def _write_export(G, folder: Path, names: list[str], per_class: int, seed: int, digest: str, device: str,

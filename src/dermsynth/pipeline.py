@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
@@ -46,9 +45,11 @@ from dermsynth.storage import (
     FolderLock,
     atomic_write_json,
     atomic_write_text,
+    check_folder,
     clear_folder,
     is_owned,
     read_marker,
+    remove_folder,
     storage_error,
     write_marker,
 )
@@ -224,8 +225,7 @@ class Study:
     # --- running ------------------------------------------------------------------
 
     def run(self, stages: tuple[str, ...] = STAGES, overwrite: bool = False) -> Path:
-        if self.out.exists() and not self.out.is_dir():
-            raise FolderError(f"{self.out} is a file, not a folder; choose another --out")
+        check_folder(self.out, "study")
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -235,8 +235,8 @@ class Study:
             # A study made before folders carried a marker is continued (nothing is deleted), never replaced.
             legacy = not read_marker(self.out) and (self.out / "stages").is_dir()
             if entries and not is_owned(self.out, "study") and not legacy:
-                raise DataError(f"{self.out} exists, is not empty and is not a dermsynth study folder; "
-                                "choose another --out")
+                raise FolderError(f"{self.out} exists, is not empty and is not a dermsynth study folder; "
+                                  "choose another --out")
             if overwrite and entries:
                 clear_folder(self.out, "study")
                 entries = set()
@@ -316,8 +316,8 @@ class Study:
         if not same and (folder / "config.yaml").is_file():
             same = _settings(yaml.safe_load((folder / "config.yaml").read_text())) == _settings(cfg)
         has_state = bool(list_states(folder / "checkpoints"))
-        if folder.exists() and not (same and has_state):  # the study's own sub-folder: nothing to continue
-            shutil.rmtree(folder)
+        if not (same and has_state):  # the study's own sub-folder, nothing to continue (refused while in use)
+            remove_folder(folder)
         started.parent.mkdir(parents=True, exist_ok=True)
         started.write_text(key)
         return RunOptions(out=folder, split_file=self.out / "split.json",
@@ -358,7 +358,7 @@ class Study:
 
         folder = self.out / "synthetic"
         if folder.exists() and not is_owned(folder, "export"):
-            shutil.rmtree(folder)  # the study's own export, written before exports carried a marker
+            remove_folder(folder)  # the study's own export, written before exports carried a marker
         generate_images(self.out / "gan" / "generator.pt", folder, per_class=self.cfg.generate["per_class"],
                         seed=self.cfg.generate["seed"], overwrite=True, progress=self.progress)
 
@@ -385,8 +385,8 @@ class Study:
 
         folder = self.out / "eval" / "utility"
         started = self.out / "stages" / "utility.started"
-        if folder.exists() and not (started.is_file() and started.read_text() == key):
-            shutil.rmtree(folder)  # finished trainings of other settings must not be reused
+        if not (started.is_file() and started.read_text() == key):
+            remove_folder(folder)  # finished trainings of other settings must not be reused
         started.parent.mkdir(parents=True, exist_ok=True)
         started.write_text(key)
         u = self.cfg.utility

@@ -118,10 +118,18 @@ def write_marker(folder: Path, kind: str) -> None:
                                               "dermsynth_version": __version__})
 
 
+def check_folder(folder: Path, what: str) -> None:
+    """Refuse (FolderError) a path that exists and is not a folder."""
+    if folder.exists() and not folder.is_dir():
+        raise FolderError(f"{folder} is a file, not a folder; choose a folder for the {what}")
+
+
 def check_replaceable(folder: Path, kind: str, what: str) -> None:
-    """Refuse (FolderError) to replace ``folder`` unless dermsynth made it as a ``kind``."""
-    if not folder.is_dir():
-        raise FolderError(f"{folder} is a file, not a folder; choose another path")
+    """Refuse (FolderError) to replace ``folder`` unless dermsynth made it as a ``kind`` (a symbolic link to a
+    folder is never replaced: what it points to may be anything)."""
+    if folder.is_symlink():
+        raise FolderError(f"{folder} is a symbolic link; refusing to delete through it. Name the folder itself")
+    check_folder(folder, what)
     if not is_owned(folder, kind):
         other = read_marker(folder)
         found = f"it is a dermsynth {other['kind']} folder" if other else f"it has no dermsynth marker ({MARKER})"
@@ -129,16 +137,41 @@ def check_replaceable(folder: Path, kind: str, what: str) -> None:
                           "Choose another folder, or delete it yourself if it is yours to delete")
 
 
-def clear_folder(folder: Path, kind: str, keep: tuple[str, ...] = (LOCK,)) -> None:
-    """Delete everything in a folder dermsynth owns as ``kind`` (checked again here), except ``keep``."""
-    check_replaceable(folder, kind, kind)
-    for entry in folder.iterdir():
-        if entry.name in keep:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+def clear_folder(folder: Path, kind: str | None, keep: tuple[str, ...] = (LOCK,)) -> None:
+    """Delete everything in a folder dermsynth owns as ``kind`` (checked again here; None: the caller owns it,
+    e.g. a study's sub-folder), except ``keep``. Refused while a process holds a lock anywhere inside it."""
+    if kind is not None:
+        check_replaceable(folder, kind, kind)
+    elif folder.is_symlink():
+        raise FolderError(f"{folder} is a symbolic link; refusing to delete through it")
+    held = []
+    try:
+        for lock_file in sorted(folder.rglob(LOCK)):
+            if lock_file.parent != folder or LOCK not in keep:
+                held.append(FolderLock(lock_file, f"folder {lock_file.parent}").acquire())
+        for entry in folder.iterdir():
+            if entry.name in keep:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    finally:
+        for lock in held:
+            lock.release()
+
+
+def remove_folder(folder: Path) -> None:
+    """Delete a folder the caller owns (a study's sub-run, say) while holding its lock: refused (FolderError)
+    while another process writes it."""
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        folder.unlink()  # the link itself, never what it points to
+        return
+    with FolderLock(folder / LOCK, f"folder {folder}"):
+        clear_folder(folder, None)
+    folder.rmdir()
 
 
 # --- locks --------------------------------------------------------------------------------
@@ -161,7 +194,8 @@ class FolderLock:
             try:
                 _lock(fd)
             except OSError:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.lseek(fd, 0, os.SEEK_SET)
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
                 os.close(fd)
                 raise FolderError(f"{self.what} is in use by process {holder} (lock file {self.path}); wait for "
                                   "it to finish or stop it, or choose another folder") from None
@@ -175,7 +209,8 @@ class FolderLock:
         self._fd = fd
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, f"{os.getpid()}\n".encode())
         except OSError:
             pass  # a full disk: the lock holds without the PID
         return self

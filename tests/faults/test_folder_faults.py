@@ -160,6 +160,91 @@ def test_overwrite_replaces_a_dermsynth_run(trained, phantom_data, tmp_path):
     assert not (run / "old-notes").exists() and len(list_states(run / "checkpoints")) == 1
 
 
+def test_second_generate_into_an_export_being_written_is_refused(trained, tmp_path):
+    export = tmp_path / "export"
+    holder = hold_lock(tmp_path / ".export.lock")
+    try:
+        code, output = cli("generate", "--checkpoint", trained / "generator.pt", "--out", export, "--per-class", 1)
+        assert code == 2 and f"export folder {export} is in use by process {holder.pid}" in output
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not export.exists()
+
+
+def test_second_study_run_on_a_live_study_is_refused(tmp_path):
+    study = tmp_path / "study"
+    study.mkdir()
+    holder = hold_lock(study / dermsynth.storage.LOCK)
+    try:
+        code, output = cli("run", "--config", REPO / "configs" / "run-demo.yaml", "--out", study, "--overwrite")
+        assert code == 2 and f"study folder {study} is in use by process {holder.pid}" in output
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_overwrite_through_a_symbolic_link_is_refused(trained, tmp_path):
+    export = tmp_path / "export"
+    cli("generate", "--checkpoint", trained / "generator.pt", "--out", export, "--per-class", 1)
+    link = tmp_path / "link"
+    link.symlink_to(export)
+    before = snapshot_of(export)
+    code, output = cli("generate", "--checkpoint", trained / "generator.pt", "--out", link, "--per-class", 1,
+                       "--overwrite")
+    assert code == 2 and "is a symbolic link; refusing to delete through it" in output
+    assert snapshot_of(export) == before
+
+
+def test_folders_made_before_the_marker_are_resumed_but_never_replaced(trained, phantom_data, tmp_path):
+    run = copy_run(trained, tmp_path)
+    (run / MARKER).unlink()  # as an older dermsynth left it
+    code, output = train_cli(phantom_data, run, "--overwrite")
+    assert code == 2 and "it has no dermsynth marker" in output and (run / "generator.pt").is_file()
+    code, output = train_cli(phantom_data, run, "--resume", "auto", "train.total_kimg=0.048")
+    assert code == 0, output
+
+
+def test_phantom_overwrite_needs_the_phantom_marker(tmp_path):
+    from dermsynth.data.phantom import make_phantom
+
+    data = make_phantom(tmp_path / "data", per_class=1, size=16, seed=0)
+    make_phantom(data, per_class=2, size=16, seed=0, overwrite=True)  # its own: replaced
+    (data / MARKER).unlink()  # the same files without the marker: a user's folder now
+    code, output = cli("data", "phantom", "--out", data, "--per-class", 1, "--size", 16, "--overwrite")
+    assert code == 2 and "is not phantom data made by dermsynth" in output
+    assert len(list((data / "images").iterdir())) == 14
+
+
+def test_a_study_never_deletes_a_sub_run_that_another_process_is_writing(tmp_path):
+    from dermsynth.storage import remove_folder
+
+    sub = tmp_path / "study" / "gan"
+    sub.mkdir(parents=True)
+    (sub / "split.json").write_text("{}")
+    holder = hold_lock(sub / dermsynth.storage.LOCK)
+    try:
+        with pytest.raises(dermsynth.storage.FolderError, match=f"in use by process {holder.pid}"):
+            remove_folder(sub)
+        with pytest.raises(dermsynth.storage.FolderError, match=f"in use by process {holder.pid}"):
+            dermsynth.storage.clear_folder(tmp_path / "study", None)
+        assert (sub / "split.json").is_file()
+    finally:
+        holder.kill()
+        holder.wait()
+    remove_folder(sub)
+    assert not sub.exists()
+
+
+def test_lock_released_by_its_holder_is_taken_by_the_next_writer(tmp_path):
+    path = tmp_path / ".x.lock"
+    first = FolderLock(path, "x").acquire()
+    first.release()
+    assert not path.exists()
+    with FolderLock(path, "x"):
+        assert path.read_text().strip() == str(os.getpid())
+
+
 # --- 8: failed starts -------------------------------------------------------------------------------
 
 
@@ -275,8 +360,8 @@ def test_huge_loss_stops_the_run_naming_the_step_and_the_real_checkpoint(trained
     monkeypatch.setattr(gan_losses, "d_loss", lambda *a: real_d_loss(*a) + 1e9)
     code, output = train_cli(phantom_data, run, "--resume", "auto", "train.total_kimg=0.064")
     assert code == 3
-    assert ("the discriminator loss became 1e+09 at step 5 (0.0 kimg), beyond the bound 1e+06 "
-            "(train.divergence_max_loss)") in output
+    assert ("the discriminator loss became 1e+09, beyond the bound 1e+06 (train.divergence_max_loss) at step 5 "
+            "(0.0 kimg); weights were not updated with it") in output
     assert f"the last good checkpoint is {run / 'checkpoints' / 'state-00000004.pt'}" in output
 
 

@@ -13,7 +13,7 @@ from dermsynth.cli import main
 from dermsynth.config import gan_config, load_yaml
 from dermsynth.data import open_index
 from dermsynth.models.efficientnet import find_backbone_weights
-from dermsynth.training.gan_loop import RunOptions, Trainer, train_gan
+from dermsynth.training.gan_loop import Trainer
 from tests.conftest import TINY_GAN, newest_states_equal
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,6 +8,7 @@ metadata file: ``<image_id>.jpg`` is looked up anywhere under the data root.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from dermsynth.data.index import (
     Record,
     safe_file_name,
 )
+from dermsynth.storage import atomic_write_text
 
 METADATA_NAMES = (
     "HAM10000_metadata.csv",
@@ -133,11 +135,8 @@ def read_ham10000(root: str | Path) -> DatasetIndex:
 def write_metadata(path: Path, records: list[dict[str, str]], extra_columns: tuple[str, ...] = ()) -> None:
     """Write a HAM10000-style metadata CSV atomically (used by phantom data and exports)."""
     columns = ["lesion_id", "image_id", "dx", *extra_columns]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(records)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(records)
+    atomic_write_text(path, table.getvalue())

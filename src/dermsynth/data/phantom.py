@@ -36,7 +36,6 @@ the same numpy and Pillow on the same kind of CPU.
 
 from __future__ import annotations
 
-import csv
 import math
 import secrets
 import shutil
@@ -49,7 +48,7 @@ from PIL import Image, ImageDraw
 
 from dermsynth.data.ham10000 import write_metadata
 from dermsynth.data.index import CLASSES, DataError
-from dermsynth.storage import is_owned, write_marker
+from dermsynth.storage import MARKER, is_owned, write_marker
 
 SYNTHETIC_TAG = "phantom"
 """Value of the metadata's ``synthetic`` column."""
@@ -689,18 +688,6 @@ def check_arguments(per_class: int, size: int, seed: int) -> None:
         raise DataError("make_phantom: " + "; ".join(problems))
 
 
-def _is_phantom_dataset(folder: Path) -> bool:
-    meta = folder / METADATA_NAME
-    if not meta.is_file():
-        return False
-    try:
-        with open(meta, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return False
-    return bool(rows) and all(row.get("synthetic") == SYNTHETIC_TAG for row in rows)
-
-
 def _check_out(out: Path, overwrite: bool) -> None:
     if not out.exists():
         return
@@ -710,11 +697,10 @@ def _check_out(out: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise DataError(f"{out}: folder is not empty; choose another folder or pass overwrite=True")
-    if not (is_owned(out, "phantom") or _is_phantom_dataset(out)):
-        # Overwriting means deleting: only ever delete what make_phantom itself wrote.
+    if out.is_symlink() or not is_owned(out, "phantom"):
+        # Overwriting means deleting: only ever delete what make_phantom itself wrote (its marker says so).
         raise DataError(
-            f"{out}: folder is not empty and does not hold a phantom dataset "
-            f"({METADATA_NAME} with synthetic={SYNTHETIC_TAG}); "
+            f"{out}: folder is not empty and is not phantom data made by dermsynth (no phantom marker {MARKER}); "
             "refusing to delete it even with overwrite=True"
         )
 

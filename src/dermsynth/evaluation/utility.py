@@ -29,6 +29,8 @@ from dermsynth.evaluation.classification import classification_metrics, score_da
 from dermsynth.generate import load_generator, sample
 from dermsynth.models.classifier import load_classifier
 from dermsynth.training.classifier_loop import train_classifier
+from dermsynth.storage import remove_folder
+from dermsynth.training.checkpoint import list_states
 from dermsynth.training.runs import RunOptions
 
 SETTINGS = ("real", "real+synthetic", "synthetic")
@@ -87,9 +89,11 @@ def run_utility(
                 runs.append(json.loads(result_file.read_text()))
                 continue
             seeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
-            resume = "auto" if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()) else None
+            resume = "auto" if list_states(run_dir / "checkpoints") else None
+            if resume is None:
+                remove_folder(run_dir)  # a start of this study's own that never saved a state (refused while in use)
             train_classifier(seeded, RunOptions(out=run_dir, split_file=Path(split_file), resume=resume,
-                                                overwrite=resume is None and run_dir.exists(), progress=progress),
+                                                progress=progress),
                              synthetic=synthetic, use_real=setting != "synthetic")
             model, meta = load_classifier(run_dir / "classifier.pt")
             scored = score_dataset(model, meta, data_root, "test", progress=False)

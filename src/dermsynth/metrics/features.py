@@ -9,10 +9,11 @@ computed once per feature space.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
+
+from dermsynth.storage import atomic_write
 
 
 def feature_key(images: np.ndarray, settings: str) -> str:
@@ -30,9 +31,5 @@ def extract(extractor, images: np.ndarray, cache_dir: str | Path | None = None, 
     if path.is_file():
         return np.load(path)
     features = extractor(images, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, features)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.save(f, features), needed_bytes=features.nbytes)
     return features

@@ -68,6 +68,11 @@ def load_checkpoint(path: str | Path, expect: str | tuple[str, ...] | None = Non
     return obj
 
 
+def error_summary(error: BaseException, limit: int = 240) -> str:
+    """The first two lines of an exception's message, for a one-line error (load_state_dict's are long)."""
+    return " ".join(line.strip() for line in str(error).strip().splitlines()[:2])[:limit]
+
+
 def state_path(folder: Path, step: int) -> Path:
     return folder / f"state-{step:08d}.pt"
 

@@ -41,12 +41,13 @@ from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import save_split
 from dermsynth.models.classifier import Classifier, predict_proba
-from dermsynth.training.augment import color_jitter, dihedral
 from dermsynth.storage import atomic_write_json, atomic_write_text
+from dermsynth.training.augment import color_jitter, dihedral
 from dermsynth.training.checkpoint import (
     CLASSIFIER_FORMAT,
     CLASSIFIER_STATE_FORMAT,
     CheckpointError,
+    error_summary,
     find_resume,
     load_checkpoint,
     prune_states,
@@ -269,8 +270,7 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
         try:
             trainer.load_state_dict(state)
         except (RuntimeError, KeyError, ValueError) as e:
-            first = " ".join(line.strip() for line in str(e).strip().splitlines()[:2])[:240]
-            raise CheckpointError(f"{resume_path}: does not fit this config's model or optimiser ({first})") from None
+            raise CheckpointError(f"{resume_path}: does not fit this config's model or optimiser ({error_summary(e)})") from None
         print(f"resumed from {resume_path} after epoch {trainer.epoch}")
         # Lines written after that state (by the run that stopped) are written again below.
         truncate_stats(out / "stats.jsonl", "epoch", trainer.epoch)

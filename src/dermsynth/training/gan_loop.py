@@ -43,13 +43,14 @@ from dermsynth.data.splits import save_split
 from dermsynth.generate import class_grid, save_synthetic_png, to_uint8
 from dermsynth.models.discriminator import build_discriminator
 from dermsynth.models.generator import build_generator
+from dermsynth.storage import atomic_write_json, atomic_write_text
 from dermsynth.training import gan_losses
 from dermsynth.training.augment import diff_augment, dihedral
-from dermsynth.storage import atomic_write_json, atomic_write_text
 from dermsynth.training.checkpoint import (
     SNAPSHOT_FORMAT,
     STATE_FORMAT,
     CheckpointError,
+    error_summary,
     find_resume,
     list_states,
     load_checkpoint,
@@ -189,11 +190,10 @@ class Trainer:
             r1 = gan_losses.r1_penalty(real_logits, real_in)
             total_D = total_D + (cfg.loss.r1_gamma / 2) * r1 * cfg.loss.r1_interval
             stats["r1"] = r1.detach()
-        self._check(total_D, "discriminator loss")
         self.opt_D.zero_grad(set_to_none=True)
         total_D.backward()
         stats["grad_norm_D"] = _grad_norm(self.D)
-        self._check(stats["grad_norm_D"], "discriminator gradient norm", cfg.train.divergence_max_grad_norm)
+        self._check("discriminator", total_D, stats["grad_norm_D"])
         self.opt_D.step()
 
         # G phase: fool D (its weights frozen; its DDP wrapper skipped, D's grads are not used).
@@ -211,12 +211,10 @@ class Trainer:
             ms = gan_losses.mode_seeking(fake.float(), z)
             loss_G = loss_G + cfg.loss.mode_seeking * ms
             stats["mode_seeking"] = ms.detach()
-        self._check(loss_G, "generator loss")
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         stats["grad_norm_G"] = _grad_norm(self.G)
-        self._check(stats["grad_norm_G"], "generator gradient norm", cfg.train.divergence_max_grad_norm)
-        self._check_generator_learns(stats["grad_norm_G"])
+        self._check("generator", loss_G, stats["grad_norm_G"])
         self.opt_G.step()
         self._update_ema()
 
@@ -230,27 +228,28 @@ class Trainer:
         )
         return stats
 
-    def _check(self, value: torch.Tensor, what: str, bound: float | None = None) -> None:
-        """Stop before an optimiser step when ``value`` is NaN, infinite or beyond ``bound`` in magnitude."""
-        bound = self.cfg.train.divergence_max_loss if bound is None else bound
-        v = float(value.detach())
-        if not math.isfinite(v) or abs(v) > bound:
-            raise DivergenceError(
-                f"the {what} became {v:.4g} at step {self.step + 1} ({self.images_seen / 1000:.1f} kimg)"
-                + ("" if not math.isfinite(v) else f", beyond the bound {bound:g} (train.divergence_max_"
-                   f"{'loss' if 'loss' in what else 'grad_norm'})") + "; weights were not updated with it"
-            )
-
-    def _check_generator_learns(self, grad_norm: torch.Tensor) -> None:
-        """Stop when G's gradient has been exactly 0 for train.divergence_zero_grad_steps steps in a row."""
-        limit = self.cfg.train.divergence_zero_grad_steps
-        self.zero_grad_steps = self.zero_grad_steps + 1 if float(grad_norm) == 0 else 0
-        if limit and self.zero_grad_steps >= limit:
-            raise DivergenceError(
-                f"the generator's gradient was exactly 0 for {self.zero_grad_steps} steps in a row (steps "
-                f"{self.step + 2 - self.zero_grad_steps}-{self.step + 1}): the discriminator saturates and the "
-                "generator has stopped learning (train.divergence_zero_grad_steps)"
-            )
+    def _check(self, network: str, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        """Before an optimiser step: stop when the loss or gradient norm is NaN, infinite or beyond its bound,
+        or (generator) when its gradient has been exactly 0 for train.divergence_zero_grad_steps steps in a row.
+        One host sync per phase; every process stops together (one that sees nothing wrong says so)."""
+        t = self.cfg.train
+        v_loss, v_grad = (float(x) for x in torch.stack([loss.detach().float(), grad_norm.float()]).cpu())
+        problem = None
+        for what, v, bound, name in (("loss", v_loss, t.divergence_max_loss, "divergence_max_loss"),
+                                     ("gradient norm", v_grad, t.divergence_max_grad_norm, "divergence_max_grad_norm")):
+            if problem is None and (not math.isfinite(v) or abs(v) > bound):
+                problem = f"the {network} {what} became {v:.4g}" + (
+                    f", beyond the bound {bound:g} (train.{name})" if math.isfinite(v) else "")
+        if network == "generator" and problem is None:
+            self.zero_grad_steps = self.zero_grad_steps + 1 if v_grad == 0 else 0
+            if t.divergence_zero_grad_steps and self.zero_grad_steps >= t.divergence_zero_grad_steps:
+                problem = (f"the generator's gradient was exactly 0 for {self.zero_grad_steps} steps in a row (steps "
+                           f"{self.step + 2 - self.zero_grad_steps}-{self.step + 1}): the discriminator saturates and "
+                           "the generator has stopped learning (train.divergence_zero_grad_steps)")
+        if dist.any_rank(problem is not None):
+            where = f"at step {self.step + 1} ({self.images_seen / 1000:.1f} kimg)"
+            raise DivergenceError(f"{problem or f'another process saw the {network} diverge'} {where}; "
+                                  "weights were not updated with it")
 
     def ema_beta(self) -> float:
         """Weight of the old EMA per step: 0.5 per half-life of images, the half-life ramped up early on."""
@@ -397,8 +396,7 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
         try:
             trainer.load_state_dict(state)
         except (RuntimeError, KeyError, ValueError, IndexError) as e:
-            first = " ".join(line.strip() for line in str(e).strip().splitlines()[:2])[:240]
-            raise CheckpointError(f"{resume_path}: does not fit this config's networks or optimisers ({first}); "
+            raise CheckpointError(f"{resume_path}: does not fit this config's networks or optimisers ({error_summary(e)}); "
                                   f"the run's own config is {out / 'config.yaml'}") from None
         dist.print0(f"resumed from {resume_path} at step {trainer.step} ({trainer.images_seen / 1000:.1f} kimg)")
     total_steps = trainer.total_steps()

@@ -23,6 +23,7 @@ from dermsynth.storage import (
     FolderError,
     FolderLock,
     atomic_write_text,
+    check_folder,
     check_replaceable,
     clear_folder,
     is_owned,
@@ -69,8 +70,7 @@ def open_run_folder(opts: RunOptions, kind: str) -> FolderLock:
     with that process's PID. On failure nothing is left that was not there before.
     """
     out = opts.out
-    if out.exists() and not out.is_dir():
-        raise FolderError(f"{out} is a file, not a folder; choose another --out")
+    check_folder(out, "run")
     created = not out.exists()
     if opts.resume == "auto" and (created or not any(p.name != LOCK for p in out.iterdir())):
         raise DataError(f"--resume auto: {out} holds no run to resume")
@@ -85,26 +85,26 @@ def open_run_folder(opts: RunOptions, kind: str) -> FolderLock:
         if marker is not None and marker.get("kind") != kind:
             raise FolderError(f"{out} is a dermsynth {marker.get('kind')} folder, not a {kind} folder; "
                               "choose another --out")
-        if opts.resume:
-            return lock
-        if not entries:
+        if not entries:  # new or empty (also when resuming from a checkpoint elsewhere): ours from now on
             write_marker(out, kind)
+        elif opts.resume:
+            return lock
         elif _failed_start(out, kind, entries):
             print(f"note: {out} holds a start that never saved a checkpoint; starting it afresh", file=sys.stderr)
             clear_folder(out, kind)
             write_marker(out, kind)
         elif not opts.overwrite:
-            raise DataError(f"{out} exists and is not empty; pass --resume auto to continue it or --overwrite "
-                            "to replace it")
+            raise FolderError(f"{out} exists and is not empty; pass --resume auto to continue it or --overwrite "
+                              "to replace it")
         else:
             check_replaceable(out, kind, "run folder")
             clear_folder(out, kind)
             write_marker(out, kind)
         return lock
     except BaseException:
+        if created:  # made by this call a moment ago, and locked since: nothing else is in it
+            shutil.rmtree(out, ignore_errors=True)
         lock.release()
-        if created:
-            shutil.rmtree(out, ignore_errors=True)  # made by this call a moment ago: nothing else is in it
         raise
 
 
