@@ -18,10 +18,11 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from time_to_quality import side_by_side  # noqa: E402
 
 
 def main() -> None:
@@ -54,13 +55,7 @@ def main() -> None:
         shutil.copyfile(folder / "run" / "generator.pt", folder / "snapshots" / "min-0.pt")
         print(f"[{folder.name}] done", flush=True)
 
-    threads = [threading.Thread(target=run, args=(amp,)) for amp in ("none", "bf16")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failures:
-        sys.exit("failed: " + "; ".join(failures))
+    side_by_side(run, ["none", "bf16"], failures)
 
 
 if __name__ == "__main__":

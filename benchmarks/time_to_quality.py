@@ -83,7 +83,12 @@ def train(args: argparse.Namespace) -> None:
             print(f"[{preset}] minute {mark:g}: {info.get('kimg', 0):.1f} kimg", flush=True)
         log.close()
 
-    threads = [threading.Thread(target=run_preset, args=(p,)) for p in presets]
+    side_by_side(run_preset, presets, failures)
+
+
+def side_by_side(job, items: list, failures: list[str]) -> None:
+    """``job(item)`` for every item at the same time (threads driving subprocesses); exit listing failures."""
+    threads = [threading.Thread(target=job, args=(item,)) for item in items]
     for t in threads:
         t.start()
     for t in threads:
