@@ -1,6 +1,7 @@
-"""GAN training throughput at 64 px, batch 64, on CPU: dermsynth's loop against a plain one.
+"""GAN training throughput at 64 px: dermsynth's loop against a plain one (CPU by default, or a GPU).
 
     python benchmarks/gan_throughput.py [--data ../shared/data/ham10000-200x150] [--steps 12]
+    python benchmarks/gan_throughput.py --device cuda --batch 256 --workers 8 --steps 50
 
 Each variant runs in its own process (so peak memory is its own) and trains the
 `paper` preset's networks and losses (BCE + gradient penalty 10, spectral norm)
@@ -29,7 +30,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parents[1]
 
 
-def plain(data: str, steps: int, warmup: int, data_only: bool = False) -> float:
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def plain(data: str, steps: int, warmup: int, data_only: bool = False, device: str = "cpu", batch: int = 64,
+          workers: int = 0) -> float:
     import torch
     import torch.nn.functional as F
     from PIL import Image
@@ -56,23 +65,31 @@ def plain(data: str, steps: int, warmup: int, data_only: bool = False) -> float:
             return x.permute(2, 0, 1).float() / 127.5 - 1, records[i].label
 
     torch.manual_seed(0)
-    G, D = Generator(cfg.generator), Discriminator(cfg.discriminator)
+    G, D = Generator(cfg.generator).to(device), Discriminator(cfg.discriminator).to(device)
     opt_G = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_D = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
-    loader = DataLoader(JpegDataset(), batch_size=64, shuffle=True, drop_last=True)
-    it = iter(loader)
+    loader = DataLoader(JpegDataset(), batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
+                        pin_memory=device.startswith("cuda"), persistent_workers=workers > 0)
+
+    def batches():
+        while True:
+            yield from loader
+
+    it = batches()
     for step in range(warmup + steps):
         if step == warmup:
+            _sync(device)
             start = time.perf_counter()
         real, labels = next(it)
+        real, labels = real.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if data_only:
             continue
-        z = torch.randn(64, 100)
+        z = torch.randn(batch, 100, device=device)
         fake = G(z, labels)
         d_real, d_fake = D(real, labels), D(fake.detach(), labels)
         loss_D = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + \
             F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
-        alpha = torch.rand(64, 1, 1, 1)
+        alpha = torch.rand(batch, 1, 1, 1, device=device)
         x_hat = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
         (grad,) = torch.autograd.grad(D(x_hat, labels).sum(), x_hat, create_graph=True)
         loss_D = loss_D + 10 * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
@@ -84,10 +101,12 @@ def plain(data: str, steps: int, warmup: int, data_only: bool = False) -> float:
         opt_G.zero_grad()
         loss_G.backward()
         opt_G.step()
-    return steps * 64 / (time.perf_counter() - start)
+    _sync(device)
+    return steps * batch / (time.perf_counter() - start)
 
 
-def dermsynth(data: str, steps: int, warmup: int, extra: list[str], data_only: bool = False) -> float:
+def dermsynth(data: str, steps: int, warmup: int, extra: list[str], data_only: bool = False, device: str = "cpu",
+              batch: int = 64) -> float:
     import numpy as np
     import torch
 
@@ -96,18 +115,22 @@ def dermsynth(data: str, steps: int, warmup: int, extra: list[str], data_only: b
     from dermsynth.data.cache import load_cache
     from dermsynth.training.gan_loop import Trainer
 
-    cfg = gan_config(load_yaml(HERE / "configs" / "paper.yaml"), extra, data_root=data)
+    amp = [] if any(e.startswith("train.amp=") for e in extra) else ["train.amp=none"]  # fp32 unless asked
+    cfg = gan_config(load_yaml(HERE / "configs" / "paper.yaml"), [*extra, *amp, f"train.batch_size={batch}"],
+                     data_root=data)
     cached = load_cache(open_index(data), 64, progress=False)
-    trainer = Trainer(cfg, torch.device("cpu"))
+    trainer = Trainer(cfg, torch.device(device))
     trainer.load_data(np.asarray(cached.images), cached.labels)
     for step in range(warmup + steps):
         if step == warmup:
+            _sync(device)
             start = time.perf_counter()
         if data_only:
             trainer.next_batch()
             continue
         trainer.train_step()
-    return steps * 64 / (time.perf_counter() - start)
+    _sync(device)
+    return steps * batch / (time.perf_counter() - start)
 
 
 VARIANTS = {
@@ -126,21 +149,31 @@ def main() -> None:
     parser.add_argument("--data", default=str(HERE.parent / "shared" / "data" / "ham10000-200x150"))
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the plain loop")
+    parser.add_argument("--only", type=int, default=None,
+                        help="time the first N variants and the two data-only ones (a quick check)")
     parser.add_argument("--variant", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant is not None:
         extra = VARIANTS[args.variant]
         data_only = args.variant.startswith("data only")
         steps = args.steps * 10 if data_only else args.steps
-        ips = plain(args.data, steps, args.warmup, data_only) if extra is None else \
-            dermsynth(args.data, steps, args.warmup, extra, data_only)
+        ips = plain(args.data, steps, args.warmup, data_only, args.device, args.batch, args.workers) \
+            if extra is None else dermsynth(args.data, steps, args.warmup, extra, data_only, args.device, args.batch)
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps({"variant": args.variant, "images_per_s": round(ips, 2), "peak_rss_mib": round(peak_mib)}))
+        print(json.dumps({"variant": args.variant, "device": args.device, "batch": args.batch,
+                          "images_per_s": round(ips, 2), "peak_rss_mib": round(peak_mib)}))
         return
+    names = list(VARIANTS)
+    if args.only is not None:
+        names = names[: args.only] + names[-2:]
     results = []
-    for name in VARIANTS:
+    for name in names:
         out = subprocess.run([sys.executable, __file__, "--data", args.data, "--steps", str(args.steps),
-                              "--warmup", str(args.warmup), "--variant", name],
+                              "--warmup", str(args.warmup), "--variant", name, "--device", args.device,
+                              "--batch", str(args.batch), "--workers", str(args.workers)],
                              capture_output=True, text=True, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), flush=True)
