@@ -171,6 +171,8 @@ def generate_images(
     so): a wrong checkpoint or a crash leaves the old export as it was. ``out`` is locked meanwhile.
     """
     out = Path(out)
+    if out.name in ("", ".."):
+        out = out.resolve()  # the export is swapped in beside its folder: that needs the folder's name
     names = parse_classes(classes)
     if not 1 <= per_class <= max_per_class:
         raise DataError(f"--per-class must be between 1 and {max_per_class:,}, got {per_class:,}"
