@@ -174,13 +174,20 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--data", args.data, "--steps", str(args.steps),
                               "--warmup", str(args.warmup), "--variant", name, "--device", args.device,
                               "--batch", str(args.batch), "--workers", str(args.workers)],
-                             capture_output=True, text=True, check=True)
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                             capture_output=True, text=True)
+        if out.returncode == 0:
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        else:  # one variant failing (out of memory, say) must not lose the others
+            results.append({"variant": name, "device": args.device, "batch": args.batch, "images_per_s": None,
+                            "error": out.stderr.strip()[-500:]})
         print(json.dumps(results[-1]), flush=True)
-    base = results[0]["images_per_s"]
-    for r in results[1:-2]:
-        print(f"{r['variant']}: {r['images_per_s'] / base:.2f}x the plain loop")
-    print(f"data pipeline alone: {results[-1]['images_per_s'] / results[-2]['images_per_s']:.0f}x the plain DataLoader")
+    ips = {r["variant"]: r["images_per_s"] for r in results}
+    base = ips.get(names[0])
+    for name in names[1:-2]:
+        if base and ips.get(name):
+            print(f"{name}: {ips[name] / base:.2f}x the plain loop")
+    if ips.get(names[-1]) and ips.get(names[-2]):
+        print(f"data pipeline alone: {ips[names[-1]] / ips[names[-2]]:.0f}x the plain DataLoader")
 
 
 if __name__ == "__main__":

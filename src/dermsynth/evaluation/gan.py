@@ -68,12 +68,13 @@ class JudgeFeatures:
 
 
 def generate_like(G, labels: np.ndarray, seed: int) -> np.ndarray:
-    """Images with the given class counts; class c's images come from sample(G, c, n, seed)."""
+    """Images with the given class counts; class c's images come from sample(G, c, n, seed), on G's device."""
     out = np.zeros((len(labels), G.cfg.resolution, G.cfg.resolution, 3), dtype=np.uint8)
+    device = next(G.parameters()).device
     for c in range(len(CLASSES)):
         where = np.flatnonzero(labels == c)
         if len(where):
-            out[where] = sample(G, c, len(where), seed)
+            out[where] = sample(G, c, len(where), seed, device=device)
     return out
 
 
