@@ -61,6 +61,14 @@ class Steps:
         self.file.write_text(json.dumps(self.record, indent=1, default=str))
 
 
+class CommandFailed(RuntimeError):
+    """A command that failed or timed out, with what it printed to stdout before."""
+
+    def __init__(self, message: str, stdout: str) -> None:
+        super().__init__(message)
+        self.stdout = stdout
+
+
 def command(cmd: list[str], timeout_s: float) -> dict:
     """Run a command in its own process group; its stdout and the end of its output (raises if it failed). On
     timeout the whole group is killed (subprocesses and DataLoader workers too), so nothing keeps the GPU."""
@@ -70,9 +78,9 @@ def command(cmd: list[str], timeout_s: float) -> dict:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         stdout, stderr = proc.communicate()
-        raise RuntimeError(f"timed out after {timeout_s:.0f} s: {(stdout + stderr)[-2000:]}") from None
+        raise CommandFailed(f"timed out after {timeout_s:.0f} s: {(stdout + stderr)[-2000:]}", stdout) from None
     if proc.returncode != 0:
-        raise RuntimeError(f"exit {proc.returncode}: {(stdout + stderr)[-3000:]}")
+        raise CommandFailed(f"exit {proc.returncode}: {(stdout + stderr)[-3000:]}", stdout)
     return {"exit": 0, "stdout": stdout, "tail": (stdout + stderr)[-3000:]}
 
 
@@ -98,9 +106,11 @@ def throughput(data: Path, device: str, batches: list[int], steps: int, warmup: 
                            "--device", device, "--batch", str(batch), "--steps", str(steps), "--warmup",
                            str(warmup), "--workers", str(workers), *(["--only", str(only)] if only else [])],
                           timeout_s=timeout_s / len(batches))
-            rows += [json.loads(line) for line in out["stdout"].splitlines() if line.startswith("{")]
-        except RuntimeError as e:
+            stdout = out["stdout"]
+        except CommandFailed as e:  # keep the variants it finished before failing or running out of time
             rows.append({"batch": batch, "error": str(e)[-1000:]})
+            stdout = e.stdout
+        rows += [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     return rows
 
 

@@ -319,7 +319,7 @@ class Study:
         if not (same and has_state):  # the study's own sub-folder, nothing to continue (refused while in use)
             remove_folder(folder)
         started.parent.mkdir(parents=True, exist_ok=True)
-        started.write_text(key)
+        atomic_write_text(started, key)
         return RunOptions(out=folder, split_file=self.out / "split.json",
                           resume="auto" if same and has_state else None, progress=self.progress)
 
@@ -388,7 +388,7 @@ class Study:
         if not (started.is_file() and started.read_text() == key):
             remove_folder(folder)  # finished trainings of other settings must not be reused
         started.parent.mkdir(parents=True, exist_ok=True)
-        started.write_text(key)
+        atomic_write_text(started, key)
         u = self.cfg.utility
         run_utility(self.out / "gan" / "generator.pt", self.data, self.out / "split.json", self.utility_cfg, folder,
                     seeds=tuple(u["seeds"]), topup_to=int(u["topup_to"]),

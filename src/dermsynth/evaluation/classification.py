@@ -36,6 +36,7 @@ from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import Split
 from dermsynth.models.classifier import Classifier, load_classifier, predict_proba
 from dermsynth.report.plots import save_figure
+from dermsynth.storage import atomic_write_text
 from dermsynth.training.checkpoint import sha256_file
 
 EVAL_SPLITS = ("test", "val", "all")
@@ -275,10 +276,10 @@ def evaluate_classifier(
         classifier_best_epoch=meta["best_epoch"],
         leakage_check="passed: no scored image or lesion is in the classifier's train part",
     )
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
     what = {"test": "test part of its split", "val": "val part (used to pick the epoch)", "all": "all images"}[split]
     title = f"{checkpoint.name} on the {what} of {data_root}"
-    (out / "metrics.md").write_text(metrics_markdown(metrics, title))
+    atomic_write_text(out / "metrics.md", metrics_markdown(metrics, title))
     plot_confusion(metrics["confusion_matrix"], metrics["classes"], out / "confusion.png", title)
     with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)

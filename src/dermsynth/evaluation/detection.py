@@ -30,6 +30,7 @@ from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError, check_nonem
 from dermsynth.evaluation.classification import check_no_leakage, classification_metrics, score_dataset
 from dermsynth.generate import load_generator, parse_classes, sample
 from dermsynth.models.classifier import load_classifier, predict_proba
+from dermsynth.storage import atomic_write_text
 from dermsynth.training.checkpoint import sha256_file
 
 PAPER_TABLE3: dict[str, dict[str, float]] = {
@@ -199,8 +200,8 @@ def evaluate_detection(
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "table3.json").write_text(json.dumps({"rows": rows, **info}, indent=1))
-    (out / "table3.md").write_text(table3_markdown(rows, info))
+    atomic_write_text(out / "table3.json", json.dumps({"rows": rows, **info}, indent=1))
+    atomic_write_text(out / "table3.md", table3_markdown(rows, info))
     with open(out / "table3.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=[key for key, _ in COLUMNS])
         writer.writeheader()

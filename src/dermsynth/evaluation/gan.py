@@ -35,6 +35,7 @@ from dermsynth.metrics import METRICS, per_class
 from dermsynth.metrics.features import extract
 from dermsynth.metrics.inception import InceptionFeatures, WeightsError
 from dermsynth.metrics.memorisation import memorisation, plot_memorisation, summary
+from dermsynth.storage import atomic_write_text
 from dermsynth.training.checkpoint import sha256_file
 
 MEASURES = ("fid", "kid", "prdc", "memorisation", "detection", "utility")
@@ -179,8 +180,8 @@ def evaluate_gan(
         report["utility"] = run_utility(generator, data_root, split_file, utility_config, out / "utility",
                                         seeds=utility_seeds, topup_to=utility_topup_to, progress=progress)
     report["elapsed_s"] = round(time.perf_counter() - start, 1)
-    (out / "evaluation.json").write_text(json.dumps(report, indent=1, default=float))
-    (out / "evaluation.md").write_text(evaluation_markdown(report))
+    atomic_write_text(out / "evaluation.json", json.dumps(report, indent=1, default=float))
+    atomic_write_text(out / "evaluation.md", evaluation_markdown(report))
     return report
 
 

@@ -29,7 +29,7 @@ from dermsynth.evaluation.classification import classification_metrics, score_da
 from dermsynth.generate import load_generator, sample
 from dermsynth.models.classifier import load_classifier
 from dermsynth.training.classifier_loop import train_classifier
-from dermsynth.storage import remove_folder
+from dermsynth.storage import atomic_write_json, atomic_write_text, remove_folder
 from dermsynth.training.checkpoint import list_states
 from dermsynth.training.runs import RunOptions
 
@@ -104,12 +104,11 @@ def run_utility(
                 "macro_f1": metrics["macro_f1"],
                 "recall": {c: metrics["per_class"][c]["recall"] for c in CLASSES},
             }
-            result_file.write_text(json.dumps(record, indent=1))
+            atomic_write_text(result_file, json.dumps(record, indent=1))
             runs.append(record)
     summary = summarise(runs, settings)
-    (out / "utility.json").write_text(json.dumps({"runs": runs, "summary": summary,
-                                                  "real_train_per_class": real_counts}, indent=1))
-    (out / "utility.md").write_text(utility_markdown(summary))
+    atomic_write_json(out / "utility.json", {"runs": runs, "summary": summary, "real_train_per_class": real_counts})
+    atomic_write_text(out / "utility.md", utility_markdown(summary))
     plot_utility(summary, out / "utility.png")
     return summary
 
