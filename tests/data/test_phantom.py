@@ -13,6 +13,7 @@ from PIL import Image
 
 from dermsynth.data import CLASSES, DataError, open_index, phantom
 from dermsynth.data.phantom import make_phantom, plan_images
+from dermsynth.storage import MARKER
 
 
 def _load_benchmark():
@@ -25,7 +26,10 @@ def _load_benchmark():
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """The dataset's files (images and metadata), without dermsynth's folder marker, which records when it was
+    made."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != MARKER}
 
 
 @pytest.fixture(scope="module")

@@ -83,6 +83,35 @@ def test_split_all_scores_an_external_dataset_as_is(tiny_judge, tmp_path):
     assert all(row["support"] == 2 for row in metrics["per_class"].values())
 
 
+def test_external_set_without_lesion_ids_is_scored_with_a_warning(tiny_judge, tmp_path):
+    external = write_ham(tmp_path / "external", per_class=2, images_per_lesion=1)
+    rows = read_rows(external / "HAM10000_metadata.csv")
+    write_csv(external / "HAM10000_metadata.csv", rows, columns=("image_id", "dx"))  # like some public test sets
+    out = tmp_path / "eval"
+    result = invoke("evaluate-classifier", "--checkpoint", tiny_judge / "classifier.pt", "--data", external,
+                    "--split", "all", "--out", out, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "has no lesion_id column: each image counts as its own lesion" in result.output
+    assert json.loads((out / "metrics.json").read_text())["n_images"] == 14
+
+
+def test_training_still_needs_lesion_ids(tmp_path):
+    data = write_ham(tmp_path / "data", per_class=2, images_per_lesion=1)
+    write_csv(data / "HAM10000_metadata.csv", read_rows(data / "HAM10000_metadata.csv"), columns=("image_id", "dx"))
+    result = invoke("train-classifier", "--config", "configs/classifier-paper.yaml", "--data", data, "--out",
+                    tmp_path / "run", "--no-progress")
+    assert result.exit_code == 2 and "missing required column(s) lesion_id" in result.output
+
+
+def test_phantom_set_of_another_seed_is_refused_by_image_id(tiny_judge, tmp_path):
+    from dermsynth.data.phantom import make_phantom
+
+    other = make_phantom(tmp_path / "other", per_class=3, size=48, seed=7)  # same id scheme, other pictures
+    result = invoke("evaluate-classifier", "--checkpoint", tiny_judge / "classifier.pt", "--data", other,
+                    "--split", "all", "--out", tmp_path / "e", "--no-progress")
+    assert result.exit_code == 2 and "image id(s)" in result.output  # ids decide: the guard cannot see pixels
+
+
 def test_leakage_guard_refuses_training_images_and_lesions(tiny_judge, phantom_data, tmp_path):
     checkpoint = tiny_judge / "classifier.pt"
     # The training data itself, scored as --split all: every train image is in it.

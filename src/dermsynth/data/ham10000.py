@@ -55,7 +55,7 @@ def find_images(root: Path) -> dict[str, list[Path]]:
     return found
 
 
-def read_metadata(path: Path) -> list[tuple[int, dict[str, str]]]:
+def read_metadata(path: Path, required: tuple[str, ...] = REQUIRED_COLUMNS) -> list[tuple[int, dict[str, str]]]:
     """Rows of the metadata file as (line number, row); comma or tab separated."""
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -67,7 +67,7 @@ def read_metadata(path: Path) -> list[tuple[int, dict[str, str]]]:
     delimiter = "\t" if lines[0].count("\t") > lines[0].count(",") else ","
     reader = csv.DictReader(lines, delimiter=delimiter)
     columns = [c.strip() for c in (reader.fieldnames or [])]
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    missing = [c for c in required if c not in columns]
     if missing:
         raise DataError(
             f"{path}: missing required column(s) {', '.join(missing)} "
@@ -84,25 +84,33 @@ def read_metadata(path: Path) -> list[tuple[int, dict[str, str]]]:
     return rows
 
 
-def read_ham10000(root: str | Path) -> DatasetIndex:
-    """Index a HAM10000-layout dataset; every problem names the file and row."""
+def read_ham10000(root: str | Path, lesions_required: bool = True) -> DatasetIndex:
+    """Index a HAM10000-layout dataset; every problem names the file and row.
+
+    ``lesions_required=False`` (scoring an external test set) accepts a metadata file without a lesion_id column:
+    each image is then its own lesion, and a warning says so. Training always needs lesion ids: a split that
+    cannot group the photographs of one lesion leaks it between train and test.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
     meta = find_metadata(root)
-    rows = read_metadata(meta)
+    rows = read_metadata(meta, REQUIRED_COLUMNS if lesions_required else ("image_id", "dx"))
     if not rows:
         raise DataError(f"{meta}: the metadata file has a header but no rows")
     images = find_images(root)
 
     warnings: list[str] = []
+    if "lesion_id" not in rows[0][1]:
+        warnings.append(f"{meta.name} has no lesion_id column: each image counts as its own lesion, so the "
+                        "leakage guard can match image ids only")
     records: list[Record] = []
     seen: dict[str, int] = {}
     missing: list[str] = []
     for line, row in rows:
         where = f"{meta.name}, line {line}"
         image_id = safe_file_name(row["image_id"], f"{where}: image_id")
-        lesion_id = row["lesion_id"] or image_id
+        lesion_id = row.get("lesion_id") or image_id
         dx = row["dx"].lower()
         if dx not in CLASS_TO_LABEL:
             raise DataError(

@@ -131,12 +131,13 @@ class DatasetIndex:
         return rows
 
 
-def open_index(root: str | Path, fmt: str = "auto") -> DatasetIndex:
+def open_index(root: str | Path, fmt: str = "auto", lesions_required: bool = True) -> DatasetIndex:
     """Read a dataset in any supported format.
 
     ``fmt`` is "ham10000" (metadata CSV/TAB and JPEGs), "folder" (one folder per
     class name), "dermamnist" (a MedMNIST .npz file) or "auto", which picks by
-    what is at ``root``.
+    what is at ``root``. ``lesions_required=False``: a HAM10000 metadata file may
+    lack the lesion_id column (for scoring an external test set, never for training).
     """
     from dermsynth.data import dermamnist, folder, ham10000
 
@@ -158,7 +159,7 @@ def open_index(root: str | Path, fmt: str = "auto") -> DatasetIndex:
         else:
             raise DataError(f"{root}: not a data folder or a DermaMNIST .npz file")
     readers = {
-        "ham10000": ham10000.read_ham10000,
+        "ham10000": lambda r: ham10000.read_ham10000(r, lesions_required),
         "folder": folder.read_class_folders,
         "dermamnist": dermamnist.read_dermamnist,
     }

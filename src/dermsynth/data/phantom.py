@@ -30,8 +30,9 @@ Everything is deterministic: a lesion and its camera depend only on
 ``(seed, class, lesion number)``, and the shift, rotation, colour change and
 sensor noise of one image only on ``(seed, class, image number within the
 class)``, never on drawing order; image k of a class is the same picture
-whatever ``per_class`` is. The same arguments give byte-identical files with
-the same numpy and Pillow on the same kind of CPU.
+whatever ``per_class`` is. The same arguments give byte-identical images and
+metadata with the same numpy and Pillow on the same kind of CPU (the folder's
+dermsynth marker records when it was made).
 """
 
 from __future__ import annotations
@@ -720,8 +721,8 @@ def make_phantom(out: Path, per_class: int, size: int, seed: int, overwrite: boo
     """Draw ``per_class`` phantom images for each of the 7 classes into ``out`` (HAM10000 layout).
 
     Images are ``size`` x ``round(size * 3 / 4)`` JPEGs. The same arguments give
-    byte-identical files. ``out`` must be missing or empty, or hold an earlier
-    phantom dataset and ``overwrite=True``. The dataset is written into a hidden
+    byte-identical images and metadata. ``out`` must be missing or empty, or hold an earlier
+    phantom dataset (its marker says so) and ``overwrite=True``. The dataset is written into a hidden
     sibling folder and renamed at the end, so a crash never leaves half a dataset.
     Returns ``out``. NOT medical data: see the module docstring.
     """

@@ -95,7 +95,7 @@ def score_dataset(
     """
     if split not in EVAL_SPLITS:
         raise DataError(f"--split {split!r} is not one of {', '.join(EVAL_SPLITS)}")
-    index = open_index(data_root, fmt)
+    index = open_index(data_root, fmt, lesions_required=split != "all")  # an external set may lack lesion ids
     for warning in index.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if split == "all":
