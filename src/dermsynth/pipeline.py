@@ -420,6 +420,7 @@ def _settings(cfg: Any) -> Any:
     for key in ("root", "cache_dir"):
         plain.get("data", {}).pop(key, None)
     plain.get("discriminator", {}).pop("backbone_weights", None)
+    plain.get("model", {}).pop("backbone_weights", None)
     for key in [k for k in plain.get("train", {}) if k.startswith("divergence_")]:
         del plain["train"][key]  # guards: they stop a run that fails, they change nothing a finished run computed
     for section, neutral in _NEUTRAL_ADDITIONS.items():

@@ -57,6 +57,27 @@ def test_run_folder_snapshot_and_refusal(tiny_judge, phantom_data, tmp_path):
     assert again.exit_code == 2 and "--resume auto" in again.output and "Traceback" not in again.output
 
 
+def test_cli_fine_tunes_effnet_from_imagenet_weights_and_the_snapshot_scores(phantom_data, tmp_path):
+    from dermsynth.models.classifier import load_classifier, predict_proba
+    from dermsynth.models.efficientnet import load_lite0
+
+    run = tmp_path / "effnet"
+    sets = [x for s in ["data.resolution=32", "train.epochs=1", "train.batch_size=16"] for x in ("--set", s)]
+    result = cli("train-classifier", "--config", REPO / "configs/classifier-effnet.yaml", "--data", phantom_data,
+                 "--out", run, "--no-progress", *sets)
+    assert result.exit_code == 0, result.output
+    model, meta = load_classifier(run / "classifier.pt")
+    assert model.cfg.arch == "effnet" and model.feature_dim == 1280
+    assert "features.0.net._fc.weight" not in model.state_dict()  # ImageNet's 1000-class layer is dropped
+    imagenet = load_lite0().state_dict()
+    tuned = {k.removeprefix("features.0.net."): v for k, v in model.state_dict().items()}
+    stem = "_conv_stem.weight"
+    moved = float((tuned[stem] - imagenet[stem]).norm() / imagenet[stem].norm())
+    assert 0 < moved < 0.2  # started from ImageNet and trained: neither frozen nor random
+    proba = predict_proba(model, np.zeros((3, 32, 32, 3), np.uint8))
+    assert proba.shape == (3, 7) and np.allclose(proba.sum(1), 1, atol=1e-5)
+
+
 def test_cli_trains_resnet_with_weighted_loss_and_resumes_exactly(phantom_data, tmp_path):
     straight = tmp_path / "straight"
     sets = [x for s in TINY_CLASSIFIER + ["train.epochs=3", "train.batch_size=8"] for x in ("--set", s)]

@@ -1,12 +1,14 @@
 """Judge classifiers: image -> 7 class logits, and the helpers that score uint8 images.
 
-Two architectures, both built in loops from shared blocks and trained from
-scratch (nothing is downloaded):
+Three architectures (nothing is downloaded):
 
-    paper   the study's CNN: blocks of conv 3x3 -> BatchNorm -> ReLU -> max-pool 2
-            -> dropout, then flatten -> dense -> ReLU -> dropout -> linear
-    resnet  a small ResNet: a conv stem, stages of basic residual blocks (each
-            stage after the first halves the resolution), global average pool -> linear
+    paper   the study's CNN, from scratch: blocks of conv 3x3 -> BatchNorm -> ReLU ->
+            max-pool 2 -> dropout, then flatten -> dense -> ReLU -> dropout -> linear
+    resnet  a small ResNet, from scratch: a conv stem, stages of basic residual blocks
+            (each stage after the first halves the resolution), global average pool -> linear
+    effnet  EfficientNet-Lite0 fine-tuned from its ImageNet weights (the module and the
+            weights file the projected discriminator uses), its pooled 1280 features ->
+            dropout -> a new linear head
 
 Inputs are RGB in [-1, 1], (N, 3, R, R), the GAN's range, so real and generated
 images are judged the same way. ``load_classifier`` reads a ``classifier.pt``
@@ -28,9 +30,10 @@ import torch
 from torch import nn
 
 from dermsynth.data.index import DataError
+from dermsynth.models.efficientnet import BackboneWeightsError, EfficientNetLite0, find_backbone_weights, load_lite0
 from dermsynth.training.checkpoint import CLASSIFIER_FORMAT, load_checkpoint
 
-ARCHS = ("paper", "resnet")
+ARCHS = ("paper", "resnet", "effnet")
 
 
 @dataclass
@@ -38,7 +41,7 @@ class ClassifierConfig:
     """Architecture of a judge classifier (saved with every snapshot)."""
 
     arch: str = "paper"
-    """paper (the study's three-block CNN) or resnet (a small ResNet)."""
+    """paper (the study's three-block CNN), resnet (a small ResNet) or effnet (EfficientNet-Lite0 from ImageNet)."""
     resolution: int = 64
     """Input size in pixels: 32, 64, 128 or 256."""
     num_classes: int = 7
@@ -53,6 +56,8 @@ class ClassifierConfig:
     """Dropout after each conv block (paper only)."""
     head_dropout: float = 0.5
     """Dropout before the output layer."""
+    backbone_weights: Path | None = None
+    """effnet: the ImageNet EfficientNet-Lite0 weights file; None finds the installed package's."""
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
@@ -69,6 +74,11 @@ class ClassifierConfig:
             problems.append("model.blocks_per_stage, model.dense_units must be >= 1 and num_classes >= 2")
         if not (0 <= self.conv_dropout < 1 and 0 <= self.head_dropout < 1):
             problems.append("model.conv_dropout and model.head_dropout must be in [0, 1)")
+        if self.arch == "effnet":
+            try:
+                find_backbone_weights(self.backbone_weights)
+            except BackboneWeightsError as e:
+                problems.append(f"model.backbone_weights: {e}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -107,13 +117,32 @@ class BasicBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(h)) + self.shortcut(x))
 
 
-class Classifier(nn.Module):
-    """``features`` (conv body and neck) -> (N, D); ``head`` (one linear layer) -> (N, classes) logits."""
+class _Lite0Features(nn.Module):
+    """EfficientNet-Lite0's body: (N, 3, R, R) in [-1, 1] -> pooled (N, 1280); its ImageNet classifier dropped."""
 
-    def __init__(self, cfg: ClassifierConfig) -> None:
+    def __init__(self, pretrained: bool, weights: Path | None) -> None:
+        super().__init__()
+        self.net = load_lite0(weights).train() if pretrained else EfficientNetLite0()
+        self.net._fc = nn.Identity()  # the 1000-class layer: not part of the judge
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_features(x)
+
+
+class Classifier(nn.Module):
+    """``features`` (conv body and neck) -> (N, D); ``head`` (one linear layer) -> (N, classes) logits.
+
+    ``pretrained``: effnet starts from the ImageNet weights (training); a snapshot being loaded brings its own.
+    """
+
+    def __init__(self, cfg: ClassifierConfig, pretrained: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
-        if cfg.arch == "paper":
+        if cfg.arch == "effnet":
+            self.features = nn.Sequential(_Lite0Features(pretrained, cfg.backbone_weights),
+                                          nn.Dropout(cfg.head_dropout))
+            self.feature_dim = 1280
+        elif cfg.arch == "paper":
             blocks, in_ch = [], 3
             for width in cfg.widths:
                 blocks.append(ConvBlock(in_ch, width, cfg.conv_dropout))
@@ -193,7 +222,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
     ``best_epoch`` and ``val_balanced_accuracy``.
     """
     ckpt = load_checkpoint(path, expect=CLASSIFIER_FORMAT)
-    model = Classifier(ClassifierConfig(**ckpt["model_config"]))
+    model = Classifier(ClassifierConfig(**ckpt["model_config"]), pretrained=False)
     model.load_state_dict(ckpt["model"])
     meta = {k: v for k, v in ckpt.items() if k != "model"}
     return model.to(device).eval(), meta
