@@ -31,7 +31,6 @@ from dermsynth.storage import (
     storage_error,
     write_marker,
 )
-from dermsynth.training.checkpoint import list_states
 
 
 @dataclass
@@ -57,8 +56,8 @@ _START_FILES = {MARKER, "split.json", "config.yaml", "run.json", "stats.jsonl", 
 
 
 def _failed_start(out: Path, kind: str, entries: set[str]) -> bool:
-    return (is_owned(out, kind) and entries <= _START_FILES and not list_states(out / "checkpoints")
-            and not any(p.is_file() for p in out.glob("checkpoints/*")))
+    # Any file in checkpoints/ (a state, or something else) means more than a failed start: keep it.
+    return is_owned(out, kind) and entries <= _START_FILES and not any(out.glob("checkpoints/*"))
 
 
 def open_run_folder(opts: RunOptions, kind: str) -> FolderLock:
