@@ -283,18 +283,20 @@ CACHE_DIR = click.option("--cache-dir", type=click.Path(path_type=Path), default
               help="A part of the classifier's saved split, or all images (an external test set).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: <checkpoint folder>/eval-<split>].")
+@click.option("--tta", default="none", show_default=True, type=click.Choice(["none", "flips", "dihedral"]),
+              help="Test-time augmentation: average the probabilities over 4 flips or all 8 flips/rotations.")
 @FORMAT
 @CACHE_DIR
 @DEVICE
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
 @_clean_errors
-def evaluate_classifier_cmd(checkpoint: Path, data_root: Path, split: str, out: Path | None, fmt: str,
+def evaluate_classifier_cmd(checkpoint: Path, data_root: Path, split: str, out: Path | None, tta: str, fmt: str,
                             cache_dir: Path | None, device: str, no_progress: bool) -> None:
     """Accuracy, balanced accuracy, per-class P/R/F1, macro-F1, AUC and a confusion matrix; leakage refused."""
     from dermsynth.evaluation.classification import evaluate_classifier
 
     metrics = evaluate_classifier(checkpoint, data_root, split=split, out=out, fmt=fmt, cache_dir=cache_dir,
-                                  device=device, progress=not no_progress)
+                                  device=device, progress=not no_progress, tta=tta)
     click.echo((Path(metrics["out"]) / "metrics.md").read_text())
     click.echo(f"metrics, confusion matrix and predictions in {metrics['out']}")
 

@@ -518,6 +518,9 @@ class ClassifierTrainConfig:
     """Peak learning rate."""
     lr_schedule: str = "constant"
     """constant, or cosine (decays to 0 at the last epoch; a function of the epoch, so resume is exact)."""
+    warmup_epochs: int = 0
+    """Raise the learning rate linearly, step by step, from lr / steps to lr over this many first epochs;
+    a cosine schedule then decays over the remaining epochs. 0: no warm-up."""
     weight_decay: float = 0.0
     """Weight decay (decoupled for adamw)."""
     label_smoothing: float = 0.0
@@ -529,6 +532,9 @@ class ClassifierTrainConfig:
     """Random flips and 90-degree rotations (a lesion photographed from above has no "up")."""
     color_jitter: float = 0.1
     """Largest relative change of brightness, contrast and saturation per image; 0 disables."""
+    random_resized_crop: float = 0.0
+    """Random resized crops: the smallest share of the image's area a crop keeps (aspect 3/4..4/3,
+    resized back to the resolution); 0 disables."""
     seed: int = 0
     """Seed of weights, data order, dropout and augmentation."""
     patience: int = 0
@@ -556,6 +562,10 @@ class ClassifierTrainConfig:
             out.append(f"train.imbalance {self.imbalance!r} is not one of {', '.join(IMBALANCE)}")
         if not 0 <= self.color_jitter < 1:
             out.append("train.color_jitter must be in [0, 1)")
+        if not 0 <= self.random_resized_crop <= 1:
+            out.append("train.random_resized_crop must be in [0, 1] (0 disables)")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            out.append("train.warmup_epochs must be in [0, train.epochs]")
         if self.patience < 0 or self.checkpoint_epochs < 1 or self.keep_checkpoints < 1:
             out.append("train.patience must be >= 0, train.checkpoint_epochs and train.keep_checkpoints >= 1")
         if self.amp not in ("auto", "bf16", "none"):

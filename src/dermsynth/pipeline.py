@@ -408,7 +408,7 @@ _NEUTRAL_ADDITIONS = {
     "discriminator": {"arch": "dcgan", "backbone_resolution": None, "head_channels": 128, "cmap_dim": 64,
                       "mbstd_group": 0},
     "loss": {"mode_seeking": 0.0},
-    "train": {"class_sampling": "uniform"},
+    "train": {"class_sampling": "uniform", "warmup_epochs": 0, "random_resized_crop": 0.0},
 }
 
 

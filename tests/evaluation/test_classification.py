@@ -72,6 +72,30 @@ def test_evaluate_test_part_through_the_cli(tiny_judge, phantom_data):
     assert "balanced accuracy" in result.output
 
 
+def test_test_time_flips_average_the_flipped_predictions(tiny_judge, phantom_data):
+    from dermsynth.data.cache import load_cache
+    from dermsynth.data.index import open_index
+    from dermsynth.models.classifier import load_classifier, predict_proba
+
+    result = invoke("evaluate-classifier", "--checkpoint", tiny_judge / "classifier.pt", "--data", phantom_data,
+                    "--tta", "flips", "--no-progress")
+    assert result.exit_code == 0, result.output
+    out = tiny_judge / "eval-test-tta-flips"  # beside eval-test, not over it
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tta"] == "flips" and metrics["tta_views"] == 4 and "4 flips views" in result.output
+    model, meta = load_classifier(tiny_judge / "classifier.pt")
+    cached = load_cache(open_index(phantom_data), meta["resolution"], meta["crop"], progress=False)
+    with open(out / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    where = {image_id: i for i, image_id in enumerate(cached.image_ids)}
+    images = np.asarray(cached.images[[where[r["image_id"]] for r in rows]])
+    views = [images, images[:, :, ::-1], images[:, ::-1], images[:, ::-1, ::-1]]  # NHWC: none, h, v, both
+    expected = np.mean([predict_proba(model, np.ascontiguousarray(v)) for v in views], axis=0)
+    got = np.array([[float(r[f"p_{c}"]) for c in meta["classes"]] for r in rows])
+    assert np.allclose(got, expected, atol=2e-6)
+    assert not np.allclose(got, predict_proba(model, images), atol=1e-4)  # the flips changed something
+
+
 def test_split_all_scores_an_external_dataset_as_is(tiny_judge, tmp_path):
     external = write_ham(tmp_path / "external", per_class=2, images_per_lesion=1)
     out = tmp_path / "eval"

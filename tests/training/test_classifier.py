@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -14,9 +15,9 @@ from click.testing import CliRunner
 from dermsynth.cli import main
 from dermsynth.config import classifier_config, load_yaml
 from dermsynth.models.classifier import load_classifier
-from dermsynth.training.augment import color_jitter
+from dermsynth.training.augment import color_jitter, dihedral_view, random_resized_crop
 from dermsynth.training.checkpoint import list_states, load_checkpoint
-from dermsynth.training.classifier_loop import class_weights, epoch_order, train_classifier
+from dermsynth.training.classifier_loop import class_weights, epoch_order, lr_at, train_classifier
 from dermsynth.training.gan_loop import RunOptions
 from tests.conftest import TINY_CLASSIFIER
 
@@ -80,14 +81,16 @@ def test_cli_fine_tunes_effnet_from_imagenet_weights_and_the_snapshot_scores(pha
 
 def test_cli_trains_resnet_with_weighted_loss_and_resumes_exactly(phantom_data, tmp_path):
     straight = tmp_path / "straight"
-    sets = [x for s in TINY_CLASSIFIER + ["train.epochs=3", "train.batch_size=8"] for x in ("--set", s)]
+    # Warm-up (a learning rate per step) and random resized crops must resume exactly too.
+    sets = [x for s in TINY_CLASSIFIER + ["train.epochs=3", "train.batch_size=8", "train.warmup_epochs=1",
+                                          "train.random_resized_crop=0.5"] for x in ("--set", s)]
     result = cli("train-classifier", "--config", REPO / "configs/classifier-resnet.yaml", "--data", phantom_data,
                  "--out", straight, "--no-progress", *sets)
     assert result.exit_code == 0, result.output
     assert "epoch    3" in result.output and "best epoch" in result.output
     config = load_yaml(straight / "config.yaml")
     assert config["model"]["arch"] == "resnet" and config["train"]["imbalance"] == "weighted_loss"
-    assert config["train"]["lr_schedule"] == "cosine"
+    assert config["train"]["lr_schedule"] == "cosine" and config["train"]["warmup_epochs"] == 1
 
     # A crash after epoch 2: drop epoch 3's state and stats line, then --resume auto.
     parted = tmp_path / "parted"
@@ -142,6 +145,39 @@ def test_oversampling_balances_classes_and_is_seeded_by_epoch():
     assert weights[3] / weights[0] == pytest.approx(9) and weights[1] == 0
     assert weights[0] * 90 == pytest.approx(weights[3] * 10)  # each class carries the same total weight
     assert weights[labels].sum() == pytest.approx(100)
+
+
+def test_warmup_rises_per_step_then_the_cosine_decays_over_the_remaining_epochs():
+    cfg = classifier_config(load_yaml(REPO / "configs/classifier-effnet.yaml"), ["train.epochs=5", "train.warmup_epochs=2"])
+    lr = cfg.train.lr
+    warm = [lr_at(cfg, epoch, step, 10) for epoch in (1, 2) for step in range(10)]
+    assert warm == pytest.approx([lr * (i + 1) / 20 for i in range(20)])  # linear, lr at the last warm-up step
+    assert [lr_at(cfg, e, 3, 10) for e in (3, 4, 5)] == pytest.approx(
+        [lr, lr * 0.5 * (1 + math.cos(math.pi / 3)), lr * 0.5 * (1 + math.cos(2 * math.pi / 3))])
+    plain = classifier_config(load_yaml(REPO / "configs/classifier-effnet.yaml"), ["train.epochs=5", "train.warmup_epochs=0"])
+    assert [lr_at(plain, e) for e in range(1, 6)] == pytest.approx(  # no warm-up: the schedule it always had
+        [lr * 0.5 * (1 + math.cos(math.pi * (e - 1) / 5)) for e in range(1, 6)])
+
+
+def test_random_resized_crops_zoom_in_and_keep_the_size():
+    x = torch.linspace(-1, 1, 32).expand(4, 3, 32, 32).clone()  # a horizontal ramp
+    assert torch.equal(random_resized_crop(x, 0.0), x)
+    assert torch.allclose(random_resized_crop(x, 1.0, ratio=(1, 1)), x, atol=1e-6)  # the whole image
+    torch.manual_seed(0)
+    y = random_resized_crop(x, 0.25)
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    span = y[:, 0, 16, -1] - y[:, 0, 16, 0]  # a crop of a ramp is a flatter ramp
+    assert (span > 0).all() and (span < 2 - 1e-3).all()
+    torch.manual_seed(0)
+    assert torch.equal(random_resized_crop(x, 0.25), y)  # torch's generator: saved in checkpoints
+
+
+def test_dihedral_views_are_the_eight_flips_and_rotations():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    views = [dihedral_view(x, v) for v in range(8)]
+    assert torch.equal(views[0], x) and torch.equal(views[1], x.flip(3)) and torch.equal(views[2], x.flip(2))
+    assert len({tuple(v.flatten().tolist()) for v in views}) == 8
+    assert any(torch.equal(v, torch.rot90(x, 1, dims=(2, 3))) for v in views)
 
 
 def test_color_jitter_is_small_and_stays_in_range():

@@ -34,7 +34,7 @@ from sklearn.metrics import (
 from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import Split
-from dermsynth.models.classifier import Classifier, load_classifier, predict_proba
+from dermsynth.models.classifier import TTA, Classifier, load_classifier, predict_proba
 from dermsynth.report.plots import save_figure
 from dermsynth.storage import atomic_write_text
 from dermsynth.training.checkpoint import sha256_file
@@ -87,11 +87,13 @@ def score_dataset(
     fmt: str = "auto",
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    tta: str = "none",
 ) -> Scored:
     """Score the ``split`` part of the classifier's saved split (or ``all`` images) of a dataset.
 
     Images come from the uint8 cache at the classifier's resolution and crop.
-    The leakage guard runs before anything is scored.
+    The leakage guard runs before anything is scored. ``tta`` averages the
+    probabilities over flipped views (:data:`dermsynth.models.classifier.TTA`).
     """
     if split not in EVAL_SPLITS:
         raise DataError(f"--split {split!r} is not one of {', '.join(EVAL_SPLITS)}")
@@ -120,7 +122,7 @@ def score_dataset(
         image_ids=image_ids,
         lesion_ids=lesion_ids,
         labels=np.asarray(cached.labels[rows], dtype=np.int64),
-        proba=predict_proba(model, np.asarray(cached.images[rows])),
+        proba=predict_proba(model, np.asarray(cached.images[rows]), tta=tta),
         data_root=str(data_root),
         data_fingerprint=index.fingerprint(),
         split=split,
@@ -254,19 +256,26 @@ def evaluate_classifier(
     cache_dir: str | Path | None = None,
     device: str = "cpu",
     progress: bool = True,
+    tta: str = "none",
 ) -> dict:
     """Score a ``classifier.pt`` on ``split`` of a dataset; writes metrics and figure to ``out``; returns the metrics.
 
-    ``out`` defaults to ``<checkpoint folder>/eval-<split>/``.
+    ``out`` defaults to ``<checkpoint folder>/eval-<split>/`` (``eval-<split>-tta-<tta>/`` with test-time
+    augmentation, so that both can be kept).
     """
     checkpoint = Path(checkpoint)
+    if tta not in TTA:
+        raise DataError(f"--tta {tta!r} is not one of {', '.join(TTA)}")
     model, meta = load_classifier(checkpoint, device)
-    scored = score_dataset(model, meta, data_root, split, fmt, cache_dir, progress)
+    scored = score_dataset(model, meta, data_root, split, fmt, cache_dir, progress, tta)
     metrics = classification_metrics(scored.labels, scored.proba, tuple(meta["classes"]))
-    out = Path(out) if out is not None else checkpoint.parent / f"eval-{split}"
+    default_name = f"eval-{split}" if tta == "none" else f"eval-{split}-tta-{tta}"
+    out = Path(out) if out is not None else checkpoint.parent / default_name
     out.mkdir(parents=True, exist_ok=True)
     metrics.update(
         split=split,
+        tta=tta,
+        tta_views=TTA[tta],
         data_root=str(data_root),
         data_fingerprint=scored.data_fingerprint,
         same_data_as_training=scored.data_fingerprint == meta.get("data_fingerprint"),
@@ -279,6 +288,8 @@ def evaluate_classifier(
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
     what = {"test": "test part of its split", "val": "val part (used to pick the epoch)", "all": "all images"}[split]
     title = f"{checkpoint.name} on the {what} of {data_root}"
+    if tta != "none":
+        title += f", test-time augmentation: mean of {TTA[tta]} {tta} views"
     atomic_write_text(out / "metrics.md", metrics_markdown(metrics, title))
     plot_confusion(metrics["confusion_matrix"], metrics["classes"], out / "confusion.png", title)
     with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as f:

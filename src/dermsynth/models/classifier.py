@@ -31,6 +31,7 @@ from torch import nn
 
 from dermsynth.data.index import DataError
 from dermsynth.models.efficientnet import BackboneWeightsError, EfficientNetLite0, find_backbone_weights, load_lite0
+from dermsynth.training.augment import dihedral_view
 from dermsynth.training.checkpoint import CLASSIFIER_FORMAT, load_checkpoint
 
 ARCHS = ("paper", "resnet", "effnet")
@@ -203,9 +204,24 @@ def _run(model: Classifier, images: np.ndarray, batch: int, fn, width: int) -> n
     return torch.cat(out).numpy() if out else np.zeros((0, width), dtype=np.float32)
 
 
-def predict_proba(model: Classifier, images: np.ndarray, batch: int = 256) -> np.ndarray:
-    """Class probabilities (N, num_classes), float32, of uint8 (N, R, R, 3) images."""
-    return _run(model, images, batch, lambda x: torch.softmax(model(x).float(), dim=1), model.cfg.num_classes)
+TTA = {"none": 1, "flips": 4, "dihedral": 8}
+"""Test-time augmentation: how many views of each image are averaged (flips: none, horizontal, vertical,
+both; dihedral: those and their transposes, the 8 flips and 90-degree rotations)."""
+
+
+def predict_proba(model: Classifier, images: np.ndarray, batch: int = 256, tta: str = "none") -> np.ndarray:
+    """Class probabilities (N, num_classes), float32, of uint8 (N, R, R, 3) images.
+
+    With ``tta`` other than ``none`` the probabilities are the mean over the views of :data:`TTA`.
+    """
+    if tta not in TTA:
+        raise ValueError(f"tta {tta!r} is not one of {', '.join(TTA)}")
+    views = TTA[tta]
+
+    def proba(x: torch.Tensor) -> torch.Tensor:
+        return sum(torch.softmax(model(dihedral_view(x, v)).float(), dim=1) for v in range(views)) / views
+
+    return _run(model, images, batch, proba, model.cfg.num_classes)
 
 
 def penultimate_features(model: Classifier, images: np.ndarray, batch: int = 256) -> np.ndarray:

@@ -32,6 +32,46 @@ def dihedral(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def random_resized_crop(x: torch.Tensor, min_scale: float, ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+    """Crop a random window of each image and resize it back to the image's size (bilinear); 0 disables.
+
+    The window covers a share of the image's area drawn uniformly from
+    [``min_scale``, 1], with an aspect ratio drawn log-uniformly from ``ratio``
+    (clipped so that it fits), at a uniform position inside the image. One
+    affine resampling of the whole batch; the randomness is torch's global generator.
+    """
+    if min_scale <= 0:
+        return x
+    n = x.shape[0]
+    area = min_scale + (1 - min_scale) * torch.rand(n, device=x.device)
+    log_lo, log_hi = torch.log(torch.tensor(ratio, dtype=torch.float64)).tolist()
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(n, device=x.device))
+    width = torch.sqrt(area * aspect).clamp(max=1.0)  # shares of the image's width and height
+    height = (area / width).clamp(max=1.0)
+    # The affine grid maps the output's [-1, 1] onto the window: scale by its size, shift inside the image.
+    cx = (1 - width) * (2 * torch.rand(n, device=x.device) - 1)
+    cy = (1 - height) * (2 * torch.rand(n, device=x.device) - 1)
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 2] = width, cx
+    theta[:, 1, 1], theta[:, 1, 2] = height, cy
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+DIHEDRAL_VIEWS = 8
+
+
+def dihedral_view(x: torch.Tensor, view: int) -> torch.Tensor:
+    """The ``view``-th of the 8 flips and rotations (0 is the identity; 0-3 are the flips: none, h, v, both)."""
+    if view in (1, 3, 5, 7):
+        x = x.flip(3)
+    if view in (2, 3, 6, 7):
+        x = x.flip(2)
+    if view >= 4:
+        x = x.transpose(2, 3)
+    return x
+
+
 def color_jitter(x: torch.Tensor, strength: float) -> torch.Tensor:
     """Scale brightness, saturation and contrast of each image by factors in [1 - s, 1 + s]; x in [-1, 1]."""
     if strength <= 0:

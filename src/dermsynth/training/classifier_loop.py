@@ -42,7 +42,7 @@ from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import save_split
 from dermsynth.models.classifier import Classifier, predict_proba
 from dermsynth.storage import atomic_write_json, atomic_write_text
-from dermsynth.training.augment import color_jitter, dihedral
+from dermsynth.training.augment import color_jitter, dihedral, random_resized_crop
 from dermsynth.training.checkpoint import (
     CLASSIFIER_FORMAT,
     CLASSIFIER_STATE_FORMAT,
@@ -87,11 +87,19 @@ def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def lr_at(cfg: ClassifierRunConfig, epoch: int) -> float:
-    """Learning rate of ``epoch`` (1-based)."""
+def lr_at(cfg: ClassifierRunConfig, epoch: int, step: int = 0, steps: int = 1) -> float:
+    """Learning rate of step ``step`` (0-based) of ``steps`` in ``epoch`` (1-based).
+
+    Linear warm-up over the first ``train.warmup_epochs`` epochs (reaching ``lr``
+    at their last step), then constant or a cosine decay over the remaining
+    epochs, one value per epoch. A function of (epoch, step) only: resume is exact.
+    """
     t = cfg.train
+    warmup = t.warmup_epochs
+    if epoch <= warmup:
+        return t.lr * ((epoch - 1) * steps + step + 1) / (warmup * steps)
     if t.lr_schedule == "cosine":
-        return t.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / t.epochs))
+        return t.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1 - warmup) / (t.epochs - warmup)))
     return t.lr
 
 
@@ -141,17 +149,18 @@ class ClassifierTrainer:
         """One pass over the train part; returns the epoch's mean loss and accuracy on augmented batches."""
         t = self.cfg.train
         epoch = self.epoch + 1
-        lr = lr_at(self.cfg, epoch)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
         order = epoch_order(self.labels, t.imbalance, t.seed, epoch).to(self.device)
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
         start = time.perf_counter()
         for step in range(self.steps_per_epoch):
+            lr = lr_at(self.cfg, epoch, step, self.steps_per_epoch)
+            for group in self.opt.param_groups:
+                group["lr"] = lr
             idx = order[step * t.batch_size: (step + 1) * t.batch_size]
             x = self.images[idx].float().div_(127.5).sub_(1.0)
+            x = random_resized_crop(x, t.random_resized_crop)
             if t.dihedral:
                 x = dihedral(x)
             x = color_jitter(x, t.color_jitter)
@@ -176,7 +185,7 @@ class ClassifierTrainer:
         return {
             "train_loss": float(loss_sum) / self.steps_per_epoch,
             "train_accuracy": float(correct) / n,
-            "lr": lr,
+            "lr": lr,  # of the epoch's last step
             "images_per_s": n / max(seconds, 1e-9),
         }
 
