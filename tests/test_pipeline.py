@@ -34,7 +34,7 @@ def tiny_study(tmp: Path, **changes) -> Path:
                     "topup_to": 12, "synthetic_per_class": 6},
     }
     for key, value in changes.items():
-        study[key] = {**study[key], **value}
+        study[key] = {**study.get(key, {}), **value}
     path = tmp / "study.yaml"
     path.write_text(yaml.safe_dump(study))
     return path
@@ -115,6 +115,46 @@ def test_an_interrupted_training_stage_resumes(study, capsys):
     assert (run / "judge" / "classifier.pt").is_file() and (run / "stages" / "judge.json").is_file()
 
 
+def test_a_feature_judge_of_its_own_gives_the_judge_space_and_reruns_only_the_metrics(study, tmp_path, capsys):
+    config = tiny_study(study)
+    shutil.copytree(study / "run", tmp_path / "run")
+    run = tmp_path / "run"
+    own = {"preset": str(REPO / "configs/classifier-tiny.yaml"), "set": ["train.epochs=1", "train.seed=1"]}
+    capsys.readouterr()
+    run_study(tiny_study(tmp_path, feature_judge=own), run, progress=False)
+    out = capsys.readouterr().out
+    assert "[feature_judge] running" in out and "[metrics] running" in out
+    for stage in ("gan", "judge", "detection", "utility"):
+        assert f"[{stage}] up to date" in out, stage
+    assert (run / "feature-judge" / "classifier.pt").is_file()
+    evaluation = json.loads((run / "eval" / "evaluation.json").read_text())
+    assert evaluation["judge"] == str(run / "feature-judge" / "classifier.pt")
+    prov = json.loads((run / "provenance.json").read_text())
+    assert prov["feature_judge_config"]["train"]["seed"] == 1
+    assert "a classifier of their own" in (run / "report.html").read_text()
+    # Back to the judge's own features: no second network; the metrics use the judge again.
+    run_study(config, run, progress=False)
+    out = capsys.readouterr().out
+    assert "[metrics] running" in out and "[judge] up to date" in out
+    assert json.loads((run / "eval" / "evaluation.json").read_text())["judge"] == str(run / "judge" / "classifier.pt")
+
+
+def test_imagenet_features_are_refused_as_the_judge_space_of_a_projected_gan(tmp_path):
+    from dermsynth.config import ConfigError
+    from dermsynth.pipeline import Study
+
+    projected = {"preset": str(REPO / "configs/projected.yaml"), "set": []}
+    effnet = {"preset": str(REPO / "configs/classifier-effnet.yaml"), "set": []}
+    with pytest.raises(ConfigError, match="judge-space FID would not be independent"):
+        Study(tiny_study(tmp_path, gan=projected, judge=effnet), tmp_path / "run")
+    paper = {"preset": str(REPO / "configs/classifier-paper.yaml"), "set": []}
+    Study(tiny_study(tmp_path, gan=projected, judge=effnet, feature_judge=paper), tmp_path / "run")  # accepted
+    # The shipped HAM10000 study: the effnet judge for Table III, the paper CNN for the judge space.
+    shipped = yaml.safe_load((REPO / "configs/run-ham10000.yaml").read_text())
+    assert shipped["judge"]["preset"] == "classifier-effnet.yaml"
+    assert shipped["feature_judge"]["preset"] == "classifier-paper.yaml"
+
+
 def test_run_refuses_a_folder_it_did_not_make(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
@@ -183,14 +223,21 @@ def test_a_study_with_the_projected_preset_runs_to_its_report(tmp_path):
 
 
 def test_options_added_later_at_their_neutral_value_leave_old_studies_up_to_date():
-    from dermsynth.config import gan_config, load_yaml, to_plain
+    from dermsynth.config import classifier_config, gan_config, load_yaml, to_plain
     from dermsynth.pipeline import _NEUTRAL_ADDITIONS, _settings
 
     cfg = gan_config(load_yaml(REPO / "configs" / "paper.yaml"))
-    old = to_plain(cfg)  # a config.yaml written before these options existed
+    judge = classifier_config(load_yaml(REPO / "configs" / "classifier-paper.yaml"))
+    old, old_judge = to_plain(cfg), to_plain(judge)  # config.yaml files written before these options existed
+    removed = 0
     for section, neutral in _NEUTRAL_ADDITIONS.items():
         for key in neutral:
-            del old[section][key]
+            for plain in (old, old_judge):
+                if key in plain.get(section, {}):
+                    del plain[section][key]
+                    removed += 1
+    assert removed == sum(len(n) for n in _NEUTRAL_ADDITIONS.values())  # each is an option of one of them
+    assert _settings(old_judge) == _settings(judge)
     del old["discriminator"]["backbone_weights"]
     for key in ("divergence_max_loss", "divergence_max_grad_norm", "divergence_zero_grad_steps"):
         del old["train"][key]

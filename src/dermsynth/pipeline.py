@@ -8,7 +8,9 @@ Stages, in order (``--stages`` runs a subset):
     prepare    read the data, print the class table, build the caches
     split      the lesion-grouped split (``split.json``), shared by every stage
     gan        train the GAN (``gan/``)
-    judge      train the judge classifier (``judge/``)
+    judge      train the judge classifier (``judge/``), which scores Table III
+    feature_judge  train the classifier whose penultimate features are the judge space of the
+               generative metrics (``feature-judge/``), or use the judge's own (``preset: judge``)
     generate   export synthetic images with a class grid (``synthetic/``)
     detection  Table III (``eval/table3/``)
     metrics    FID/KID/precision/recall per class and memorisation (``eval/``)
@@ -55,18 +57,22 @@ from dermsynth.storage import (
 )
 from dermsynth.training.checkpoint import list_states
 
-STAGES = ("prepare", "split", "gan", "judge", "generate", "detection", "metrics", "utility", "report")
+STAGES = ("prepare", "split", "gan", "judge", "feature_judge", "generate", "detection", "metrics", "utility",
+          "report")
 UPSTREAM = {
     "prepare": (),
     "split": ("prepare",),
     "gan": ("split",),
     "judge": ("split",),
+    "feature_judge": ("split",),  # and the judge, when it is the judge's own network: Study.upstream
     "generate": ("gan",),
     "detection": ("gan", "judge"),
-    "metrics": ("gan", "judge"),
+    "metrics": ("gan", "feature_judge"),  # the judge instead, when feature_judge is the judge's own network
     "utility": ("gan",),
-    "report": ("prepare", "split", "gan", "judge", "generate", "detection", "metrics", "utility"),
+    "report": ("prepare", "split", "gan", "judge", "feature_judge", "generate", "detection", "metrics", "utility"),
 }
+SAME_AS_JUDGE = "judge"
+"""``feature_judge.preset`` value: the judge's own penultimate features are the judge space (no second network)."""
 
 
 @dataclass
@@ -82,7 +88,12 @@ class StudyConfig:
     gan: dict[str, Any] = field(default_factory=lambda: {"preset": "best.yaml", "set": []})
     """GAN preset (path relative to this file) and --set overrides."""
     judge: dict[str, Any] = field(default_factory=lambda: {"preset": "classifier-resnet.yaml", "set": []})
-    """Judge classifier preset and overrides."""
+    """Judge classifier preset and overrides: the classifier that scores Table III."""
+    feature_judge: dict[str, Any] = field(default_factory=lambda: {"preset": SAME_AS_JUDGE, "set": []})
+    """The classifier whose penultimate features are the judge space of FID/KID/PRDC and memorisation:
+    ``judge`` (the judge itself) or a classifier preset and overrides, trained in feature-judge/. A network
+    pretrained on ImageNet is refused there when the GAN's discriminator sees ImageNet features (projected):
+    the measure would share the features the generator was trained against."""
     generate: dict[str, int] = field(default_factory=lambda: {"per_class": 100, "seed": 0})
     """Synthetic export: images per class and noise seed."""
     detection: dict[str, int] = field(default_factory=lambda: {"per_class": 100, "seed": 0})
@@ -102,6 +113,7 @@ _STUDY_TYPES: dict[str, dict[str, Any]] = {
     "split": {"fractions": tuple[float, float, float], "seed": int},
     "gan": {"preset": str, "set": list[str]},
     "judge": {"preset": str, "set": list[str]},
+    "feature_judge": {"preset": str, "set": list[str]},
     "generate": {"per_class": int, "seed": int},
     "detection": {"per_class": int, "seed": int},
     "metrics": {"measures": list[str], "spaces": list[str]},
@@ -160,8 +172,13 @@ class Study:
                                       + list(self.cfg.gan.get("set", [])), data_root=self.data)
         except (ConfigError, DataError) as e:
             problems.append(f"gan: {e}")
-        for name in ("judge", "utility"):
+        self.feature_judge_cfg = None  # the judge's own network
+        for name in ("judge", "feature_judge", "utility"):
             section = getattr(self.cfg, name)
+            if name == "feature_judge" and section["preset"] == SAME_AS_JUDGE:
+                if section.get("set"):
+                    problems.append("feature_judge: 'set' needs a preset of its own (preset: judge uses the judge as is)")
+                continue
             try:
                 cfg = classifier_config(load_yaml(self._preset(section)),
                                         [f"split.{k}={json.dumps(v)}" for k, v in self.cfg.split.items()]
@@ -169,9 +186,35 @@ class Study:
                 setattr(self, f"{name}_cfg", cfg)
             except (ConfigError, DataError) as e:
                 problems.append(f"{name}: {e}")
+        if not problems:
+            problems += self._space_problems()
         if problems:
             raise ConfigError("invalid study config:\n  - " + "\n  - ".join(problems))
         self.keys: dict[str, str] = {}
+
+    def _space_problems(self) -> list[str]:
+        """The judge space must not share ImageNet features with a projected discriminator."""
+        space = self.feature_judge_cfg or self.judge_cfg
+        if ("judge" in self.cfg.metrics.get("spaces", ()) and space.model.arch == "effnet"
+                and self.gan_cfg.discriminator.arch == "projected"):
+            which = "the judge" if self.feature_judge_cfg is None else "feature_judge"
+            return [f"{which} ({space.name}) is EfficientNet-Lite0 from ImageNet weights, the features the projected "
+                    "discriminator trains the generator against: its judge-space FID would not be independent. "
+                    "Set feature_judge to a classifier trained from scratch (e.g. classifier-paper.yaml)"]
+        return []
+
+    def upstream(self, stage: str) -> tuple[str, ...]:
+        """The stages whose keys enter ``stage``'s key."""
+        if self.feature_judge_cfg is None and stage == "feature_judge":
+            return ("split", "judge")
+        if self.feature_judge_cfg is None and stage == "metrics":
+            return ("gan", "judge")  # as before the feature judge existed: old studies keep their metrics
+        return UPSTREAM[stage]
+
+    def feature_judge_path(self) -> Path:
+        """The classifier.pt whose penultimate features are the judge space."""
+        folder = "judge" if self.feature_judge_cfg is None else "feature-judge"
+        return self.out / folder / "classifier.pt"
 
     def _preset(self, section: dict) -> Path:
         preset = Path(section["preset"])
@@ -186,6 +229,7 @@ class Study:
             "split": self.cfg.split,
             "gan": _settings(self.gan_cfg),
             "judge": _settings(self.judge_cfg),
+            "feature_judge": SAME_AS_JUDGE if self.feature_judge_cfg is None else _settings(self.feature_judge_cfg),
             "generate": self.cfg.generate,
             "detection": self.cfg.detection,
             "metrics": self.cfg.metrics,
@@ -194,7 +238,7 @@ class Study:
         }[stage]
 
     def stage_key(self, stage: str) -> str:
-        upstream = [self.keys.get(s) or self._recorded(s) for s in UPSTREAM[stage]]
+        upstream = [self.keys.get(s) or self._recorded(s) for s in self.upstream(stage)]
         extra = self.data_fingerprint if stage == "prepare" else None
         return _key([stage, self.settings(stage), upstream, extra])
 
@@ -215,6 +259,7 @@ class Study:
             "split": [o / "split.json"],
             "gan": [o / "gan" / "generator.pt"],
             "judge": [o / "judge" / "classifier.pt"],
+            "feature_judge": [self.feature_judge_path()],
             "generate": [o / "synthetic" / "grid.png"],
             "detection": [o / "eval" / "table3" / "table3.json"],
             "metrics": [o / "eval" / "evaluation.json"],
@@ -294,6 +339,7 @@ class Study:
             "split_sha256": hashlib.sha256(split_file.read_bytes()).hexdigest() if split_file.is_file() else None,
             "gan_config": to_plain(self.gan_cfg),
             "judge_config": to_plain(self.judge_cfg),
+            "feature_judge_config": SAME_AS_JUDGE if self.feature_judge_cfg is None else to_plain(self.feature_judge_cfg),
             "versions": versions(),
             "hardware": hardware(device),
             "stage_seconds": timings,
@@ -328,7 +374,10 @@ class Study:
         from dermsynth.data.summary import format_class_table
 
         print(format_class_table(self.index), flush=True)
-        for resolution in sorted({self.gan_cfg.data.resolution, self.judge_cfg.data.resolution}):
+        resolutions = {self.gan_cfg.data.resolution, self.judge_cfg.data.resolution}
+        if self.feature_judge_cfg is not None:
+            resolutions.add(self.feature_judge_cfg.data.resolution)
+        for resolution in sorted(resolutions):
             load_cache(self.index, resolution, self.gan_cfg.data.crop, self.gan_cfg.data.cache_dir,
                        progress=self.progress)
         atomic_write_json(self.out / "data-summary.json", {
@@ -353,6 +402,16 @@ class Study:
 
         train_classifier(self.judge_cfg, self._training_options("judge", self.out / "judge", key, self.judge_cfg))
 
+    def stage_feature_judge(self, key: str) -> None:
+        from dermsynth.training.classifier_loop import train_classifier
+
+        if self.feature_judge_cfg is None:
+            print("[feature_judge] the judge's own features are the judge space", flush=True)
+            return
+        folder = self.out / "feature-judge"
+        train_classifier(self.feature_judge_cfg,
+                         self._training_options("feature_judge", folder, key, self.feature_judge_cfg))
+
     def stage_generate(self, key: str) -> None:
         from dermsynth.generate import generate_images
 
@@ -375,7 +434,7 @@ class Study:
         from dermsynth.evaluation.gan import evaluate_gan
 
         evaluate_gan(self.out / "gan" / "generator.pt", self.data, self.out / "eval",
-                     judge=self.out / "judge" / "classifier.pt", split_file=self.out / "split.json",
+                     judge=self.feature_judge_path(), split_file=self.out / "split.json",
                      measures=tuple(self.cfg.metrics["measures"]), spaces=tuple(self.cfg.metrics["spaces"]),
                      feature_cache=default_cache_dir() / "features",
                      progress=self.progress)

@@ -137,6 +137,7 @@ def evaluate_gan(
         "split_sha256": split.sha256(), "resolution": G.cfg.resolution, "seed": seed,
         "n_real_train": int(len(train_labels)), "n_generated": int(len(fake_labels)),
         "n_real_test": int(len(test_images)), "measures": list(measures), "feature_spaces": {},
+        "judge": None if judge is None else str(judge),  # its penultimate features are the judge space
     }
     wanted_spaces, spaces = spaces, []
     if any(m in measures for m in ("fid", "kid", "prdc", "memorisation")) and "inception" in wanted_spaces:

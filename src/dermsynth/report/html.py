@@ -127,6 +127,11 @@ def _metrics_section(run: Path) -> str:
                          ov.get("precision"), ov.get("recall"), ov.get("density"), ov.get("coverage"),
                          m.get("fid", {}).get("mean", {}).get("fid")])
         out += f"<h3>{html.escape(space)} features</h3>"
+        if space == "judge":
+            feature = (_read(run / "provenance.json") or {}).get("feature_judge_config", "judge")
+            which = ("the judge's (the Table III classifier)" if feature in (None, "judge")
+                     else f"a classifier of their own ({html.escape(str(feature.get('name')))}, feature-judge/)")
+            out += f"<p>Penultimate-layer features of {which}.</p>"
         out += _table(["comparison", "FID", "KID ×1000", "precision", "recall", "density", "coverage",
                        "mean per-class FID"], rows, f"metrics-{space}")
         gen = block["generated_vs_train"]
@@ -184,7 +189,8 @@ def _provenance_section(run: Path) -> str:
     out += _table(["hardware", ""], [[k, v] for k, v in prov["hardware"].items()], "hardware")
     out += _table(["stage", "seconds"], rows, "timings")
     out += "<details><summary>Resolved configuration</summary><pre>" + html.escape(
-        json.dumps({"study": prov["study"], "gan": prov["gan_config"], "judge": prov["judge_config"]}, indent=1)
+        json.dumps({"study": prov["study"], "gan": prov["gan_config"], "judge": prov["judge_config"],
+                    "feature_judge": prov.get("feature_judge_config", "judge")}, indent=1)
     ) + "</pre></details>"
     return out
 
