@@ -114,6 +114,19 @@ TINY_CLASSIFIER = [
 
 
 @pytest.fixture(scope="session")
+def tiny_gan(phantom_data, tmp_path_factory) -> Path:
+    """A GAN run folder (data-efficient preset, tiny, 32 px), trained once per test session."""
+    from dermsynth.config import gan_config, load_yaml
+    from dermsynth.training.gan_loop import RunOptions, train_gan
+
+    repo = Path(__file__).resolve().parents[1]
+    cache = tmp_path_factory.mktemp("gan-cache")  # session fixtures run before the per-test cache override
+    cfg = gan_config(load_yaml(repo / "configs" / "data-efficient.yaml"),
+                     TINY_GAN + ["train.total_kimg=0.032", f"data.cache_dir={cache}"], data_root=phantom_data)
+    return train_gan(cfg, RunOptions(out=tmp_path_factory.mktemp("gan") / "run", progress=False))
+
+
+@pytest.fixture(scope="session")
 def tiny_judge(phantom_data, tmp_path_factory) -> Path:
     """A judge classifier run folder (classifier-paper preset, tiny), trained once per test session."""
     from dermsynth.config import classifier_config, load_yaml

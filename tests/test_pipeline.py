@@ -149,6 +149,13 @@ def test_imagenet_features_are_refused_as_the_judge_space_of_a_projected_gan(tmp
         Study(tiny_study(tmp_path, gan=projected, judge=effnet), tmp_path / "run")
     paper = {"preset": str(REPO / "configs/classifier-paper.yaml"), "set": []}
     Study(tiny_study(tmp_path, gan=projected, judge=effnet, feature_judge=paper), tmp_path / "run")  # accepted
+    # The utility section's arms are checked with the presets, before anything trains.
+    with pytest.raises(ConfigError, match="unknown arm 'mixup'"):
+        Study(tiny_study(tmp_path, utility={"arms": ["real", "mixup"]}), tmp_path / "run")
+    study = Study(tiny_study(tmp_path, utility={"arms": ["balanced", "filter"], "real_fraction": 0.75}),
+                  tmp_path / "run")
+    assert study.utility.arms == ("real", "balanced", "filter") and study.utility.real_fraction == 0.75
+    assert study.upstream("utility") == ("gan", "judge")  # the filter arm's images depend on the judge
     # The shipped HAM10000 study: the effnet judge for Table III, the paper CNN for the judge space.
     shipped = yaml.safe_load((REPO / "configs/run-ham10000.yaml").read_text())
     assert shipped["judge"]["preset"] == "classifier-effnet.yaml"

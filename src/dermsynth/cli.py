@@ -339,6 +339,25 @@ def detection(judge: Path, generator: Path | None, images: Path | None, data_roo
     click.echo(f"Table III written to {out} (table3.md, table3.csv, table3.json)")
 
 
+def _key_values(items: tuple[str, ...], flag: str) -> dict:
+    """``("arms=[real,topup]", "seeds=[0,1]")`` -> a dict of YAML values; every bad item named at once."""
+    import yaml
+
+    out, problems = {}, []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            problems.append(f"{flag} {item!r}: expected KEY=VALUE, e.g. seeds=[0,1,2]")
+            continue
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            problems.append(f"{flag} {item!r}: the value is not valid YAML ({getattr(e, 'problem', None) or e})")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return out
+
+
 @evaluate.command("gan")
 @click.option("--generator", required=True, type=click.Path(path_type=Path), help="generator.pt snapshot.")
 @click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="The GAN's data root.")
@@ -356,9 +375,14 @@ def detection(judge: Path, generator: Path | None, images: Path | None, data_roo
               help="Folder caching real-image features [default: $DERMSYNTH_CACHE/features].")
 @click.option("--utility-config", type=click.Path(path_type=Path), default=None,
               help="Classifier preset for the utility study, e.g. configs/classifier-paper.yaml.")
-@click.option("--utility-seeds", default="0,1,2", show_default=True)
-@click.option("--utility-topup-to", default=500, show_default=True, type=int,
-              help="real+synthetic: top each class up to this many train images.")
+@click.option("--utility", "utility_options", multiple=True, metavar="KEY=VALUE",
+              help="A utility study option, e.g. --utility arms=[real,topup,balanced,filter] "
+                   "--utility seeds=[0,1,2] --utility filter_confidence=0.7 (see the README's utility section).")
+@click.option("--utility-seeds", default=None, help="Same as --utility seeds=[...], comma-separated [default: 0,1,2].")
+@click.option("--utility-topup-to", default=None, type=int,
+              help="Same as --utility topup_to=N: top each class up to this many train images [default: 500].")
+@click.option("--external", type=click.Path(path_type=Path), default=None,
+              help="A second dataset in HAM10000 layout: every utility classifier is scored on all of it too.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override the utility classifier config, e.g. --set train.epochs=10.")
 @SEED
@@ -366,30 +390,37 @@ def detection(judge: Path, generator: Path | None, images: Path | None, data_roo
 @_clean_errors
 def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split_file: Path | None, measures: str,
                      out: Path | None, inception_weights: Path | None, feature_cache: Path | None,
-                     utility_config: Path | None, utility_seeds: str, utility_topup_to: int,
-                     overrides: tuple[str, ...], seed: int, no_progress: bool) -> None:
+                     utility_config: Path | None, utility_options: tuple[str, ...], utility_seeds: str | None,
+                     utility_topup_to: int | None, external: Path | None, overrides: tuple[str, ...], seed: int, no_progress: bool) -> None:
     """FID/KID/precision/recall (overall and per class), memorisation, Table III and utility, to JSON and Markdown."""
     from dermsynth.config import classifier_config, load_yaml
     from dermsynth.data.cache import default_cache_dir
     from dermsynth.evaluation.gan import evaluate_gan, parse_measures
     from dermsynth.metrics.inception import WeightsError
 
+    from dermsynth.evaluation.utility import utility_config as make_utility_config
+
     chosen = parse_measures(measures)
-    cfg = None
+    cfg = utility = None
     if "utility" in chosen:
         if utility_config is None:
             raise ConfigError("the utility measure needs --utility-config (or leave it out of --measures)")
         cfg = classifier_config(load_yaml(utility_config), list(overrides), data_root=data_root)
-    try:
-        seeds = tuple(int(s) for s in utility_seeds.split(","))
-    except ValueError:
-        raise ConfigError(f"--utility-seeds {utility_seeds!r}: expected comma-separated integers") from None
+        options = _key_values(utility_options, "--utility")
+        if utility_seeds is not None:
+            options["seeds"] = [s.strip() for s in utility_seeds.split(",") if s.strip()]
+        if utility_topup_to is not None:
+            options["topup_to"] = utility_topup_to
+        utility = make_utility_config(options)
+    elif utility_options or utility_seeds or utility_topup_to is not None or external is not None:
+        raise ConfigError("--utility, --utility-seeds, --utility-topup-to and --external belong to the utility "
+                          "measure; add utility to --measures")
     out = out or generator.parent / "evaluation"
     try:
         evaluate_gan(generator, data_root, out, judge=judge, split_file=split_file, measures=chosen,
                      inception_weights=inception_weights, seed=seed,
                      feature_cache=feature_cache or default_cache_dir() / "features",
-                     utility_config=cfg, utility_seeds=seeds, utility_topup_to=utility_topup_to,
+                     utility_config=cfg, utility=utility, external=external,
                      progress=not no_progress)
     except WeightsError as e:
         raise DataError(str(e)) from None
@@ -404,7 +435,7 @@ def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split
               help="Data root [default: draw the built-in phantom data (not medical data) into RUN].")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Study folder.")
 @click.option("--stages", default="all", show_default=True,
-              help="Comma-separated subset of prepare,split,gan,judge,generate,detection,metrics,utility,report.")
+              help="Comma-separated subset of prepare,split,gan,judge,feature_judge,generate,detection,metrics,utility,report.")
 @click.option("--overwrite", is_flag=True, help="Start the study folder afresh instead of continuing it.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
 @_clean_errors

@@ -14,7 +14,7 @@ Stages, in order (``--stages`` runs a subset):
     generate   export synthetic images with a class grid (``synthetic/``)
     detection  Table III (``eval/table3/``)
     metrics    FID/KID/precision/recall per class and memorisation (``eval/``)
-    utility    real vs real+synthetic vs synthetic classifiers (``eval/utility/``)
+    utility    classifiers trained on real images, and with synthetic ones in each arm (``eval/utility/``)
     report     ``report.html``
 
 Each finished stage leaves ``stages/<stage>.json`` with a key: a hash of its
@@ -41,6 +41,7 @@ from dermsynth.config import (
     typed_values,
 )
 from dermsynth.data.index import DataError, open_index
+from dermsynth.evaluation.utility import utility_config
 from dermsynth.storage import (
     LOCK,
     FolderError,
@@ -103,7 +104,10 @@ class StudyConfig:
     """Generative metrics to compute (any of fid, kid, prdc, memorisation) and feature spaces (inception, judge)."""
     utility: dict[str, Any] = field(default_factory=lambda: {
         "preset": "classifier-paper.yaml", "set": [], "seeds": [0, 1, 2], "topup_to": 500, "synthetic_per_class": 500})
-    """Utility study: classifier preset, overrides, seeds, top-up target, synthetic-only size."""
+    """Utility study: classifier preset, overrides, and the options of
+    :class:`~dermsynth.evaluation.utility.UtilityConfig` (arms, seeds, topup_to, ratio, real_fraction,
+    pretrain_epochs, filter_confidence, ...); ``external``: a dataset in HAM10000 layout that scores
+    every arm too."""
 
 
 # The types of the study sections' values: checked (and numbers in any YAML spelling taken) by the same parser
@@ -117,7 +121,10 @@ _STUDY_TYPES: dict[str, dict[str, Any]] = {
     "generate": {"per_class": int, "seed": int},
     "detection": {"per_class": int, "seed": int},
     "metrics": {"measures": list[str], "spaces": list[str]},
-    "utility": {"preset": str, "set": list[str], "seeds": list[int], "topup_to": int, "synthetic_per_class": int},
+    "utility": {"preset": str, "set": list[str], "external": str, "arms": list[str], "seeds": list[int],
+                "topup_to": int, "ratio": float, "real_fraction": float, "pretrain_epochs": int,
+                "filter_confidence": float, "filter_max_draws": int, "synthetic_per_class": int,
+                "synthetic_seed": int},
 }
 
 
@@ -186,6 +193,10 @@ class Study:
                 setattr(self, f"{name}_cfg", cfg)
             except (ConfigError, DataError) as e:
                 problems.append(f"{name}: {e}")
+        try:
+            self.utility = utility_config(self._utility_options())
+        except ConfigError as e:
+            problems.append(str(e))
         if not problems:
             problems += self._space_problems()
         if problems:
@@ -203,8 +214,13 @@ class Study:
                     "Set feature_judge to a classifier trained from scratch (e.g. classifier-paper.yaml)"]
         return []
 
+    def _utility_options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.cfg.utility.items() if k not in ("preset", "set", "external")}
+
     def upstream(self, stage: str) -> tuple[str, ...]:
         """The stages whose keys enter ``stage``'s key."""
+        if stage == "utility" and "filter" in self.utility.arms:
+            return ("gan", "judge")  # the judge chooses the synthetic images the filter arm keeps
         if self.feature_judge_cfg is None and stage == "feature_judge":
             return ("split", "judge")
         if self.feature_judge_cfg is None and stage == "metrics":
@@ -448,10 +464,10 @@ class Study:
             remove_folder(folder)  # finished trainings of other settings must not be reused
         started.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(started, key)
-        u = self.cfg.utility
+        external = self.cfg.utility.get("external")
         run_utility(self.out / "gan" / "generator.pt", self.data, self.out / "split.json", self.utility_cfg, folder,
-                    seeds=tuple(u["seeds"]), topup_to=int(u["topup_to"]),
-                    synthetic_per_class=int(u["synthetic_per_class"]), progress=self.progress)
+                    utility=self.utility, judge=self.out / "judge" / "classifier.pt",
+                    external=self._preset({"preset": external}) if external else None, progress=self.progress)
 
     def stage_report(self, key: str) -> None:
         from dermsynth.report.html import write_report

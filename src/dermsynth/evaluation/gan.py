@@ -11,7 +11,7 @@ For a generator snapshot and its data (the split is the one the GAN trained on,
 - ``memorisation``: nearest-training distances of synthetic vs real test images,
   near-copies flagged, figure of the closest pairs (Inception space if available).
 - ``detection``: Table III with the judge (needs ``--judge``).
-- ``utility``: real vs real+synthetic vs synthetic-only classifiers on the real
+- ``utility``: classifiers trained on real images and with synthetic ones (arms) on the real
   test part, several seeds (needs a classifier config; the slowest measure).
 
 Writes ``evaluation.json`` and ``evaluation.md`` (and the figures/tables of each
@@ -103,12 +103,17 @@ def evaluate_gan(
     kid_subset: int = 1000,
     feature_cache: str | Path | None = None,
     utility_config=None,
-    utility_seeds: tuple[int, ...] = (0, 1, 2),
-    utility_topup_to: int = 500,
+    utility=None,
+    external: str | Path | None = None,
     spaces: tuple[str, ...] = ("inception", "judge"),
     progress: bool = True,
 ) -> dict:
-    """Run the chosen ``measures``; FID/KID/PRDC/memorisation in each feature space of ``spaces``."""
+    """Run the chosen ``measures``; FID/KID/PRDC/memorisation in each feature space of ``spaces``.
+
+    ``utility_config`` is the utility study's classifier config, ``utility`` its
+    :class:`~dermsynth.evaluation.utility.UtilityConfig` (arms, seeds ...), ``external`` a
+    dataset in HAM10000 layout that scores every utility classifier too; the filter arm uses ``judge``.
+    """
     start = time.perf_counter()
     generator, out = Path(generator), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -179,7 +184,7 @@ def evaluate_gan(
         from dermsynth.evaluation.utility import run_utility
 
         report["utility"] = run_utility(generator, data_root, split_file, utility_config, out / "utility",
-                                        seeds=utility_seeds, topup_to=utility_topup_to, progress=progress)
+                                        utility=utility, judge=judge, external=external, progress=progress)["summary"]
     report["elapsed_s"] = round(time.perf_counter() - start, 1)
     atomic_write_text(out / "evaluation.json", json.dumps(report, indent=1, default=float))
     atomic_write_text(out / "evaluation.md", evaluation_markdown(report))

@@ -1,48 +1,161 @@
 """Utility of synthetic images: does adding them help a classifier on real patients' images?
 
-Trains the judge architecture, for each of several seeds, on
+Trains the utility classifier (by default the EfficientNet judge with its full classical augmentation:
+the baseline any practitioner already has), for each of several seeds, in each *arm*:
 
-- ``real``: the real train part of the split;
-- ``real+synthetic``: the same plus synthetic images (by default topping every
-  class up to ``topup_to`` train images, so the minority classes gain most);
-- ``synthetic``: synthetic images only (``synthetic_per_class`` of each class;
-  train on synthetic, test on real);
+- ``real``: the real train part of the split only (the baseline every other arm is compared with);
+- ``topup``: plus synthetic images topping every class up to ``topup_to`` train images;
+- ``ratio``: plus ``ratio`` synthetic images per real image of each class;
+- ``balanced``: real and ``synthetic_per_class`` synthetic images of each class, every batch drawn
+  class-balanced with ``real_fraction`` of each class's draws real;
+- ``pretrain``: trained ``pretrain_epochs`` epochs on ``synthetic_per_class`` synthetic images of each
+  class, then fine-tuned on the real train part with the full schedule;
+- ``filter``: ``topup`` with only synthetic images that a judge places in their intended class with
+  probability at least ``filter_confidence``;
+- ``synthetic``: ``synthetic_per_class`` synthetic images of each class only (train on synthetic,
+  test on real).
 
-and scores every model on the same real test part (leakage guard included).
-Reports the mean and standard deviation over seeds of balanced accuracy and
-per-class recall, and the paired difference real+synthetic minus real.
-Finished trainings are reused, so an interrupted study picks up where it stopped.
+Every classifier is scored on the same real test part (leakage guard included) and, with
+``external``, on every image of an external dataset in HAM10000 layout. For each arm the paired
+difference from ``real`` seed by seed gives a mean and a 95 % t-interval over seeds, for balanced
+accuracy and each class's recall. The generator must not have seen any val or test image or lesion
+of the study's split (checked from the ids its snapshot records). Finished trainings are reused, so
+an interrupted study picks up where it stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dermsynth.config import ClassifierRunConfig
-from dermsynth.data.index import CLASSES, open_index
+from dermsynth.config import ClassifierRunConfig, ConfigError, from_dict
+from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import load_split
-from dermsynth.evaluation.classification import classification_metrics, score_dataset
+from dermsynth.evaluation.classification import LeakageError, classification_metrics, score_dataset
 from dermsynth.generate import load_generator, sample
-from dermsynth.models.classifier import load_classifier
-from dermsynth.training.classifier_loop import train_classifier
+from dermsynth.models.classifier import load_classifier, predict_proba
 from dermsynth.storage import atomic_write_json, atomic_write_text, remove_folder
-from dermsynth.training.checkpoint import list_states
+from dermsynth.training.checkpoint import list_states, load_checkpoint
+from dermsynth.training.classifier_loop import train_classifier
 from dermsynth.training.runs import RunOptions
 
-SETTINGS = ("real", "real+synthetic", "synthetic")
+ARMS = ("real", "topup", "ratio", "balanced", "pretrain", "filter", "synthetic")
+BASELINE = "real"
+_LEGACY_NAMES = {"real+synthetic": "topup"}  # utility.json records written before the arms had these names
 
 
-def synthetic_counts(real_counts: dict[str, int], setting: str, topup_to: int, synthetic_per_class: int) -> dict[str, int]:
-    """Synthetic images per class for a setting."""
-    if setting == "real":
+@dataclass
+class UtilityConfig:
+    """Which arms a utility study trains, with how many seeds, and each strategy's setting."""
+
+    arms: tuple[str, ...] = ("real", "topup", "synthetic")
+    """Arms to train (see the module's docstring); ``real`` is the baseline and always trained."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """A classifier per arm and seed; paired differences from ``real`` are taken seed by seed."""
+    topup_to: int = 500
+    """topup and filter: top each class up to this many train images."""
+    ratio: float = 0.5
+    """ratio: synthetic images added per real train image of each class."""
+    real_fraction: float = 0.5
+    """balanced: the share of each class's draws that are real images."""
+    pretrain_epochs: int = 5
+    """pretrain: epochs on synthetic images before fine-tuning on real ones."""
+    filter_confidence: float = 0.5
+    """filter: the judge's least probability for the intended class."""
+    filter_max_draws: int = 20
+    """filter: at most this many candidates per image wanted (fewer kept if too few pass)."""
+    synthetic_per_class: int = 500
+    """synthetic, balanced and pretrain: synthetic images of each class."""
+    synthetic_seed: int = 1000
+    """Noise seed of the synthetic images (one pool: image k of a class is the same in every arm)."""
+
+    def problems(self) -> list[str]:
+        out = [f"utility.arms: unknown arm {a!r} (known: {', '.join(ARMS)})" for a in self.arms if a not in ARMS]
+        if len(set(self.arms)) != len(self.arms):
+            out.append("utility.arms: an arm is named twice")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            out.append("utility.seeds: at least one seed, none twice")
+        if self.topup_to < 0 or self.ratio < 0 or self.synthetic_per_class < 1:
+            out.append("utility.topup_to and utility.ratio must be >= 0, utility.synthetic_per_class >= 1")
+        if not 0 <= self.real_fraction <= 1 or not 0 <= self.filter_confidence <= 1:
+            out.append("utility.real_fraction and utility.filter_confidence must be in [0, 1]")
+        if self.pretrain_epochs < 1 or self.filter_max_draws < 1:
+            out.append("utility.pretrain_epochs and utility.filter_max_draws must be >= 1")
+        return out
+
+
+def utility_config(values: dict | None = None) -> UtilityConfig:
+    """A checked :class:`UtilityConfig` from a dict (a study's ``utility`` section without its preset)."""
+    cfg = from_dict(UtilityConfig, values or {}, "utility")
+    problems = cfg.problems()
+    if problems:
+        raise ConfigError("invalid utility config:\n  - " + "\n  - ".join(problems))
+    if BASELINE not in cfg.arms:
+        cfg = dataclasses.replace(cfg, arms=(BASELINE, *cfg.arms))
+    return cfg
+
+
+def synthetic_counts(real_counts: dict[str, int], arm: str, cfg: UtilityConfig) -> dict[str, int]:
+    """Synthetic train images per class in an arm (for ``filter``: the images wanted after filtering)."""
+    if arm == BASELINE:
         return {c: 0 for c in CLASSES}
-    if setting == "synthetic":
-        return {c: synthetic_per_class for c in CLASSES}
-    return {c: max(0, topup_to - real_counts.get(c, 0)) for c in CLASSES}
+    if arm in ("topup", "filter"):
+        return {c: max(0, cfg.topup_to - real_counts.get(c, 0)) for c in CLASSES}
+    if arm == "ratio":
+        return {c: int(round(cfg.ratio * real_counts.get(c, 0))) for c in CLASSES}
+    return {c: cfg.synthetic_per_class for c in CLASSES}  # balanced, pretrain, synthetic
+
+
+def _folder_name(arm: str, seed: int, part: str = "") -> str:
+    name = "real-plus-synthetic" if arm == "topup" else arm  # the first studies' name for topup: kept, reused
+    return f"{name}{part}-seed{seed}"
+
+
+def check_generator_data(snapshot: dict, generator: Path, split, index) -> str:
+    """Refuse a generator that saw any val or test image, or any image of a val or test lesion, of ``split``.
+
+    The ids come from the snapshot (recorded since this check exists) or, for an older one, from the
+    ``split.json`` of its run folder. Returns how it was checked.
+    """
+    ids = snapshot.get("train_image_ids")
+    lesions = snapshot.get("train_lesion_ids")
+    source = f"the ids recorded in {generator}"
+    if ids is None:
+        beside = next((p / "split.json" for p in (generator.parent, generator.parent.parent)
+                       if (p / "split.json").is_file()), None)
+        if beside is None:
+            raise DataError(f"{generator} does not record the images it was trained on, and no split.json is beside "
+                            "it: cannot check that it never saw the test or val lesions. Retrain it with this "
+                            "version, or put its run's split.json next to it")
+        ids = load_split(beside).parts["train"]
+        source = f"the train part of {beside}"
+    lesion_of = {r.image_id: r.lesion_id for r in index.records}
+    lesions = set(lesions if lesions is not None else (lesion_of[i] for i in ids if i in lesion_of))
+    held_out = [i for part in ("val", "test") for i in split.parts.get(part, [])]
+    seen_images = sorted(set(ids) & set(held_out))
+    seen_lesions = sorted({lesion_of[i] for i in held_out if i in lesion_of} & lesions)
+    if seen_images or seen_lesions:
+        found = [f"{len(seen_images)} image(s) (e.g. {', '.join(seen_images[:3])})"] if seen_images else []
+        if seen_lesions:
+            found.append(f"{len(seen_lesions)} lesion(s) (e.g. {', '.join(seen_lesions[:3])})")
+        raise LeakageError(f"the generator {generator} was trained on {' and '.join(found)} of this split's val or "
+                           "test part: its images would carry those patients into the classifier's training")
+    return f"checked against {source}: no val or test image or lesion"
+
+
+def filter_images(images: np.ndarray, label: int, judge, threshold: float) -> np.ndarray:
+    """The images whose judge probability for ``label`` is at least ``threshold`` (boolean mask)."""
+    from dermsynth.evaluation.detection import _to_judge
+
+    model, meta = judge
+    proba = predict_proba(model, _to_judge(images, int(meta["resolution"]), meta["crop"]))
+    return proba[:, label] >= threshold
 
 
 def run_utility(
@@ -51,14 +164,16 @@ def run_utility(
     split_file: str | Path,
     cfg: ClassifierRunConfig,
     out: str | Path,
-    seeds: tuple[int, ...] = (0, 1, 2),
-    settings: tuple[str, ...] = SETTINGS,
-    topup_to: int = 500,
-    synthetic_per_class: int = 500,
-    synthetic_seed: int = 1000,
+    utility: UtilityConfig | None = None,
+    judge: str | Path | None = None,
+    external: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
-    out = Path(out)
+    """Train and score every arm and seed of ``utility`` into ``out``; returns the summary."""
+    utility = utility or utility_config()
+    out, generator = Path(out), Path(generator)
+    if "filter" in utility.arms and judge is None:
+        raise DataError("the filter arm needs a judge (a classifier.pt) to keep the synthetic images it recognises")
     out.mkdir(parents=True, exist_ok=True)
     index = open_index(data_root)
     split = load_split(split_file)
@@ -68,117 +183,256 @@ def run_utility(
         if part_of.get(r.image_id) == "train":
             real_counts[r.dx] += 1
     G, _ = load_generator(generator)
+    checked = check_generator_data(load_checkpoint(generator), generator, split, index)
     if G.cfg.resolution != cfg.data.resolution:
-        raise ValueError(f"the generator makes {G.cfg.resolution} px images; the classifier config wants "
-                         f"{cfg.data.resolution} px")
-    # One synthetic pool for all settings and seeds: image k of class c is the same everywhere.
-    need = {c: max(synthetic_counts(real_counts, s, topup_to, synthetic_per_class)[c] for s in settings)
+        raise DataError(f"the generator makes {G.cfg.resolution} px images; the classifier config wants "
+                        f"{cfg.data.resolution} px")
+
+    # One synthetic pool for all arms and seeds: image k of class c is the same everywhere.
+    need = {c: max(synthetic_counts(real_counts, a, utility)[c] for a in utility.arms if a != "filter")
             for c in CLASSES}
-    pool = {c: sample(G, CLASSES.index(c), n, synthetic_seed) for c, n in need.items() if n > 0}
+    pool = {c: sample(G, CLASSES.index(c), n, utility.synthetic_seed) for c, n in need.items() if n > 0}
+    filtered, acceptance = _filtered_pool(G, real_counts, utility, judge) if "filter" in utility.arms else ({}, {})
 
     runs = []
-    for setting in settings:
-        counts = synthetic_counts(real_counts, setting, topup_to, synthetic_per_class)
-        images = [pool[c][: counts[c]] for c in CLASSES if counts[c] > 0]
-        labels = [np.full(counts[c], CLASSES.index(c)) for c in CLASSES if counts[c] > 0]
-        synthetic = (np.concatenate(images), np.concatenate(labels)) if images else None
-        for seed in seeds:
-            run_dir = out / f"{setting.replace('+', '-plus-')}-seed{seed}"
-            result_file = run_dir / "utility.json"
-            if result_file.is_file():
-                runs.append(json.loads(result_file.read_text()))
-                continue
-            seeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
-            resume = "auto" if list_states(run_dir / "checkpoints") else None
-            if resume is None:
-                remove_folder(run_dir)  # a start of this study's own that never saved a state (refused while in use)
-            train_classifier(seeded, RunOptions(out=run_dir, split_file=Path(split_file), resume=resume,
-                                                progress=progress),
-                             synthetic=synthetic, use_real=setting != "synthetic")
-            model, meta = load_classifier(run_dir / "classifier.pt")
-            scored = score_dataset(model, meta, data_root, "test", progress=False)
-            metrics = classification_metrics(scored.labels, scored.proba)
-            record = {
-                "setting": setting, "seed": seed, "synthetic_per_class": counts,
-                "balanced_accuracy": metrics["balanced_accuracy"], "accuracy": metrics["accuracy"],
-                "macro_f1": metrics["macro_f1"],
-                "recall": {c: metrics["per_class"][c]["recall"] for c in CLASSES},
-            }
-            atomic_write_text(result_file, json.dumps(record, indent=1))
+    for arm in utility.arms:
+        counts = synthetic_counts(real_counts, arm, utility)
+        source = filtered if arm == "filter" else pool
+        chosen = {c: source[c][: counts[c]] for c in CLASSES if counts[c] > 0 and c in source}
+        synthetic = None
+        if chosen:
+            synthetic = (np.concatenate(list(chosen.values())),
+                         np.concatenate([np.full(len(x), CLASSES.index(c)) for c, x in chosen.items()]))
+        for seed in utility.seeds:
+            record = _train_arm(arm, seed, cfg, utility, out, Path(split_file), data_root, synthetic, external,
+                                progress)
+            record["synthetic_per_class"] = {c: int(len(chosen.get(c, ()))) for c in CLASSES}
             runs.append(record)
-    summary = summarise(runs, settings)
-    atomic_write_json(out / "utility.json", {"runs": runs, "summary": summary, "real_train_per_class": real_counts})
-    atomic_write_text(out / "utility.md", utility_markdown(summary))
-    plot_utility(summary, out / "utility.png")
-    return summary
+    result = {"runs": runs, "summary": summarise(runs, utility.arms, "test"), "real_train_per_class": real_counts,
+              "generator": str(generator), "generator_check": checked, "classifier": cfg.name,
+              "config": dataclasses.asdict(utility), "filter_acceptance": acceptance or None}
+    if external is not None:
+        result["external"] = {"data": str(external), "summary": summarise(runs, utility.arms, "external")}
+    atomic_write_json(out / "utility.json", result)
+    atomic_write_text(out / "utility.md", utility_markdown(result))
+    plot_utility(result, out / "utility.png")
+    return result
 
 
-def summarise(runs: list[dict], settings: tuple[str, ...]) -> dict:
-    out: dict = {}
-    for setting in settings:
-        rs = [r for r in runs if r["setting"] == setting]
+def _filtered_pool(G, real_counts: dict[str, int], utility: UtilityConfig,
+                   judge: str | Path) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Per class, the first images of the synthetic stream that the judge accepts (as many as the arm
+    wants, from at most ``filter_max_draws`` times as many drawn), and the share of drawn images accepted."""
+    model = load_classifier(judge)
+    pool, acceptance = {}, {}
+    for c, n in synthetic_counts(real_counts, "filter", utility).items():
+        if n == 0:
+            continue
+        label = CLASSES.index(c)
+        drawn = sample(G, label, n * utility.filter_max_draws, utility.synthetic_seed)
+        keep = filter_images(drawn, label, model, utility.filter_confidence)
+        pool[c], acceptance[c] = drawn[keep][:n], round(float(keep.mean()), 4)
+        if len(pool[c]) < n:
+            print(f"warning: filter: only {len(pool[c])} of the {n} {c} images wanted pass the judge at "
+                  f"{utility.filter_confidence} ({len(drawn)} drawn)", file=sys.stderr)
+    return pool, acceptance
+
+
+def _scores(run_dir: Path, data_root, split: str) -> dict:
+    model, meta = load_classifier(run_dir / "classifier.pt")
+    scored = score_dataset(model, meta, data_root, split, progress=False)
+    m = classification_metrics(scored.labels, scored.proba)
+    return {"balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+            "recall": {c: m["per_class"][c]["recall"] for c in CLASSES}}
+
+
+def _train_arm(arm: str, seed: int, cfg: ClassifierRunConfig, utility: UtilityConfig, out: Path, split_file: Path,
+               data_root, synthetic, external, progress: bool) -> dict:
+    """Train (or reuse) one arm's classifier for one seed and score it; the record is saved beside it."""
+    run_dir = out / _folder_name(arm, seed)
+    result_file = run_dir / "utility.json"
+    if result_file.is_file():
+        record = json.loads(result_file.read_text())
+        record["arm"] = _LEGACY_NAMES.get(record.pop("setting", None), record.get("arm", arm))
+        if external is None or "external" in record:
+            return record
+    else:
+        seeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+        init_from = None
+        if arm == "pretrain":
+            first = out / _folder_name(arm, seed, "-synthetic-stage")
+            stage = dataclasses.replace(seeded, train=dataclasses.replace(
+                seeded.train, epochs=utility.pretrain_epochs,
+                warmup_epochs=min(seeded.train.warmup_epochs, utility.pretrain_epochs)))
+            _train_once(stage, first, split_file, progress, synthetic=synthetic, use_real=False)
+            init_from = first / "classifier.pt"
+        _train_once(seeded, run_dir, split_file, progress,
+                    synthetic=None if arm in (BASELINE, "pretrain") else synthetic,
+                    use_real=arm != "synthetic",
+                    synthetic_share=1 - utility.real_fraction if arm == "balanced" else None,
+                    init_from=init_from)
+        record = {"arm": arm, "seed": seed, **_scores(run_dir, data_root, "test")}
+    if external is not None:
+        record["external"] = _scores(run_dir, external, "all")
+    atomic_write_text(result_file, json.dumps(record, indent=1))
+    return record
+
+
+def _train_once(cfg: ClassifierRunConfig, run_dir: Path, split_file: Path, progress: bool, **kwargs) -> None:
+    if (run_dir / "classifier.pt").is_file() and (run_dir / "run.json").is_file() and \
+            "finished" in json.loads((run_dir / "run.json").read_text()):
+        return  # a finished stage (the synthetic pre-training of an arm whose fine-tuning stopped)
+    resume = "auto" if list_states(run_dir / "checkpoints") else None
+    if resume is None:
+        remove_folder(run_dir)  # a start of this study's own that never saved a state (refused while in use)
+    train_classifier(cfg, RunOptions(out=run_dir, split_file=split_file, resume=resume, progress=progress), **kwargs)
+
+
+def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """The ``level`` t-interval of the mean of ``values`` (None for fewer than two values)."""
+    from scipy import stats
+
+    n = len(values)
+    if n < 2:
+        return None
+    mean, sd = float(np.mean(values)), float(np.std(values, ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def summarise(runs: list[dict], arms: tuple[str, ...], where: str = "test") -> dict:
+    """Per arm: mean and sd over seeds; per arm but the baseline: the paired differences from it by seed,
+    their mean and 95 % t-interval, for balanced accuracy and each class's recall. ``where`` is ``test``
+    (the split's test part) or ``external``."""
+    score = (lambda r: r) if where == "test" else (lambda r: r.get("external"))  # noqa: E731
+    out: dict = {"arms": {}, "differences": {}}
+    for arm in arms:
+        rs = [r for r in runs if r["arm"] == arm and score(r) is not None]
         if not rs:
             continue
-        bal = np.array([r["balanced_accuracy"] for r in rs])
-        out[setting] = {
+        bal = [score(r)["balanced_accuracy"] for r in rs]
+        recall = {c: [score(r)["recall"][c] for r in rs if score(r)["recall"][c] is not None] for c in CLASSES}
+        out["arms"][arm] = {
             "seeds": [r["seed"] for r in rs],
-            "balanced_accuracy_mean": float(bal.mean()), "balanced_accuracy_std": float(bal.std(ddof=1)) if len(bal) > 1 else 0.0,
-            "recall_mean": {c: float(np.mean([r["recall"][c] or 0.0 for r in rs])) for c in CLASSES},
-            "recall_std": {c: float(np.std([r["recall"][c] or 0.0 for r in rs], ddof=1)) if len(rs) > 1 else 0.0
-                           for c in CLASSES},
+            "balanced_accuracy_mean": float(np.mean(bal)),
+            "balanced_accuracy_std": float(np.std(bal, ddof=1)) if len(bal) > 1 else 0.0,
+            "recall_mean": {c: float(np.mean(v)) if v else None for c, v in recall.items()},
+            "recall_std": {c: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for c, v in recall.items()},
         }
-    if "real" in out and "real+synthetic" in out:
-        by_seed = {r["seed"]: r for r in runs if r["setting"] == "real"}
-        diffs = [r["balanced_accuracy"] - by_seed[r["seed"]]["balanced_accuracy"]
-                 for r in runs if r["setting"] == "real+synthetic" and r["seed"] in by_seed]
-        out["difference_real+synthetic_minus_real"] = {
-            "balanced_accuracy_mean": float(np.mean(diffs)),
-            "balanced_accuracy_std": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0,
-            "per_seed": diffs,
-            "recall_mean": {c: out["real+synthetic"]["recall_mean"][c] - out["real"]["recall_mean"][c] for c in CLASSES},
+    base = {r["seed"]: score(r) for r in runs if r["arm"] == BASELINE and score(r) is not None}
+    for arm in arms:
+        if arm == BASELINE:
+            continue
+        pairs = [(score(r), base[r["seed"]]) for r in runs
+                 if r["arm"] == arm and score(r) is not None and r["seed"] in base]
+        if not pairs:
+            continue
+        diffs = [a["balanced_accuracy"] - b["balanced_accuracy"] for a, b in pairs]
+        interval = t_interval(diffs)
+        recall = {}
+        for c in CLASSES:
+            d = [a["recall"][c] - b["recall"][c] for a, b in pairs
+                 if a["recall"][c] is not None and b["recall"][c] is not None]
+            ci = t_interval(d)
+            recall[c] = {"mean": float(np.mean(d)) if d else None, "ci95": list(ci) if ci else None}
+        out["differences"][arm] = {
+            "seeds": len(diffs), "per_seed": diffs, "balanced_accuracy_mean": float(np.mean(diffs)),
+            "balanced_accuracy_ci95": list(interval) if interval else None,
+            "above_zero": bool(interval and interval[0] > 0), "recall": recall,
         }
     return out
 
 
-def utility_markdown(summary: dict) -> str:
-    head = "| training data | balanced accuracy | " + " | ".join(f"{c} recall" for c in CLASSES) + " |"
-    lines = [head, "|---" * (len(CLASSES) + 2) + "|"]
-    for setting, s in summary.items():
-        if setting.startswith("difference"):
-            cells = [f"{100 * s['recall_mean'][c]:+.1f}" for c in CLASSES]
-            lines.append(f"| real+synthetic minus real (paired) | {100 * s['balanced_accuracy_mean']:+.1f} "
-                         f"± {100 * s['balanced_accuracy_std']:.1f} | " + " | ".join(cells) + " |")
-            continue
-        cells = [f"{100 * s['recall_mean'][c]:.1f} ± {100 * s['recall_std'][c]:.1f}" for c in CLASSES]
-        lines.append(f"| {setting} (n={len(s['seeds'])}) | {100 * s['balanced_accuracy_mean']:.1f} ± "
-                     f"{100 * s['balanced_accuracy_std']:.1f} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("Mean ± standard deviation over seeds, in %, on the real test part (lesion-grouped split).")
+def _pct(v, signed: bool = False) -> str:
+    return "" if v is None else (f"{100 * v:+.1f}" if signed else f"{100 * v:.1f}")
+
+
+def _ci(ci) -> str:
+    return "n/a (one seed)" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
+
+
+def summary_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
+    """The summary as table headers and rows of text, for the Markdown file and the HTML report alike."""
+    headers = ["arm", "seeds", "balanced accuracy %", "paired difference from real", "95 % interval",
+               *[f"{c} recall % (change)" for c in CLASSES]]
+    rows = []
+    for arm, s in summary["arms"].items():
+        d = summary["differences"].get(arm)
+        recall = [_pct(s["recall_mean"][c]) + ("" if d is None or d["recall"][c]["mean"] is None else
+                                               f" ({_pct(d['recall'][c]['mean'], True)})") for c in CLASSES]
+        rows.append([arm, str(len(s["seeds"])),
+                     f"{_pct(s['balanced_accuracy_mean'])} ± {_pct(s['balanced_accuracy_std'])}",
+                     "" if d is None else _pct(d["balanced_accuracy_mean"], True),
+                     "" if d is None else _ci(d["balanced_accuracy_ci95"]), *recall])
+    return headers, rows
+
+
+def summary_markdown(summary: dict) -> list[str]:
+    headers, rows = summary_rows(summary)
+    return ["| " + " | ".join(headers) + " |", "|---" * len(headers) + "|",
+            *["| " + " | ".join(row) + " |" for row in rows]]
+
+
+def upgrade(result: dict) -> dict:
+    """A utility.json of any version in this version's form (the first ones named the arms settings)."""
+    if "arms" in result.get("summary", {}):
+        return result
+    runs = [{**{k: v for k, v in r.items() if k != "setting"}, "arm": _LEGACY_NAMES.get(r["setting"], r["setting"])}
+            for r in result["runs"]]
+    arms = tuple(dict.fromkeys(r["arm"] for r in runs))
+    return {**result, "runs": runs, "summary": summarise(runs, arms), "classifier": result.get("classifier", "?"),
+            "generator": result.get("generator", "?"), "generator_check": result.get("generator_check", "not recorded")}
+
+
+def utility_markdown(result: dict) -> str:
+    lines = ["# Utility of synthetic images", "",
+             f"Classifier {result['classifier']}; generator {result['generator']} ({result['generator_check']}).", ""]
+    lines += ["On the test part of the split:", ""] + summary_markdown(result["summary"])
+    if "external" in result:
+        lines += ["", f"On every image of the external set {result['external']['data']}:", ""]
+        lines += summary_markdown(result["external"]["summary"])
+    if result.get("filter_acceptance"):
+        lines += ["", "filter: share of drawn images the judge accepted: "
+                  + ", ".join(f"{c} {100 * v:.1f} %" for c, v in result["filter_acceptance"].items())]
+    lines += ["", "Mean ± standard deviation over seeds, in %; paired differences arm minus real seed by seed, "
+              "with the 95 % t-interval over seeds (recall changes in brackets)."]
     return "\n".join(lines) + "\n"
 
 
-def plot_utility(summary: dict, path: str | Path) -> None:
+def plot_utility(result: dict, path: str | Path) -> None:
+    """Left: balanced accuracy per arm (mean ± sd over seeds). Right: the paired differences from real with
+    their 95 % intervals, for balanced accuracy and each class's recall."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    settings = [s for s in summary if not s.startswith("difference")]
+    summary = result["summary"]
+    arms = list(summary["arms"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4), dpi=110, gridspec_kw={"width_ratios": [1, 2]})
+    means = [summary["arms"][a]["balanced_accuracy_mean"] for a in arms]
+    stds = [summary["arms"][a]["balanced_accuracy_std"] for a in arms]
+    left.bar(range(len(arms)), means, yerr=stds, capsize=3, color=["grey" if a == BASELINE else "C0" for a in arms])
+    left.set_xticks(range(len(arms)), arms, rotation=30)
+    left.set_ylim(0, 1)
+    left.set_ylabel("balanced accuracy, real test images")
+    left.grid(axis="y", alpha=0.3)
+    diffs = summary["differences"]
     labels = ["balanced\naccuracy", *CLASSES]
-    x = np.arange(len(labels))
-    width = 0.8 / max(len(settings), 1)
-    fig, ax = plt.subplots(figsize=(10, 3.8), dpi=110)
-    for i, setting in enumerate(settings):
-        s = summary[setting]
-        means = [s["balanced_accuracy_mean"], *[s["recall_mean"][c] for c in CLASSES]]
-        stds = [s["balanced_accuracy_std"], *[s["recall_std"][c] for c in CLASSES]]
-        ax.bar(x + (i - (len(settings) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=setting)
-    ax.set_xticks(x, labels)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("on real test images")
-    ax.set_title("Utility: classifiers trained with and without synthetic images (recall per class)")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
+    width = 0.8 / max(len(diffs), 1)
+    for i, (arm, d) in enumerate(diffs.items()):
+        values = [(d["balanced_accuracy_mean"], d["balanced_accuracy_ci95"]),
+                  *[(d["recall"][c]["mean"], d["recall"][c]["ci95"]) for c in CLASSES]]
+        x = np.arange(len(labels)) + (i - (len(diffs) - 1) / 2) * width
+        mean = np.array([np.nan if m is None else m for m, _ in values])
+        err = np.array([[0, 0] if ci is None or m is None else [m - ci[0], ci[1] - m] for m, ci in values]).T
+        right.bar(x, mean, width, yerr=err, capsize=2, label=arm)
+    right.axhline(0, color="black", lw=0.8)
+    right.set_xticks(range(len(labels)), labels)
+    right.set_ylabel("arm minus real (paired by seed)")
+    right.set_title("Differences from the real-only baseline, 95 % t-intervals over seeds", fontsize=9)
+    right.legend(fontsize=8)
+    right.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

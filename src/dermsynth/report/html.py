@@ -154,23 +154,22 @@ def _metrics_section(run: Path) -> str:
 
 
 def _utility_section(run: Path) -> str:
+    from dermsynth.evaluation.utility import summary_rows, upgrade
+
     ut = _read(run / "eval" / "utility" / "utility.json")
     out = "<h2>Utility: does adding synthetic images help on real test images?</h2>"
     if ut is None:
         return out + _missing("Utility study", "utility")
-    s = ut["summary"]
-    rows = []
-    for setting, v in s.items():
-        if setting.startswith("difference"):
-            rows.append(["real+synthetic − real (paired)", f"{100 * v['balanced_accuracy_mean']:+.1f} ± "
-                         f"{100 * v['balanced_accuracy_std']:.1f}", *[f"{100 * v['recall_mean'][c]:+.1f}" for c in CLASSES]])
-        else:
-            rows.append([f"{setting} (n={len(v['seeds'])})", f"{100 * v['balanced_accuracy_mean']:.1f} ± "
-                         f"{100 * v['balanced_accuracy_std']:.1f}",
-                         *[f"{100 * v['recall_mean'][c]:.1f}" for c in CLASSES]])
-    out += _table(["training data", "balanced accuracy %", *[f"{c} recall %" for c in CLASSES]], rows, "utility")
-    out += _img(run / "eval" / "utility" / "utility.png", "Balanced accuracy and recall per class, mean ± sd over "
-                "seeds", "utility-figure")
+    ut = upgrade(ut)
+    out += (f"<p>Classifier {html.escape(str(ut['classifier']))}, one per arm and seed, scored on the real test "
+            "part; each arm's paired difference from <em>real</em> (the same classifier on real images only, same "
+            "seed) with its 95 % t-interval over seeds.</p>")
+    out += _table(*summary_rows(ut["summary"]), "utility")
+    if "external" in ut:
+        out += f"<h3>External test set: {html.escape(ut['external']['data'])}</h3>"
+        out += _table(*summary_rows(ut["external"]["summary"]), "utility-external")
+    out += _img(run / "eval" / "utility" / "utility.png", "Balanced accuracy per arm (mean ± sd over seeds) and the "
+                "paired differences from real with 95 % intervals", "utility-figure")
     return out
 
 

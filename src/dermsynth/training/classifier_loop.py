@@ -59,15 +59,31 @@ from dermsynth.training.checkpoint import (
 from dermsynth.training.runs import RunOptions, open_run_folder, provenance, resolve_split, truncate_stats
 
 
-def epoch_order(labels: torch.Tensor, imbalance: str, seed: int, epoch: int) -> torch.Tensor:
+def epoch_order(labels: torch.Tensor, imbalance: str, seed: int, epoch: int,
+                synthetic: torch.Tensor | None = None, synthetic_share: float | None = None) -> torch.Tensor:
     """Indices of the train images for ``epoch`` (1-based): class-balanced draws or a permutation.
 
     With ``oversample`` every class is drawn equally often, with replacement,
-    ``len(labels)`` draws per epoch; otherwise each image once, shuffled. The
-    order depends only on (seed, epoch), so a resumed run sees the same batches.
+    ``len(labels)`` draws per epoch; otherwise each image once, shuffled. With
+    ``synthetic_share`` (and the boolean mask ``synthetic``), draws are class-balanced
+    whatever ``imbalance`` says, and within each class that share of the draws is of
+    synthetic images (all of them, where a class has no real image), the rest real.
+    The order depends only on (seed, epoch), so a resumed run sees the same batches.
     """
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     labels = labels.cpu()
+    if synthetic_share is not None:
+        synthetic = synthetic.cpu()
+        weights = torch.zeros(len(labels), dtype=torch.float64)
+        for c in labels.unique():
+            in_class = labels == c
+            kinds = [(synthetic & in_class, synthetic_share), (~synthetic & in_class, 1 - synthetic_share)]
+            kinds = [(mask, share) for mask, share in kinds if mask.any() and share > 0] or \
+                [(mask, 1.0) for mask, _ in kinds if mask.any()]
+            total = sum(share for _, share in kinds)
+            for mask, share in kinds:
+                weights[mask] = share / total / mask.sum()
+        return torch.multinomial(weights, len(labels), replacement=True, generator=gen)
     if imbalance == "oversample":
         counts = torch.bincount(labels, minlength=len(CLASSES)).double()
         weights = 1.0 / counts[labels]
@@ -131,8 +147,13 @@ class ClassifierTrainer:
         self.best_epoch = 0
 
     def load_data(self, train_images: np.ndarray, train_labels: np.ndarray,
-                  val_images: np.ndarray, val_labels: np.ndarray) -> None:
-        """Train images as a uint8 (N, 3, R, R) tensor on the device; val images stay uint8 NHWC."""
+                  val_images: np.ndarray, val_labels: np.ndarray, synthetic: np.ndarray | None = None,
+                  synthetic_share: float | None = None) -> None:
+        """Train images as a uint8 (N, 3, R, R) tensor on the device; val images stay uint8 NHWC.
+
+        ``synthetic`` marks the train images that are synthetic; with ``synthetic_share``
+        the batches are class-balanced with that share of synthetic images (:func:`epoch_order`).
+        """
         self.images = torch.from_numpy(np.array(train_images, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous()
         self.images = self.images.to(self.device)
         self.labels = torch.from_numpy(np.asarray(train_labels, dtype=np.int64)).to(self.device)
@@ -142,6 +163,9 @@ class ClassifierTrainer:
             raise DataError(
                 f"the train part has {len(self.images)} images, fewer than one batch of {self.cfg.train.batch_size}"
             )
+        mask = np.zeros(len(train_labels), bool) if synthetic is None else np.asarray(synthetic, bool)
+        self.synthetic = torch.from_numpy(mask)
+        self.synthetic_share = synthetic_share
         weights = class_weights(np.asarray(train_labels), self.cfg.model.num_classes)
         self.loss_weights = weights.to(self.device) if self.cfg.train.imbalance == "weighted_loss" else None
 
@@ -149,7 +173,8 @@ class ClassifierTrainer:
         """One pass over the train part; returns the epoch's mean loss and accuracy on augmented batches."""
         t = self.cfg.train
         epoch = self.epoch + 1
-        order = epoch_order(self.labels, t.imbalance, t.seed, epoch).to(self.device)
+        order = epoch_order(self.labels, t.imbalance, t.seed, epoch, self.synthetic,
+                            self.synthetic_share).to(self.device)
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
@@ -225,19 +250,25 @@ def train_classifier(
     opts: RunOptions,
     synthetic: tuple[np.ndarray, np.ndarray] | None = None,
     use_real: bool = True,
+    synthetic_share: float | None = None,
+    init_from: str | Path | None = None,
 ) -> Path:
     """Train a judge classifier as ``cfg`` says into ``opts.out``; returns the run folder.
 
     ``synthetic`` (uint8 (N, R, R, 3) images at the config's resolution, and labels)
     is added to the real train part, or replaces it with ``use_real=False``
-    (train on synthetic, test on real). Validation is always on real images.
+    (train on synthetic, test on real). ``synthetic_share`` draws class-balanced
+    batches with that share of synthetic images in each class. ``init_from`` (a
+    ``classifier.pt`` of the same model config) gives the starting weights, for
+    fine-tuning a pre-trained classifier. Validation is always on real images.
     """
     with open_run_folder(opts, "classifier-run"):  # locked while this run writes it
         resume_path = find_resume(opts.out, opts.resume) if opts.resume else None
-        return _train(cfg, opts, synthetic, use_real, resume_path)
+        return _train(cfg, opts, synthetic, use_real, resume_path, synthetic_share, init_from)
 
 
-def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool, resume_path: Path | None) -> Path:
+def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool, resume_path: Path | None,
+           synthetic_share: float | None = None, init_from: str | Path | None = None) -> Path:
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     out = opts.out
 
@@ -262,6 +293,7 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
     train_images = np.asarray(cached.images[train_rows]) if use_real else np.zeros((0, *cached.images.shape[1:]), np.uint8)
     train_labels = np.asarray(cached.labels[train_rows]) if use_real else np.zeros(0, np.int64)
     synthetic_counts = Counter()
+    n_real = len(train_labels)
     if synthetic is not None:
         syn_images, syn_labels = np.asarray(synthetic[0]), np.asarray(synthetic[1], dtype=np.int64)
         if syn_images.shape[1:] != cached.images.shape[1:] or syn_images.dtype != np.uint8:
@@ -272,8 +304,18 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
         synthetic_counts = Counter(CLASSES[i] for i in syn_labels)
     if not use_real and not synthetic_counts:
         raise DataError("use_real=False needs synthetic images to train on")
+    if synthetic_share is not None and not 0 <= synthetic_share <= 1:
+        raise DataError(f"synthetic_share {synthetic_share} is not in [0, 1]")
     trainer = ClassifierTrainer(cfg, device)
-    trainer.load_data(train_images, train_labels, cached.images[val_rows], cached.labels[val_rows])
+    if init_from is not None and resume_path is None:
+        initial = load_checkpoint(init_from, expect=CLASSIFIER_FORMAT)
+        shape = lambda plain: {k: v for k, v in plain.items() if k != "backbone_weights"}  # noqa: E731
+        if shape(initial["model_config"]) != shape(to_plain(cfg.model)):
+            raise CheckpointError(f"{init_from}: its model config differs from this run's; it cannot start it")
+        trainer.model.load_state_dict(initial["model"])
+    is_synthetic = np.arange(len(train_labels)) >= n_real
+    trainer.load_data(train_images, train_labels, cached.images[val_rows], cached.labels[val_rows],
+                      is_synthetic, synthetic_share)
     if resume_path is not None:
         state = load_checkpoint(resume_path, expect=CLASSIFIER_STATE_FORMAT)
         try:
@@ -294,6 +336,8 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
         "val_images": len(val_rows),
         "train_images_per_class": {c: train_counts.get(c, 0) if use_real else 0 for c in CLASSES},
         "synthetic_train_images_per_class": {c: synthetic_counts.get(c, 0) for c in CLASSES},
+        "synthetic_share_per_class": synthetic_share,
+        "initialised_from": None if init_from is None else str(init_from),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_json(out / "run.json", run_info)

@@ -12,7 +12,7 @@ and writes into the run folder:
     samples/           fixed-noise grids, one row per class, at each snapshot
     loss_curves.png    the losses over training (the paper's Fig. 5)
     checkpoints/       the last K full training states (resume with --resume auto)
-    generator.pt       the newest inference snapshot (EMA generator and its config)
+    generator.pt       the newest inference snapshot (EMA generator, its config, the train image and lesion ids)
 """
 
 from __future__ import annotations
@@ -388,6 +388,10 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
         cached = load_cache(index, cfg.data.resolution, cfg.data.crop, cfg.data.cache_dir, cfg.data.on_corrupt,
                             progress=False)
     train_rows = train_cache_rows(split, index, cached)
+    # What the generator saw: a utility study refuses one that saw its val or test images or lesions.
+    trained_on = {"train_image_ids": [cached.image_ids[i] for i in train_rows],
+                  "train_lesion_ids": sorted({cached.lesion_ids[i] for i in train_rows}),
+                  "split_sha256": split.sha256()}
 
     trainer = Trainer(cfg, device)
     trainer.load_data(cached.images[train_rows], cached.labels[train_rows])
@@ -422,7 +426,7 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
             return
         save_atomic(state, state_path(out / "checkpoints", trainer.step))
         prune_states(out / "checkpoints", cfg.train.keep_checkpoints)
-        save_atomic(trainer.snapshot(), out / "generator.pt")
+        save_atomic({**trainer.snapshot(), **trained_on}, out / "generator.pt")
         with torch.no_grad(), seeded(cfg.train.seed + 12345):
             grid = to_uint8(trainer.G_ema(fixed_z.to(device), fixed_labels.to(device)))
         (out / "samples").mkdir(exist_ok=True)
