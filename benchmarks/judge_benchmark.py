@@ -124,6 +124,8 @@ def table(args: argparse.Namespace) -> int:
               f"(flips {row['flips']['balanced_accuracy']:.4f})", flush=True)
     (args.out / "judges.json").write_text(json.dumps(rows, indent=1))
     (args.out / "judges.md").write_text(markdown(rows))
+    if rows:
+        figure(rows, args.out / "judges.png")
     print(markdown(rows))
     return 0
 
@@ -150,6 +152,35 @@ def markdown(rows: dict) -> str:
             f"| {pct(plain['accuracy'])} | {pct(plain['macro_f1'])} | {pct(plain['macro_auc_ovr'])} | {recall} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def figure(rows: dict, path: Path) -> None:
+    """The judges' confusion matrices side by side, each row normalised (the diagonal is the class's recall)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from dermsynth.data.index import CLASSES
+
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows), 3.8), dpi=110, squeeze=False)
+    for ax, (name, r) in zip(axes[0], rows.items()):
+        m = np.array(r["none"]["confusion_matrix"], dtype=float)
+        m = m / np.maximum(m.sum(1, keepdims=True), 1)
+        ax.imshow(m, vmin=0, vmax=1, cmap="Blues")
+        for i in range(len(CLASSES)):
+            for j in range(len(CLASSES)):
+                ax.text(j, i, f"{100 * m[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                        color="white" if m[i, j] > 0.5 else "black")
+        ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, fontsize=7)
+        ax.set_yticks(range(len(CLASSES)), CLASSES, fontsize=7)
+        ax.set_xlabel("predicted", fontsize=8)
+        ax.set_title(f"{name}, {r['resolution']} px: bal. acc {100 * r['none']['balanced_accuracy']:.1f} %", fontsize=8)
+    axes[0][0].set_ylabel("true class (row %)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def main() -> int:
