@@ -10,24 +10,21 @@ from pathlib import Path
 import click
 
 from dermsynth import __version__
-from dermsynth.config import MAX_SEED, ConfigError, DataConfig, SplitConfig
-from dermsynth.data.index import DataError
+from dermsynth.config import MAX_SEED, DataConfig, SplitConfig
+from dermsynth.errors import ConfigError, DataError, DermsynthError
 from dermsynth.generate import MAX_PER_CLASS
-from dermsynth.models.efficientnet import BackboneWeightsError
-from dermsynth.storage import FolderError, StorageError
-from dermsynth.training.checkpoint import CheckpointError
 
 
 def _clean_errors(fn):
-    """Bad input ends with one clear line on stderr and exit status 2, not a traceback."""
+    """An error ends with one clear line on stderr and the exit status of :mod:`dermsynth.errors`, not a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (DataError, ConfigError, CheckpointError, BackboneWeightsError, FolderError, StorageError) as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
+        except DermsynthError as e:
+            click.echo(f"error: {e.prefix}{e}", err=True)
+            sys.exit(e.exit_code)
         except OSError as e:  # the operating system refused a read or write: say what and where, in one line
             where = f" ({e.filename})" if e.filename else ""
             click.echo(f"error: {e.strerror or e}{where}", err=True)
@@ -185,13 +182,9 @@ def prepare(root: Path, resolution: int, crop: str, cache_dir: Path | None, on_c
 @_clean_errors
 def download(dataset: str, to: Path, base_url: str | None, keep_archives: bool) -> None:
     """Download HAM10000 from Harvard Dataverse (doi:10.7910/DVN/DBW86T), resumably."""
-    from dermsynth.data.download import DownloadError, download_ham10000
+    from dermsynth.data.download import download_ham10000
 
-    try:
-        root = download_ham10000(to, base_url=base_url, keep_archives=keep_archives)
-    except DownloadError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(1)
+    root = download_ham10000(to, base_url=base_url, keep_archives=keep_archives)
     click.echo(f"HAM10000 is ready in {root}; try: dermsynth data summary {root}")
 
 
@@ -215,14 +208,10 @@ def train_gan_cmd(config_path: Path, data_root: Path, out: Path, split_file: Pat
     if dry_run:
         click.echo(yaml.safe_dump(to_plain(cfg), sort_keys=False))
         return
-    from dermsynth.training.gan_loop import DivergenceError, RunOptions, train_gan
+    from dermsynth.training.gan_loop import RunOptions, train_gan
 
-    try:
-        train_gan(cfg, RunOptions(out=out, split_file=split_file, resume=resume, overwrite=overwrite,
-                                  progress=not no_progress))
-    except DivergenceError as e:
-        click.echo(f"error: training diverged: {e}", err=True)
-        sys.exit(3)
+    train_gan(cfg, RunOptions(out=out, split_file=split_file, resume=resume, overwrite=overwrite,
+                              progress=not no_progress))
 
 
 @main.command()
@@ -396,7 +385,6 @@ def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split
     from dermsynth.config import classifier_config, load_yaml
     from dermsynth.data.cache import default_cache_dir
     from dermsynth.evaluation.gan import evaluate_gan, parse_measures
-    from dermsynth.metrics.inception import WeightsError
 
     from dermsynth.evaluation.utility import utility_config as make_utility_config
 
@@ -416,14 +404,10 @@ def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split
         raise ConfigError("--utility, --utility-seeds, --utility-topup-to and --external belong to the utility "
                           "measure; add utility to --measures")
     out = out or generator.parent / "evaluation"
-    try:
-        evaluate_gan(generator, data_root, out, judge=judge, split_file=split_file, measures=chosen,
-                     inception_weights=inception_weights, seed=seed,
-                     feature_cache=feature_cache or default_cache_dir() / "features",
-                     utility_config=cfg, utility=utility, external=external,
-                     progress=not no_progress)
-    except WeightsError as e:
-        raise DataError(str(e)) from None
+    evaluate_gan(generator, data_root, out, judge=judge, split_file=split_file, measures=chosen,
+                 inception_weights=inception_weights, seed=seed,
+                 feature_cache=feature_cache or default_cache_dir() / "features",
+                 utility_config=cfg, utility=utility, external=external, progress=not no_progress)
     click.echo((out / "evaluation.md").read_text())
     click.echo(f"written to {out} (evaluation.json, evaluation.md)")
 

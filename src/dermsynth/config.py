@@ -18,11 +18,8 @@ from typing import Any
 
 import yaml
 
+from dermsynth.errors import ConfigError
 from dermsynth.data.cache import CROPS, RESOLUTIONS
-
-
-class ConfigError(ValueError):
-    """One or more invalid options; the message lists every problem."""
 
 
 MAX_SEED = 2**32 - 1

@@ -23,22 +23,12 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from dermsynth import __version__
+from dermsynth.errors import FolderError, StorageError
 
 MARKER = ".dermsynth-folder.json"
 MARKER_FORMAT = "dermsynth-folder/1"
 LOCK = ".dermsynth.lock"
 KINDS = ("gan-run", "classifier-run", "export", "study", "phantom")
-
-
-class StorageError(OSError):
-    """A write that the operating system refused (disk full, no permission, read-only); names what and where."""
-
-    def __str__(self) -> str:
-        return self.strerror
-
-
-class FolderError(ValueError):
-    """A folder dermsynth must not write or replace: not its own, of another kind, or in use by a process."""
 
 
 def _mb(n: int) -> str:

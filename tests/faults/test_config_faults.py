@@ -236,7 +236,8 @@ def test_study_sections_are_typed_and_every_problem_named(tmp_path):
         f"error: {study}: invalid study config:\n"
         "  - phantom.per_class: expected an integer, got 'abc'\n"
         "  - generate: expected a mapping of options, got 5\n"
-        "  - utility: unknown option(s) topup (known: preset, seeds, set, synthetic_per_class, topup_to)\n"
+        "  - utility: unknown option(s) topup (known: arms, external, filter_confidence, filter_max_draws, preset, "
+        "pretrain_epochs, ratio, real_fraction, seeds, set, synthetic_per_class, synthetic_seed, topup_to)\n"
         "  - utility.seeds: expected a list of integers, got [0, 'x']\n")
     assert not (tmp_path / "out").exists()
 

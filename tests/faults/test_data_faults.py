@@ -26,7 +26,7 @@ from dermsynth.data.splits import load_split, make_split, save_split
 from dermsynth.training import gan_losses
 from dermsynth.training.checkpoint import CheckpointError, list_states, load_checkpoint
 from dermsynth.training.gan_loop import DivergenceError, RunOptions, train_gan
-from tests.conftest import TINY_GAN, read_rows, write_csv, write_ham
+from tests.conftest import TINY_CLASSIFIER, TINY_GAN, read_rows, write_csv, write_ham
 from tests.data.test_splits import synthetic_index
 
 REPO = Path(__file__).resolve().parents[2]
@@ -267,6 +267,28 @@ def test_divergence_stops_with_step_and_keeps_last_good_checkpoint(phantom_data,
     assert [p.name for p in states] == ["state-00000008.pt"]
     state = load_checkpoint(states[0])
     assert all(torch.isfinite(v).all() for v in state["G"].values() if v.is_floating_point())
+
+
+def test_a_classifier_whose_loss_is_nan_stops_as_a_divergence_with_exit_3(phantom_data, tmp_path, monkeypatch):
+    from dermsynth.training import classifier_loop
+
+    real_loss = classifier_loop.F.cross_entropy
+    monkeypatch.setattr(classifier_loop.F, "cross_entropy", lambda *a, **k: real_loss(*a, **k) * float("nan"))
+    sets = [x for s in TINY_CLASSIFIER for x in ("--set", s)]
+    result = CliRunner().invoke(main, ["train-classifier", "--config", "configs/classifier-paper.yaml", "--data",
+                                       str(phantom_data), "--out", str(tmp_path / "run"), "--no-progress", *sets])
+    assert result.exit_code == 3, result.output
+    assert "error: training diverged: the classifier's loss became nan in epoch 1, step 1" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_every_error_has_its_exit_status():
+    from dermsynth import errors
+
+    codes = {name: getattr(errors, name).exit_code for name in dir(errors) if name.endswith("Error")}
+    assert codes.pop("DownloadError") == 1 and codes.pop("DivergenceError") == 3
+    assert set(codes.values()) == {2}
+    assert issubclass(errors.StorageError, OSError) and issubclass(errors.LeakageError, errors.DataError)
 
 
 # The command line.

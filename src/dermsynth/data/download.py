@@ -38,6 +38,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from tqdm import tqdm
 
 import dermsynth
+from dermsynth.errors import DownloadError
 from dermsynth.data.ham10000 import read_ham10000
 from dermsynth.data.index import DataError
 
@@ -52,10 +53,6 @@ HINT = (
     f"HAM10000_images_part_2.zip and HAM10000_metadata by hand from "
     f"https://doi.org/10.7910/DVN/DBW86T and unpack the zips into the folder that holds the metadata."
 )
-
-
-class DownloadError(RuntimeError):
-    """A download failed: the message names the URL or file and what to do next."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dermsynth.errors import DataError
+
 CLASSES: tuple[str, ...] = ("nv", "mel", "bkl", "bcc", "akiec", "vasc", "df")
 CLASS_NAMES: dict[str, str] = {
     "nv": "melanocytic nevi",
@@ -35,10 +37,6 @@ CLASS_NAMES: dict[str, str] = {
     "df": "dermatofibroma",
 }
 CLASS_TO_LABEL: dict[str, int] = {name: i for i, name in enumerate(CLASSES)}
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file and, where there is one, the row."""
 
 
 @dataclass(frozen=True)

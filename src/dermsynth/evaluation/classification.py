@@ -31,6 +31,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from dermsynth.errors import LeakageError
 from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import Split
@@ -40,10 +41,6 @@ from dermsynth.storage import atomic_write_text
 from dermsynth.training.checkpoint import sha256_file
 
 EVAL_SPLITS = ("test", "val", "all")
-
-
-class LeakageError(DataError):
-    """Images (or lesions) that the classifier was trained on are in the set it is scored on."""
 
 
 def check_no_leakage(image_ids: list[str], lesion_ids: list[str], meta: dict, what: str = "scored set") -> None:

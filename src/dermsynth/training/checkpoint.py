@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from dermsynth.errors import CheckpointError
 from dermsynth.storage import atomic_write
 
 STATE_FORMAT = "dermsynth-gan-state/1"
@@ -24,10 +25,6 @@ SNAPSHOT_FORMAT = "dermsynth-generator/1"
 CLASSIFIER_STATE_FORMAT = "dermsynth-classifier-state/1"
 CLASSIFIER_FORMAT = "dermsynth-classifier/1"
 FORMATS = (STATE_FORMAT, SNAPSHOT_FORMAT, CLASSIFIER_STATE_FORMAT, CLASSIFIER_FORMAT)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, truncated, foreign or of the wrong kind."""
 
 
 def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:

@@ -39,6 +39,7 @@ from dermsynth import __version__
 from dermsynth.config import ClassifierRunConfig, to_plain
 from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataError, open_index
+from dermsynth.errors import DivergenceError
 from dermsynth.data.splits import save_split
 from dermsynth.models.classifier import Classifier, predict_proba
 from dermsynth.storage import atomic_write_json, atomic_write_text
@@ -194,7 +195,7 @@ class ClassifierTrainer:
                 logits = self.model(x).float()
             loss = F.cross_entropy(logits, y, weight=self.loss_weights, label_smoothing=t.label_smoothing)
             if not torch.isfinite(loss).item():
-                raise DataError(f"the classifier's loss became {loss.item()} in epoch {epoch}, step {step + 1}; "
+                raise DivergenceError(f"the classifier's loss became {loss.item()} in epoch {epoch}, step {step + 1}; "
                                 "lower train.lr")
             self.opt.zero_grad(set_to_none=True)
             loss.backward()

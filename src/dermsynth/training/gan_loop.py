@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
+from dermsynth.errors import DivergenceError
 from dermsynth import __version__
 from dermsynth import distributed as dist
 from dermsynth.config import CLASS_SAMPLING, GanConfig, to_plain
@@ -62,11 +63,6 @@ from dermsynth.training.checkpoint import (
     state_path,
 )
 from dermsynth.training.runs import RunOptions, open_run_folder, provenance, resolve_split, truncate_stats
-
-
-class DivergenceError(RuntimeError):
-    """A loss or gradient norm became NaN, infinite or larger than its bound, or G's gradient stayed 0; the run
-    stops and keeps its last good checkpoint."""
 
 
 def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
