@@ -156,10 +156,9 @@ def markdown(rows: dict) -> str:
 
 def figure(rows: dict, path: Path) -> None:
     """The judges' confusion matrices side by side, each row normalised (the diagonal is the class's recall)."""
-    import matplotlib
+    from dermsynth.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     from dermsynth.data.index import CLASSES

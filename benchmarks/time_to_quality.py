@@ -261,10 +261,9 @@ def markdown(results: dict) -> str:
 
 
 def plot(results: dict, out_png: Path) -> None:
-    import matplotlib
+    from dermsynth.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
     for ax, space, title in ((axes[0], "inception", "Inception FID (ImageNet features)"),
@@ -292,7 +291,8 @@ def sheet(args: argparse.Namespace) -> None:
     from dermsynth.data import CLASSES, open_index
     from dermsynth.data.cache import load_cache
     from dermsynth.data.splits import load_split
-    from dermsynth.generate import labelled_grid, load_generator, sample, save_synthetic_png
+    from dermsynth.figures import labelled_grid, save_synthetic_png
+    from dermsynth.generate import load_generator, sample
 
     G, meta = load_generator(args.snapshot)
     fake = np.concatenate([sample(G, k, args.per_class, args.seed) for k in range(len(CLASSES))])

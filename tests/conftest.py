@@ -144,7 +144,7 @@ def newest_states_equal(run_a: Path, run_b: Path, step: int) -> tuple[dict, dict
     """Assert the newest training states of two GAN runs are at ``step`` with bit-identical G, D and G_ema."""
     import torch
 
-    from dermsynth.training.checkpoint import list_states, load_checkpoint
+    from dermsynth.checkpoint import list_states, load_checkpoint
 
     a = load_checkpoint(list_states(run_a / "checkpoints")[-1])
     b = load_checkpoint(list_states(run_b / "checkpoints")[-1])

@@ -15,7 +15,7 @@ import torch
 
 from dermsynth.config import classifier_config, gan_config, load_yaml
 from dermsynth.generate import generate_images, load_generator, sample
-from dermsynth.training.checkpoint import list_states, load_checkpoint
+from dermsynth.checkpoint import list_states, load_checkpoint
 from dermsynth.training.classifier_loop import train_classifier
 from dermsynth.training.gan_loop import RunOptions, train_gan
 from tests.conftest import TINY_CLASSIFIER, TINY_GAN

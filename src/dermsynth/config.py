@@ -18,8 +18,12 @@ from typing import Any
 
 import yaml
 
-from dermsynth.errors import ConfigError
+from dermsynth.augment import check_policy
 from dermsynth.data.cache import CROPS, RESOLUTIONS
+from dermsynth.errors import ConfigError
+from dermsynth.models.classifier import ClassifierConfig
+from dermsynth.models.discriminator import DiscriminatorConfig
+from dermsynth.models.generator import GeneratorConfig
 
 
 MAX_SEED = 2**32 - 1
@@ -252,8 +256,8 @@ def to_plain(obj: Any) -> Any:
 
 # --- GAN training -----------------------------------------------------------------
 
-from dermsynth.models.discriminator import DiscriminatorConfig  # noqa: E402
-from dermsynth.models.generator import GeneratorConfig  # noqa: E402
+LOSSES = ("bce", "hinge", "wgan")
+"""GAN losses (training/gan_losses.py): non-saturating BCE (the paper), hinge, Wasserstein."""
 
 
 @dataclass
@@ -273,8 +277,6 @@ class LossConfig:
     differ); 0 disables."""
 
     def problems(self) -> list[str]:
-        from dermsynth.training.gan_losses import LOSSES
-
         out = []
         if self.kind not in LOSSES:
             out.append(f"loss.kind {self.kind!r} is not one of {LOSSES}")
@@ -357,8 +359,6 @@ class TrainConfig:
     D saturated); 0 disables."""
 
     def problems(self) -> list[str]:
-        from dermsynth.training.augment import check_policy
-
         out = check_policy(self.diffaugment)
         if self.batch_size < 2:
             out.append("train.batch_size must be >= 2")
@@ -495,8 +495,6 @@ def gan_config(raw: dict[str, Any], overrides: list[str] | None = None, data_roo
 
 
 # --- Judge classifier training -------------------------------------------------------
-
-from dermsynth.models.classifier import ClassifierConfig  # noqa: E402
 
 IMBALANCE = ("oversample", "weighted_loss", "none")
 

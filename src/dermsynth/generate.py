@@ -19,11 +19,11 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from PIL import Image, PngImagePlugin
 from tqdm import tqdm
 
 from dermsynth.config import MAX_SEED
 from dermsynth.data.ham10000 import write_metadata
+from dermsynth.figures import labelled_grid, save_synthetic_png, to_uint8
 from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError
 from dermsynth.models.generator import Generator, GeneratorConfig, build_generator
 from dermsynth.storage import (
@@ -37,7 +37,7 @@ from dermsynth.storage import (
     storage_error,
     write_marker,
 )
-from dermsynth.training.checkpoint import (
+from dermsynth.checkpoint import (
     SNAPSHOT_FORMAT,
     STATE_FORMAT,
     CheckpointError,
@@ -46,63 +46,6 @@ from dermsynth.training.checkpoint import (
     seeded,
     sha256_file,
 )
-
-SYNTHETIC_TAG = "dermsynth synthetic image (GAN-generated, not a patient image)"
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8."""
-    x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
-
-
-def class_grid(images: np.ndarray, rows: int, pad: int = 2) -> Image.Image:
-    """Tile (rows * cols, H, W, 3) uint8 images, one class per row."""
-    n, h, w, _ = images.shape
-    cols = n // rows
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, dtype=np.uint8)
-    for i in range(rows * cols):
-        r, c = divmod(i, cols)
-        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = images[i]
-    return Image.fromarray(grid)
-
-
-def labelled_grid(images: np.ndarray, class_names: list[str], title: str = "", synthetic: bool = True) -> Image.Image:
-    """A class grid with the class name left of each row (the paper's Fig. 4), as an image; ``synthetic``
-    adds the line that marks the images as GAN-generated."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    grid = class_grid(images, len(class_names))
-    height = 6.0 * grid.size[1] / grid.size[0] + 0.8  # the grid's own aspect, plus room for the title
-    fig, ax = plt.subplots(figsize=(7, max(2.0, height)), dpi=120)
-    ax.imshow(np.asarray(grid))
-    step = grid.size[1] / len(class_names)
-    ax.set_yticks([step * (i + 0.5) for i in range(len(class_names))], class_names)
-    ax.set_xticks([])
-    for side in ax.spines.values():
-        side.set_visible(False)
-    mark = "synthetic images (GAN-generated)" if synthetic else ""
-    ax.set_title("\n".join(t for t in (title, mark) if t), fontsize=9)
-    fig.tight_layout()
-    fig.canvas.draw()
-    out = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
-    plt.close(fig)
-    return out
-
-
-def save_synthetic_png(image: Image.Image | np.ndarray, path: Path, **text: str) -> None:
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    info = PngImagePlugin.PngInfo()
-    info.add_text("synthetic", "1")
-    info.add_text("Comment", SYNTHETIC_TAG)
-    for key, value in text.items():
-        info.add_text(key, str(value))
-    image.save(path, pnginfo=info)
-
 
 PIXEL_NOISE_SEED = 1 << 40  # offset: the per-pixel noise stream never shares a seed with a class's z stream
 

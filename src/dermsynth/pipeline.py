@@ -56,7 +56,7 @@ from dermsynth.storage import (
     storage_error,
     write_marker,
 )
-from dermsynth.training.checkpoint import list_states
+from dermsynth.checkpoint import list_states
 
 STAGES = ("prepare", "split", "gan", "judge", "feature_judge", "generate", "detection", "metrics", "utility",
           "report")

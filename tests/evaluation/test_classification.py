@@ -17,7 +17,7 @@ from dermsynth.evaluation.classification import (
     classification_metrics,
     metrics_markdown,
 )
-from dermsynth.training.checkpoint import load_checkpoint, save_atomic
+from dermsynth.checkpoint import load_checkpoint, save_atomic
 from tests.conftest import read_rows, write_csv, write_ham
 
 

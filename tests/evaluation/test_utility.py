@@ -28,7 +28,7 @@ from dermsynth.evaluation.utility import (
     upgrade,
     utility_config,
 )
-from dermsynth.training.checkpoint import load_checkpoint, save_atomic
+from dermsynth.checkpoint import load_checkpoint, save_atomic
 from dermsynth.training.classifier_loop import epoch_order
 from tests.conftest import TINY_CLASSIFIER, write_ham
 

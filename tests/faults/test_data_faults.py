@@ -24,7 +24,7 @@ from dermsynth.data.cache import crop_resize, load_cache
 from dermsynth.data.ham10000 import read_ham10000
 from dermsynth.data.splits import load_split, make_split, save_split
 from dermsynth.training import gan_losses
-from dermsynth.training.checkpoint import CheckpointError, list_states, load_checkpoint
+from dermsynth.checkpoint import CheckpointError, list_states, load_checkpoint
 from dermsynth.training.gan_loop import DivergenceError, RunOptions, train_gan
 from tests.conftest import TINY_CLASSIFIER, TINY_GAN, read_rows, write_csv, write_ham
 from tests.data.test_splits import synthetic_index

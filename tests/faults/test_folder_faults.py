@@ -24,7 +24,7 @@ from dermsynth.config import gan_config, load_yaml
 from dermsynth.generate import sample, sample_batches
 from dermsynth.storage import MARKER, FolderLock
 from dermsynth.training import gan_losses
-from dermsynth.training.checkpoint import list_states, load_checkpoint, save_atomic
+from dermsynth.checkpoint import list_states, load_checkpoint, save_atomic
 from dermsynth.training.gan_loop import DivergenceError, RunOptions, train_gan
 from tests.conftest import TINY_GAN
 

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from dermsynth.cli import main
 from dermsynth.config import classifier_config, load_yaml
 from dermsynth.models.classifier import load_classifier
-from dermsynth.training.augment import color_jitter, dihedral_view, random_resized_crop
-from dermsynth.training.checkpoint import list_states, load_checkpoint
+from dermsynth.augment import color_jitter, dihedral_view, random_resized_crop
+from dermsynth.checkpoint import list_states, load_checkpoint
 from dermsynth.training.classifier_loop import class_weights, epoch_order, lr_at, train_classifier
 from dermsynth.training.gan_loop import RunOptions
 from tests.conftest import TINY_CLASSIFIER

@@ -17,7 +17,7 @@ from PIL import Image
 from dermsynth.cli import main
 from dermsynth.config import gan_config, load_yaml
 from dermsynth.data import open_index
-from dermsynth.training.checkpoint import list_states, load_checkpoint
+from dermsynth.checkpoint import list_states, load_checkpoint
 from dermsynth.training.gan_loop import RunOptions, train_gan
 from tests.conftest import TINY_GAN, newest_states_equal
 

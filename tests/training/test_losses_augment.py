@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dermsynth.training import gan_losses
-from dermsynth.training.augment import check_policy, diff_augment, dihedral
+from dermsynth.augment import check_policy, diff_augment, dihedral
 
 
 def test_loss_values_at_zero_logits():

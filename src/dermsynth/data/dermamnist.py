@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dermsynth.data.index import CLASS_TO_LABEL, DataError, DatasetIndex, Record
+from dermsynth.data.index import CLASS_TO_LABEL, DataError, DatasetIndex, Record, register_reader
 
 DERMAMNIST_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 PARTS = ("train", "val", "test")
@@ -55,3 +55,7 @@ def read_dermamnist(path: str | Path) -> DatasetIndex:
     if not arrays:
         raise DataError(f"{path}: no train_images/val_images/test_images arrays (found {data.files})")
     return DatasetIndex(root=path, records=records, source="dermamnist", arrays=np.concatenate(arrays))
+
+
+register_reader("dermamnist", lambda root: root.is_file() and root.suffix == ".npz",
+                lambda root, lesions_required: read_dermamnist(root))  # each image is its own lesion

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dermsynth.data.ham10000 import IMAGE_SUFFIXES
-from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError, DatasetIndex, Record
+from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError, DatasetIndex, Record, register_reader
 
 
 def looks_like_class_folders(root: Path) -> bool:
@@ -38,3 +38,7 @@ def read_class_folders(root: str | Path) -> DatasetIndex:
             records.append(Record(image_id, image_id, CLASS_TO_LABEL[dx], path=path))
     records.sort(key=lambda r: r.image_id)
     return DatasetIndex(root=root, records=records, source="folder", warnings=warnings)
+
+
+register_reader("folder", lambda root: root.is_dir() and looks_like_class_folders(root),
+                lambda root, lesions_required: read_class_folders(root))  # each image is its own lesion

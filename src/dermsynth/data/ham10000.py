@@ -18,6 +18,7 @@ from dermsynth.data.index import (
     DataError,
     DatasetIndex,
     Record,
+    register_reader,
     safe_file_name,
 )
 from dermsynth.storage import atomic_write_text
@@ -148,3 +149,7 @@ def write_metadata(path: Path, records: list[dict[str, str]], extra_columns: tup
     writer.writeheader()
     writer.writerows(records)
     atomic_write_text(path, table.getvalue())
+
+
+register_reader("ham10000", lambda root: root.is_dir() and find_metadata(root, required=False) is not None,
+                read_ham10000)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -129,41 +130,47 @@ class DatasetIndex:
         return rows
 
 
+@dataclass(frozen=True)
+class Reader:
+    """A dataset format: how to recognise it at a path, and how to read it into a :class:`DatasetIndex`."""
+
+    name: str
+    detect: Callable[[Path], bool]
+    read: Callable[[Path, bool], DatasetIndex]
+    """(root, lesions_required) -> index; a format without lesion ids makes each image its own lesion."""
+
+
+READERS: dict[str, Reader] = {}
+"""The formats, in the order ``auto`` tries them; each reader module registers its own on import."""
+
+
+def register_reader(name: str, detect: Callable[[Path], bool], read: Callable[[Path, bool], DatasetIndex]) -> None:
+    READERS[name] = Reader(name, detect, read)
+
+
 def open_index(root: str | Path, fmt: str = "auto", lesions_required: bool = True) -> DatasetIndex:
-    """Read a dataset in any supported format.
+    """Read a dataset in any registered format.
 
     ``fmt`` is "ham10000" (metadata CSV/TAB and JPEGs), "folder" (one folder per
     class name), "dermamnist" (a MedMNIST .npz file) or "auto", which picks by
     what is at ``root``. ``lesions_required=False``: a HAM10000 metadata file may
     lack the lesion_id column (for scoring an external test set, never for training).
     """
-    from dermsynth.data import dermamnist, folder, ham10000
-
     root = Path(root)
     if not root.exists():
         raise DataError(f"{root}: no such file or folder")
     if fmt == "auto":
-        if root.is_file() and root.suffix == ".npz":
-            fmt = "dermamnist"
-        elif root.is_dir() and ham10000.find_metadata(root, required=False) is not None:
-            fmt = "ham10000"
-        elif root.is_dir() and folder.looks_like_class_folders(root):
-            fmt = "folder"
-        elif root.is_dir():
+        fmt = next((r.name for r in READERS.values() if r.detect(root)), None)
+        if fmt is None and root.is_dir():
             raise DataError(
                 f"{root}: found neither HAM10000_metadata.csv/.tab nor class folders "
                 f"({', '.join(CLASSES)}); is this the data root?"
             )
-        else:
+        if fmt is None:
             raise DataError(f"{root}: not a data folder or a DermaMNIST .npz file")
-    readers = {
-        "ham10000": lambda r: ham10000.read_ham10000(r, lesions_required),
-        "folder": folder.read_class_folders,
-        "dermamnist": dermamnist.read_dermamnist,
-    }
-    if fmt not in readers:
-        raise DataError(f"unknown data format {fmt!r}; choose one of {sorted(readers)} or 'auto'")
-    index = readers[fmt](root)
+    if fmt not in READERS:
+        raise DataError(f"unknown data format {fmt!r}; choose one of {sorted(READERS)} or 'auto'")
+    index = READERS[fmt].read(root, lesions_required)
     check_nonempty(index)
     return index
 

@@ -36,9 +36,9 @@ from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import Split
 from dermsynth.models.classifier import TTA, Classifier, load_classifier, predict_proba
-from dermsynth.report.plots import save_figure
+from dermsynth.figures import pyplot, save_figure
 from dermsynth.storage import atomic_write_text
-from dermsynth.training.checkpoint import sha256_file
+from dermsynth.checkpoint import sha256_file
 
 EVAL_SPLITS = ("test", "val", "all")
 
@@ -212,10 +212,7 @@ def metrics_markdown(metrics: dict, title: str) -> str:
 
 def plot_confusion(matrix: list[list[int]], classes: list[str], path: str | Path, title: str = "") -> Path:
     """Confusion matrix as counts and row-normalised (each row: how the images of a true class were labelled)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     counts = np.asarray(matrix, dtype=np.float64)
     rows = counts.sum(1, keepdims=True)

@@ -36,7 +36,7 @@ from dermsynth.metrics.features import extract
 from dermsynth.metrics.inception import InceptionFeatures, WeightsError
 from dermsynth.metrics.memorisation import memorisation, plot_memorisation, summary
 from dermsynth.storage import atomic_write_text
-from dermsynth.training.checkpoint import sha256_file
+from dermsynth.checkpoint import sha256_file
 
 MEASURES = ("fid", "kid", "prdc", "memorisation", "detection", "utility")
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dermsynth.figures import pyplot, save_figure
 from dermsynth.config import ClassifierRunConfig, ConfigError, from_dict
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import load_split
@@ -41,7 +42,7 @@ from dermsynth.evaluation.classification import LeakageError, classification_met
 from dermsynth.generate import load_generator, sample
 from dermsynth.models.classifier import load_classifier, predict_proba
 from dermsynth.storage import atomic_write_json, atomic_write_text, remove_folder
-from dermsynth.training.checkpoint import list_states, load_checkpoint
+from dermsynth.checkpoint import list_states, load_checkpoint
 from dermsynth.training.classifier_loop import train_classifier
 from dermsynth.training.runs import RunOptions
 
@@ -402,10 +403,7 @@ def utility_markdown(result: dict) -> str:
 def plot_utility(result: dict, path: str | Path) -> None:
     """Left: balanced accuracy per arm (mean ± sd over seeds). Right: the paired differences from real with
     their 95 % intervals, for balanced accuracy and each class's recall."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     summary = result["summary"]
     arms = list(summary["arms"])
@@ -434,5 +432,4 @@ def plot_utility(result: dict, path: str | Path) -> None:
     right.legend(fontsize=8)
     right.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -59,10 +59,9 @@ def summary(result: dict) -> dict:
 def plot_memorisation(result: dict, synthetic_images: np.ndarray, train_images: np.ndarray, out_png,
                       pairs: int = 8) -> None:
     """Histogram of nearest-training distances (synthetic vs real test) and the closest pairs."""
-    import matplotlib
+    from dermsynth.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     order = np.argsort(result["synthetic_distances"])[:pairs]
     fig = plt.figure(figsize=(10, 5.2), dpi=110)
@@ -86,5 +85,4 @@ def plot_memorisation(result: dict, synthetic_images: np.ndarray, train_images: 
                 a.set_ylabel(label, fontsize=7)
             if row == 0:
                 a.set_title(f"d={result['synthetic_distances'][i]:.2f}", fontsize=7)
-    fig.savefig(out_png)
-    plt.close(fig)
+    save_figure(fig, out_png)

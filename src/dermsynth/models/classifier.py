@@ -31,8 +31,8 @@ from torch import nn
 
 from dermsynth.data.index import DataError
 from dermsynth.models.efficientnet import BackboneWeightsError, EfficientNetLite0, find_backbone_weights, load_lite0
-from dermsynth.training.augment import dihedral_view
-from dermsynth.training.checkpoint import CLASSIFIER_FORMAT, load_checkpoint
+from dermsynth.augment import dihedral_view
+from dermsynth.checkpoint import CLASSIFIER_FORMAT, load_checkpoint
 
 ARCHS = ("paper", "resnet", "effnet")
 

@@ -43,8 +43,8 @@ from dermsynth.errors import DivergenceError
 from dermsynth.data.splits import save_split
 from dermsynth.models.classifier import Classifier, predict_proba
 from dermsynth.storage import atomic_write_json, atomic_write_text
-from dermsynth.training.augment import color_jitter, dihedral, random_resized_crop
-from dermsynth.training.checkpoint import (
+from dermsynth.augment import color_jitter, dihedral, random_resized_crop
+from dermsynth.checkpoint import (
     CLASSIFIER_FORMAT,
     CLASSIFIER_STATE_FORMAT,
     CheckpointError,

@@ -41,13 +41,13 @@ from dermsynth.config import CLASS_SAMPLING, GanConfig, to_plain
 from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import save_split
-from dermsynth.generate import class_grid, save_synthetic_png, to_uint8
+from dermsynth.figures import class_grid, plot_gan_stats, save_synthetic_png, to_uint8
 from dermsynth.models.discriminator import build_discriminator
 from dermsynth.models.generator import build_generator
 from dermsynth.storage import atomic_write_json, atomic_write_text
 from dermsynth.training import gan_losses
-from dermsynth.training.augment import diff_augment, dihedral
-from dermsynth.training.checkpoint import (
+from dermsynth.augment import diff_augment, dihedral
+from dermsynth.checkpoint import (
     SNAPSHOT_FORMAT,
     STATE_FORMAT,
     CheckpointError,
@@ -428,8 +428,6 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
         (out / "samples").mkdir(exist_ok=True)
         save_synthetic_png(class_grid(grid, len(CLASSES)), out / "samples" / f"fakes-{trainer.step:08d}.png",
                            step=trainer.step)
-        from dermsynth.report.plots import plot_gan_stats
-
         plot_gan_stats(out / "stats.jsonl", out / "loss_curves.png")
 
     start = time.perf_counter() - trainer.elapsed_s

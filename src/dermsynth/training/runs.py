@@ -160,7 +160,7 @@ def truncate_stats(path: Path, key: str, last: int) -> None:
     """Drop stats.jsonl lines whose ``key`` (step or epoch) is past ``last``: after resuming from an older state."""
     if not path.is_file():
         return
-    from dermsynth.report.plots import read_jsonl
+    from dermsynth.figures import read_jsonl
 
     rows = read_jsonl(path)
     kept = [row for row in rows if row.get(key, 0) <= last]
