@@ -1,0 +1,87 @@
+"""The package's layers point down: no module imports one of a higher layer, and no import cycle exists.
+
+Every import counts, at module level or inside a function (ast, not a runtime trace).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = SRC / "dermsynth"
+
+LAYERS = (
+    ("__init__", "errors", "storage", "distributed", "checkpoint", "augment", "figures"),  # base: no dermsynth above
+    ("data",),
+    ("models",),
+    ("config",),
+    ("training",),
+    ("generate",),
+    ("metrics", "evaluation"),
+    ("report",),
+    ("pipeline",),
+    ("cli",),
+)
+RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
+
+
+def _module(path: Path) -> str:
+    return ".".join(path.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _imports() -> dict[str, set[str]]:
+    """Each dermsynth module -> the dermsynth modules it imports (``from dermsynth.data import folder`` counts
+    dermsynth.data.folder)."""
+    modules = {_module(path) for path in PACKAGE.rglob("*.py")}
+    out: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        found = out.setdefault(_module(path), set())
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dermsynth"):
+                found.add(node.module)
+                found.update(name for name in (f"{node.module}.{a.name}" for a in node.names) if name in modules)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name.startswith("dermsynth"))
+    return out
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_every_top_level_module_has_a_layer():
+    tops = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
+            if (p.suffix == ".py" or (p / "__init__.py").is_file())}
+    assert tops == set(RANK), f"give each module a layer: {sorted(tops ^ set(RANK))}"
+
+
+def test_no_module_imports_a_higher_layer():
+    upward = [f"{module} imports {target}" for module, targets in _imports().items() for target in targets
+              if RANK[_layer(target)] > RANK[_layer(module)]]
+    assert not upward, "\n".join(sorted(upward))
+
+
+def test_no_import_cycle():
+    imports = _imports()
+    graph = {m: {t for t in targets if t in imports and t != m} for m, targets in imports.items()}
+    # A package imports its own modules (its __init__ re-exports them): that is not a cycle.
+    for module in graph:
+        graph[module] = {t for t in graph[module] if not t.startswith(module + ".")}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join(path[path.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "\n".join(cycles)
