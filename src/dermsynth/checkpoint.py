@@ -7,7 +7,6 @@ atomically (temporary file, flush, fsync, rename) and read with
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 import zipfile
@@ -93,14 +92,6 @@ def find_resume(run_dir: Path, resume: str) -> Path:
 def prune_states(folder: Path, keep: int) -> None:
     for old in list_states(folder)[:-keep]:
         old.unlink(missing_ok=True)
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @contextmanager

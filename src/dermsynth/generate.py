@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dermsynth.checkpoint import SNAPSHOT_FORMAT, STATE_FORMAT, CheckpointError, error_summary, load_checkpoint, seeded
 from dermsynth.config import MAX_SEED
 from dermsynth.data.ham10000 import write_metadata
-from dermsynth.figures import labelled_grid, save_synthetic_png, to_uint8
 from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError
+from dermsynth.figures import labelled_grid, save_synthetic_png, to_uint8
 from dermsynth.models.generator import Generator, GeneratorConfig, build_generator
 from dermsynth.storage import (
     FolderError,
@@ -34,17 +35,9 @@ from dermsynth.storage import (
     check_replaceable,
     clear_folder,
     is_owned,
+    sha256_file,
     storage_error,
     write_marker,
-)
-from dermsynth.checkpoint import (
-    SNAPSHOT_FORMAT,
-    STATE_FORMAT,
-    CheckpointError,
-    error_summary,
-    load_checkpoint,
-    seeded,
-    sha256_file,
 )
 
 PIXEL_NOISE_SEED = 1 << 40  # offset: the per-pixel noise stream never shares a seed with a class's z stream

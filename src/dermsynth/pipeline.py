@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
+from dermsynth.checkpoint import list_states
 from dermsynth.config import (
     ConfigError,
     classifier_config,
@@ -53,10 +54,10 @@ from dermsynth.storage import (
     is_owned,
     read_marker,
     remove_folder,
+    sha256_file,
     storage_error,
     write_marker,
 )
-from dermsynth.checkpoint import list_states
 
 STAGES = ("prepare", "split", "gan", "judge", "feature_judge", "generate", "detection", "metrics", "utility",
           "report")
@@ -352,7 +353,7 @@ class Study:
             "data": str(self.data),
             "phantom_data": self.uses_phantom,
             "data_fingerprint": self.data_fingerprint,
-            "split_sha256": hashlib.sha256(split_file.read_bytes()).hexdigest() if split_file.is_file() else None,
+            "split_sha256": sha256_file(split_file) if split_file.is_file() else None,
             "gan_config": to_plain(self.gan_cfg),
             "judge_config": to_plain(self.judge_cfg),
             "feature_judge_config": SAME_AS_JUDGE if self.feature_judge_cfg is None else to_plain(self.feature_judge_cfg),

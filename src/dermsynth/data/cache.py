@@ -65,6 +65,17 @@ class CachedImages:
     def rows(self) -> dict[str, int]:
         return {image_id: i for i, image_id in enumerate(self.image_ids)}
 
+    def part_rows(self, parts: dict[str, list[str]], part: str) -> np.ndarray:
+        """Rows of the images of a split's ``part`` (``parts``: a split's parts), sorted; images that could
+        not be decoded (not in the cache) are left out: :meth:`missing` lists them."""
+        rows = self.rows()
+        return np.array(sorted(rows[i] for i in parts[part] if i in rows), dtype=np.int64)
+
+    def missing(self, parts: dict[str, list[str]], part: str) -> list[str]:
+        """Image ids of a split's ``part`` that are not in the cache (unreadable)."""
+        rows = self.rows()
+        return [i for i in parts[part] if i not in rows]
+
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Any PIL mode to 8-bit RGB: grayscale, palette, RGBA (over black), CMYK, 16-bit, float."""

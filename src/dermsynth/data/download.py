@@ -38,9 +38,9 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from tqdm import tqdm
 
 import dermsynth
-from dermsynth.errors import DownloadError
 from dermsynth.data.ham10000 import read_ham10000
 from dermsynth.data.index import DataError
+from dermsynth.errors import DownloadError
 
 DEFAULT_BASE_URL = "https://dataverse.harvard.edu"
 BASE_URL_ENV = "DERMSYNTH_DATAVERSE_URL"

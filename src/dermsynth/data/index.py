@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from dermsynth.errors import DataError
+from dermsynth.storage import sha256_file
 
 CLASSES: tuple[str, ...] = ("nv", "mel", "bkl", "bcc", "akiec", "vasc", "df")
 CLASS_NAMES: dict[str, str] = {
@@ -105,7 +106,7 @@ class DatasetIndex:
             if r.path is None:
                 stamp = str(r.array_index)
             elif content:
-                stamp = hashlib.sha256(r.path.read_bytes()).hexdigest()
+                stamp = sha256_file(r.path)
             else:
                 st = r.path.stat()
                 stamp = f"{st.st_size}:{st.st_mtime_ns}"

@@ -31,14 +31,14 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from dermsynth.errors import LeakageError
 from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import Split
-from dermsynth.models.classifier import TTA, Classifier, load_classifier, predict_proba
+from dermsynth.errors import LeakageError
 from dermsynth.figures import pyplot, save_figure
+from dermsynth.models.classifier import TTA, Classifier, load_classifier, predict_proba
 from dermsynth.storage import atomic_write_text
-from dermsynth.checkpoint import sha256_file
+from dermsynth.storage import sha256_file
 
 EVAL_SPLITS = ("test", "val", "all")
 

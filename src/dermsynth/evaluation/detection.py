@@ -31,7 +31,7 @@ from dermsynth.evaluation.classification import check_no_leakage, classification
 from dermsynth.generate import load_generator, parse_classes, sample
 from dermsynth.models.classifier import load_classifier, predict_proba
 from dermsynth.storage import atomic_write_text
-from dermsynth.checkpoint import sha256_file
+from dermsynth.storage import sha256_file
 
 PAPER_TABLE3: dict[str, dict[str, float]] = {
     "nv": {"detection_pct": 63.41, "avg_confidence_pct": 88.34},

@@ -36,7 +36,7 @@ from dermsynth.metrics.features import extract
 from dermsynth.metrics.inception import InceptionFeatures, WeightsError
 from dermsynth.metrics.memorisation import memorisation, plot_memorisation, summary
 from dermsynth.storage import atomic_write_text
-from dermsynth.checkpoint import sha256_file
+from dermsynth.storage import sha256_file
 
 MEASURES = ("fid", "kid", "prdc", "memorisation", "detection", "utility")
 
@@ -129,8 +129,7 @@ def evaluate_gan(
     index = open_index(data_root)
     split = load_split(split_file)
     cached = load_cache(index, G.cfg.resolution, progress=progress)
-    rows = cached.rows()
-    part = {p: np.array(sorted(rows[i] for i in split.parts[p] if i in rows), dtype=np.int64) for p in ("train", "test")}
+    part = {p: cached.part_rows(split.parts, p) for p in ("train", "test")}
     train_images, train_labels = np.asarray(cached.images[part["train"]]), cached.labels[part["train"]]
     test_images = np.asarray(cached.images[part["test"]])
     fake_labels = train_labels.copy()

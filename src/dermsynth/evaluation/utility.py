@@ -34,15 +34,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dermsynth.figures import pyplot, save_figure
+from dermsynth.checkpoint import list_states, load_checkpoint
 from dermsynth.config import ClassifierRunConfig, ConfigError, from_dict
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import load_split
 from dermsynth.evaluation.classification import LeakageError, classification_metrics, score_dataset
+from dermsynth.figures import pyplot, save_figure
 from dermsynth.generate import load_generator, sample
 from dermsynth.models.classifier import load_classifier, predict_proba
 from dermsynth.storage import atomic_write_json, atomic_write_text, remove_folder
-from dermsynth.checkpoint import list_states, load_checkpoint
 from dermsynth.training.classifier_loop import train_classifier
 from dermsynth.training.runs import RunOptions
 

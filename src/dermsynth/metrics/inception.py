@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dermsynth.errors import WeightsError
 from dermsynth.data.cache import default_cache_dir
+from dermsynth.errors import WeightsError
 
 INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 INCEPTION_FILE = "default_1.pt"

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from dermsynth.data.index import DataError
-from dermsynth.models.efficientnet import BackboneWeightsError, EfficientNetLite0, find_backbone_weights, load_lite0
 from dermsynth.augment import dihedral_view
 from dermsynth.checkpoint import CLASSIFIER_FORMAT, load_checkpoint
+from dermsynth.data.index import DataError
+from dermsynth.models.efficientnet import BackboneWeightsError, EfficientNetLite0, find_backbone_weights, load_lite0
 
 ARCHS = ("paper", "resnet", "effnet")
 

@@ -36,13 +36,6 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from tqdm import tqdm
 
 from dermsynth import __version__
-from dermsynth.config import ClassifierRunConfig, to_plain
-from dermsynth.data.cache import load_cache
-from dermsynth.data.index import CLASSES, DataError, open_index
-from dermsynth.errors import DivergenceError
-from dermsynth.data.splits import save_split
-from dermsynth.models.classifier import Classifier, predict_proba
-from dermsynth.storage import atomic_write_json, atomic_write_text
 from dermsynth.augment import color_jitter, dihedral, random_resized_crop
 from dermsynth.checkpoint import (
     CLASSIFIER_FORMAT,
@@ -57,6 +50,13 @@ from dermsynth.checkpoint import (
     set_rng_state,
     state_path,
 )
+from dermsynth.config import ClassifierRunConfig, to_plain
+from dermsynth.data.cache import load_cache
+from dermsynth.data.index import CLASSES, DataError, open_index
+from dermsynth.data.splits import save_split
+from dermsynth.errors import DivergenceError
+from dermsynth.models.classifier import Classifier, predict_proba
+from dermsynth.storage import atomic_write_json, atomic_write_text
 from dermsynth.training.runs import RunOptions, open_run_folder, provenance, resolve_split, truncate_stats
 
 
@@ -282,12 +282,9 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
         save_split(split, out / "split.json", index)
     cached = load_cache(index, cfg.data.resolution, cfg.data.crop, cfg.data.cache_dir, cfg.data.on_corrupt,
                         progress=opts.progress)
-    rows = cached.rows()
-    part_rows = {p: np.array(sorted(rows[i] for i in split.parts[p] if i in rows), dtype=np.int64)
-                 for p in ("train", "val")}
-    if len(part_rows["val"]) == 0:
+    train_rows, val_rows = cached.part_rows(split.parts, "train"), cached.part_rows(split.parts, "val")
+    if len(val_rows) == 0:
         raise DataError("the split's val part is empty; the best epoch is chosen on val")
-    train_rows, val_rows = part_rows["train"], part_rows["val"]
     train_ids = [cached.image_ids[i] for i in train_rows]
     train_lesions = sorted({cached.lesion_ids[i] for i in train_rows})
 

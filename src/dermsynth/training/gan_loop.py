@@ -34,18 +34,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from dermsynth.errors import DivergenceError
 from dermsynth import __version__
 from dermsynth import distributed as dist
-from dermsynth.config import CLASS_SAMPLING, GanConfig, to_plain
-from dermsynth.data.cache import load_cache
-from dermsynth.data.index import CLASSES, DataError, open_index
-from dermsynth.data.splits import save_split
-from dermsynth.figures import class_grid, plot_gan_stats, save_synthetic_png, to_uint8
-from dermsynth.models.discriminator import build_discriminator
-from dermsynth.models.generator import build_generator
-from dermsynth.storage import atomic_write_json, atomic_write_text
-from dermsynth.training import gan_losses
 from dermsynth.augment import diff_augment, dihedral
 from dermsynth.checkpoint import (
     SNAPSHOT_FORMAT,
@@ -62,6 +52,16 @@ from dermsynth.checkpoint import (
     set_rng_state,
     state_path,
 )
+from dermsynth.config import CLASS_SAMPLING, GanConfig, to_plain
+from dermsynth.data.cache import load_cache
+from dermsynth.data.index import CLASSES, DataError, open_index
+from dermsynth.data.splits import save_split
+from dermsynth.errors import DivergenceError
+from dermsynth.figures import class_grid, plot_gan_stats, save_synthetic_png, to_uint8
+from dermsynth.models.discriminator import build_discriminator
+from dermsynth.models.generator import build_generator
+from dermsynth.storage import atomic_write_json, atomic_write_text
+from dermsynth.training import gan_losses
 from dermsynth.training.runs import RunOptions, open_run_folder, provenance, resolve_split, truncate_stats
 
 
@@ -317,14 +317,12 @@ class Trainer:
 
 def train_cache_rows(split, index, cached) -> np.ndarray:
     """Cache rows of the split's train part (images skipped as unreadable are left out, with a warning)."""
-    rows = cached.rows()
-    train_ids = split.parts["train"]
-    missing = [i for i in train_ids if i not in rows]
+    missing = cached.missing(split.parts, "train")
     if missing:
         dist.print0(f"warning: {len(missing)} train image(s) are not in the cache (unreadable), e.g. {missing[:3]}")
-    if len(missing) == len(train_ids):
+    if len(missing) == len(split.parts["train"]):
         raise DataError(f"the split's train part has no readable images in {index.root}")
-    return np.array(sorted(rows[i] for i in train_ids if i in rows), dtype=np.int64)
+    return cached.part_rows(split.parts, "train")
 
 
 def _fixed_noise(cfg: GanConfig) -> tuple[torch.Tensor, torch.Tensor]:
