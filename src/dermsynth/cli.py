@@ -54,6 +54,12 @@ FORMAT = click.option(
     help="Dataset layout.",
 )
 
+DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
+CACHE_DIR = click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+                         help="Cache folder [default: $DERMSYNTH_CACHE or ~/.cache/dermsynth].")
+NO_PROGRESS = click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
+"""Options several commands share, declared once."""
+
 
 def run_options(example: str):
     """The options every training command shares: preset, data, run folder, split, resume, overrides."""
@@ -69,7 +75,7 @@ def run_options(example: str):
         click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
                      help="Override a config value, e.g. --set train.epochs=5 (repeatable)."),
         click.option("--dry-run", is_flag=True, help="Check the config and print it resolved; train nothing."),
-        click.option("--no-progress", is_flag=True, help="No progress bar (for logs)."),
+        NO_PROGRESS,
     ]
 
     def decorate(fn):
@@ -152,8 +158,7 @@ def phantom(out: Path, per_class: int, size: int, seed: int, overwrite: bool) ->
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--resolution", default=64, show_default=True, type=int, help="32, 64, 128 or 256.")
 @click.option("--crop", default="center", show_default=True, type=click.Choice(["center", "full", "pad"]))
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
-              help="Cache folder [default: $DERMSYNTH_CACHE or ~/.cache/dermsynth].")
+@CACHE_DIR
 @click.option("--on-corrupt", default="skip", show_default=True, type=click.Choice(["skip", "fail"]),
               help="Undecodable images: skip and list them, or stop.")
 @click.option("--rebuild", is_flag=True, help="Rebuild even if the cache is up to date.")
@@ -223,7 +228,7 @@ def train_gan_cmd(config_path: Path, data_root: Path, out: Path, split_file: Pat
               help="Refuse a larger --per-class (a typo would fill the disk); raise it if you mean it.")
 @click.option("--classes", default=None, help="Comma-separated, e.g. nv,bcc,mel,bkl [default: all 7].")
 @SEED
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
+@DEVICE
 @click.option("--overwrite", is_flag=True,
               help="Replace an earlier export (only one dermsynth made), once the new one is complete.")
 @_clean_errors
@@ -260,9 +265,6 @@ def train_classifier_cmd(config_path: Path, data_root: Path, out: Path, split_fi
                                      progress=not no_progress))
 
 
-DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
-CACHE_DIR = click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
-                         help="Cache folder [default: $DERMSYNTH_CACHE or ~/.cache/dermsynth].")
 
 
 @main.command("evaluate-classifier")
@@ -277,7 +279,7 @@ CACHE_DIR = click.option("--cache-dir", type=click.Path(path_type=Path), default
 @FORMAT
 @CACHE_DIR
 @DEVICE
-@click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
+@NO_PROGRESS
 @_clean_errors
 def evaluate_classifier_cmd(checkpoint: Path, data_root: Path, split: str, out: Path | None, tta: str, fmt: str,
                             cache_dir: Path | None, device: str, no_progress: bool) -> None:
@@ -312,7 +314,7 @@ def evaluate() -> None:
 @FORMAT
 @CACHE_DIR
 @DEVICE
-@click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
+@NO_PROGRESS
 @_clean_errors
 def detection(judge: Path, generator: Path | None, images: Path | None, data_root: Path | None, per_class: int,
               classes: str | None, seed: int, out: Path | None, fmt: str, cache_dir: Path | None, device: str,
@@ -375,7 +377,7 @@ def _key_values(items: tuple[str, ...], flag: str) -> dict:
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override the utility classifier config, e.g. --set train.epochs=10.")
 @SEED
-@click.option("--no-progress", is_flag=True)
+@NO_PROGRESS
 @_clean_errors
 def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split_file: Path | None, measures: str,
                      out: Path | None, inception_weights: Path | None, feature_cache: Path | None,
@@ -421,7 +423,7 @@ def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split
 @click.option("--stages", default="all", show_default=True,
               help="Comma-separated subset of prepare,split,gan,judge,feature_judge,generate,detection,metrics,utility,report.")
 @click.option("--overwrite", is_flag=True, help="Start the study folder afresh instead of continuing it.")
-@click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
+@NO_PROGRESS
 @_clean_errors
 def run_cmd(config_path: Path, data_root: Path | None, out: Path, stages: str, overwrite: bool,
             no_progress: bool) -> None:
