@@ -94,6 +94,13 @@ def prune_states(folder: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
+def save_state(state: dict[str, Any], folder: Path, step: int, keep: int) -> Path:
+    """Write a full training state as ``folder/state-<step>.pt`` (atomically), keeping the newest ``keep``."""
+    path = save_atomic(state, state_path(folder, step))
+    prune_states(folder, keep)
+    return path
+
+
 @contextmanager
 def seeded(seed: int):
     """Run a block with torch's global RNGs (CPU and every CUDA device) seeded, then restore them.

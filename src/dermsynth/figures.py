@@ -30,6 +30,11 @@ def pyplot():
 SYNTHETIC_TAG = "dermsynth synthetic image (GAN-generated, not a patient image)"
 
 
+def from_uint8(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (any layout) -> float in [-1, 1], the range every network of dermsynth takes."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8."""
     x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

@@ -32,6 +32,7 @@ from torch import nn
 from dermsynth.augment import dihedral_view
 from dermsynth.checkpoint import CLASSIFIER_FORMAT, load_checkpoint
 from dermsynth.data.index import DataError
+from dermsynth.figures import from_uint8
 from dermsynth.models.efficientnet import BackboneWeightsError, EfficientNetLite0, find_backbone_weights, load_lite0
 
 ARCHS = ("paper", "resnet", "effnet")
@@ -182,7 +183,7 @@ class Classifier(nn.Module):
 def to_input(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1] on ``device``."""
     x = torch.from_numpy(np.array(images, dtype=np.uint8)).to(device)  # a copy: the cache is read-only
-    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    return from_uint8(x.permute(0, 3, 1, 2))
 
 
 def _check_images(model: Classifier, images: np.ndarray) -> None:

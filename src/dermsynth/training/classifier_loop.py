@@ -25,7 +25,6 @@ import math
 import sys
 import time
 from collections import Counter
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -44,20 +43,19 @@ from dermsynth.checkpoint import (
     error_summary,
     find_resume,
     load_checkpoint,
-    prune_states,
     rng_state,
     save_atomic,
+    save_state,
     set_rng_state,
     state_path,
 )
 from dermsynth.config import ClassifierRunConfig, to_plain
-from dermsynth.data.cache import load_cache
-from dermsynth.data.index import CLASSES, DataError, open_index
-from dermsynth.data.splits import save_split
+from dermsynth.data.index import CLASSES, DataError
 from dermsynth.errors import DivergenceError
+from dermsynth.figures import from_uint8
 from dermsynth.models.classifier import Classifier, predict_proba
 from dermsynth.storage import atomic_write_json, atomic_write_text
-from dermsynth.training.runs import RunOptions, open_run_folder, provenance, resolve_split, truncate_stats
+from dermsynth.training.runs import RunOptions, autocast, open_run_folder, prepare_data, provenance, truncate_stats
 
 
 def epoch_order(labels: torch.Tensor, imbalance: str, seed: int, epoch: int,
@@ -134,10 +132,7 @@ class ClassifierTrainer:
 
     def __init__(self, cfg: ClassifierRunConfig, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
-        use_bf16 = cfg.train.amp == "bf16" or (cfg.train.amp == "auto" and device.type == "cuda")
-        self.autocast = (
-            (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else (lambda: nullcontext())
-        )
+        self.autocast = autocast(cfg.train.amp, device)
         torch.manual_seed(cfg.train.seed)
         self.model = Classifier(cfg.model).to(device)
         self.opt = _optimizer(cfg, self.model)
@@ -185,7 +180,7 @@ class ClassifierTrainer:
             for group in self.opt.param_groups:
                 group["lr"] = lr
             idx = order[step * t.batch_size: (step + 1) * t.batch_size]
-            x = self.images[idx].float().div_(127.5).sub_(1.0)
+            x = from_uint8(self.images[idx])
             x = random_resized_crop(x, t.random_resized_crop)
             if t.dihedral:
                 x = dihedral(x)
@@ -274,14 +269,7 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
     out = opts.out
 
     # Data: the index, the split (reused or drawn once), the cache; train and val parts only.
-    index = open_index(cfg.data.root, cfg.data.format)
-    for warning in index.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    split = resolve_split(index, cfg.split, opts, parts=("train", "val"))
-    if not (out / "split.json").is_file():
-        save_split(split, out / "split.json", index)
-    cached = load_cache(index, cfg.data.resolution, cfg.data.crop, cfg.data.cache_dir, cfg.data.on_corrupt,
-                        progress=opts.progress)
+    index, split, cached = prepare_data(cfg, opts, parts=("train", "val"))
     train_rows, val_rows = cached.part_rows(split.parts, "train"), cached.part_rows(split.parts, "val")
     if len(val_rows) == 0:
         raise DataError("the split's val part is empty; the best epoch is chosen on val")
@@ -392,11 +380,9 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
                     file=sys.stdout,
                 )
                 if trainer.epoch % t.checkpoint_epochs == 0 or trainer.epoch == t.epochs:
-                    save_atomic(trainer.state_dict(), state_path(out / "checkpoints", trainer.epoch))
-                    prune_states(out / "checkpoints", t.keep_checkpoints)
+                    save_state(trainer.state_dict(), out / "checkpoints", trainer.epoch, t.keep_checkpoints)
         if not state_path(out / "checkpoints", trainer.epoch).is_file():
-            save_atomic(trainer.state_dict(), state_path(out / "checkpoints", trainer.epoch))
-            prune_states(out / "checkpoints", t.keep_checkpoints)
+            save_state(trainer.state_dict(), out / "checkpoints", trainer.epoch, t.keep_checkpoints)
     finally:
         bar.close()
 

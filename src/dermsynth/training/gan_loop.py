@@ -24,7 +24,6 @@ import signal
 import sys
 import threading
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -45,24 +44,21 @@ from dermsynth.checkpoint import (
     find_resume,
     list_states,
     load_checkpoint,
-    prune_states,
     rng_state,
     save_atomic,
+    save_state,
     seeded,
     set_rng_state,
-    state_path,
 )
 from dermsynth.config import CLASS_SAMPLING, GanConfig, to_plain
-from dermsynth.data.cache import load_cache
-from dermsynth.data.index import CLASSES, DataError, open_index
-from dermsynth.data.splits import save_split
+from dermsynth.data.index import CLASSES, DataError
 from dermsynth.errors import DivergenceError
-from dermsynth.figures import class_grid, plot_gan_stats, save_synthetic_png, to_uint8
+from dermsynth.figures import class_grid, from_uint8, plot_gan_stats, save_synthetic_png, to_uint8
 from dermsynth.models.discriminator import build_discriminator
 from dermsynth.models.generator import build_generator
 from dermsynth.storage import atomic_write_json, atomic_write_text
 from dermsynth.training import gan_losses
-from dermsynth.training.runs import RunOptions, open_run_folder, provenance, resolve_split, truncate_stats
+from dermsynth.training.runs import RunOptions, autocast, open_run_folder, prepare_data, provenance, truncate_stats
 
 
 def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
@@ -80,10 +76,7 @@ class Trainer:
         if t.batch_size % self.world:
             raise DataError(f"train.batch_size {t.batch_size} is not divisible by the {self.world} processes")
         self.batch_per_gpu = t.batch_size // self.world
-        use_bf16 = t.amp == "bf16" or (t.amp == "auto" and device.type == "cuda")
-        self.autocast = (
-            (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else (lambda: nullcontext())
-        )
+        self.autocast = autocast(t.amp, device)
         self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
 
         torch.manual_seed(t.seed)  # identical initial weights on every rank
@@ -138,7 +131,7 @@ class Trainer:
         start = self.batch_in_epoch * self.batch_per_gpu
         idx = torch.tensor(self._order[start: start + self.batch_per_gpu], device=self.device)
         self.batch_in_epoch += 1
-        real = self.images[idx].float().div_(127.5).sub_(1.0).contiguous(memory_format=self.memory_format)
+        real = from_uint8(self.images[idx]).contiguous(memory_format=self.memory_format)
         if self.cfg.train.dihedral:
             real = dihedral(real)
         return real, self.labels[idx]
@@ -368,19 +361,7 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
     out = opts.out
 
     # Data: the index, the split (reused or drawn once), the cache; the train part only.
-    index = open_index(cfg.data.root, cfg.data.format)
-    for warning in index.warnings:
-        dist.print0(f"warning: {warning}")
-    split = resolve_split(index, cfg.split, opts)
-    if dist.is_main():
-        if not (out / "split.json").is_file():
-            save_split(split, out / "split.json", index)
-        cached = load_cache(index, cfg.data.resolution, cfg.data.crop, cfg.data.cache_dir, cfg.data.on_corrupt,
-                            progress=opts.progress)
-    dist.barrier()
-    if not dist.is_main():
-        cached = load_cache(index, cfg.data.resolution, cfg.data.crop, cfg.data.cache_dir, cfg.data.on_corrupt,
-                            progress=False)
+    index, split, cached = prepare_data(cfg, opts, main=dist.is_main(), barrier=dist.barrier, say=dist.print0)
     train_rows = train_cache_rows(split, index, cached)
     # What the generator saw: a utility study refuses one that saw its val or test images or lesions.
     trained_on = {"train_image_ids": [cached.image_ids[i] for i in train_rows],
@@ -418,8 +399,7 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
         state = trainer.state_dict()  # on every rank: it gathers each rank's RNG state
         if not dist.is_main():
             return
-        save_atomic(state, state_path(out / "checkpoints", trainer.step))
-        prune_states(out / "checkpoints", cfg.train.keep_checkpoints)
+        save_state(state, out / "checkpoints", trainer.step, cfg.train.keep_checkpoints)
         save_atomic({**trainer.snapshot(), **trained_on}, out / "generator.pt")
         with torch.no_grad(), seeded(cfg.train.seed + 12345):
             grid = to_uint8(trainer.G_ema(fixed_z.to(device), fixed_labels.to(device)))

@@ -1,4 +1,5 @@
-"""What every run folder shares: options, its lock and the refusal to overwrite what is not ours, provenance."""
+"""What both training loops share: run options, the run folder (its lock and the refusal to overwrite what is
+not ours), the data set-up (index, split, cache), autocast, provenance and the stats.jsonl bookkeeping."""
 
 from __future__ import annotations
 
@@ -7,16 +8,19 @@ import os
 import platform
 import shutil
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, ContextManager
 
 import numpy as np
 import torch
 
 from dermsynth import __version__
 from dermsynth import distributed as dist
-from dermsynth.data.index import DataError, DatasetIndex
-from dermsynth.data.splits import Split, load_split, make_split
+from dermsynth.data.cache import load_cache
+from dermsynth.data.index import DataError, DatasetIndex, open_index
+from dermsynth.data.splits import Split, load_split, make_split, save_split
 from dermsynth.storage import (
     LOCK,
     MARKER,
@@ -140,6 +144,41 @@ def resolve_split(index: DatasetIndex, split_cfg, opts: RunOptions, parts: tuple
     for part in parts:
         split.indices(index, part)  # refuses a split made for other data
     return split
+
+
+def prepare_data(cfg, opts: RunOptions, parts: tuple[str, ...] = ("train",), main: bool = True,
+                 barrier: Callable[[], None] | None = None,
+                 say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)):
+    """A run's data: the index (its warnings said), the split (the run folder's, the one given, or a new one,
+    saved as ``split.json`` by the main process) and the uint8 cache at the config's resolution.
+
+    Under DDP the main process builds the cache while the others wait at ``barrier``, then they read it.
+    Returns (index, split, cached).
+    """
+    index = open_index(cfg.data.root, cfg.data.format)
+    for warning in index.warnings:
+        say(f"warning: {warning}")
+    split = resolve_split(index, cfg.split, opts, parts)
+
+    def cache(progress: bool):
+        return load_cache(index, cfg.data.resolution, cfg.data.crop, cfg.data.cache_dir, cfg.data.on_corrupt,
+                          progress=progress)
+
+    cached = None
+    if main:
+        if not (opts.out / "split.json").is_file():
+            save_split(split, opts.out / "split.json", index)
+        cached = cache(opts.progress)
+    if barrier is not None:
+        barrier()
+    return index, split, cached if main else cache(False)
+
+
+def autocast(amp: str, device: torch.device) -> Callable[[], ContextManager]:
+    """A factory of the forward passes' autocast context: bf16 when ``amp`` is bf16, or auto on CUDA."""
+    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext
 
 
 def provenance(cfg, device: torch.device, index: DatasetIndex, split: Split) -> dict:
