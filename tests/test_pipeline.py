@@ -141,7 +141,7 @@ def test_a_feature_judge_of_its_own_gives_the_judge_space_and_reruns_only_the_me
 
 def test_imagenet_features_are_refused_as_the_judge_space_of_a_projected_gan(tmp_path):
     from dermsynth.config import ConfigError
-    from dermsynth.pipeline import Study
+    from dermsynth.pipeline import STAGE, Study
 
     projected = {"preset": str(REPO / "configs/projected.yaml"), "set": []}
     effnet = {"preset": str(REPO / "configs/classifier-effnet.yaml"), "set": []}
@@ -155,7 +155,7 @@ def test_imagenet_features_are_refused_as_the_judge_space_of_a_projected_gan(tmp
     study = Study(tiny_study(tmp_path, utility={"arms": ["balanced", "filter"], "real_fraction": 0.75}),
                   tmp_path / "run")
     assert study.utility.arms == ("real", "balanced", "filter") and study.utility.real_fraction == 0.75
-    assert study.upstream("utility") == ("gan", "judge")  # the filter arm's images depend on the judge
+    assert STAGE["utility"].inputs(study) == ("gan", "judge")  # the filter arm's images depend on the judge
     # The shipped HAM10000 study: the effnet judge for Table III, the paper CNN for the judge space.
     shipped = yaml.safe_load((REPO / "configs/run-ham10000.yaml").read_text())
     assert shipped["judge"]["preset"] == "classifier-effnet.yaml"

@@ -30,7 +30,7 @@ import json
 import time
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from dermsynth.checkpoint import list_states
 from dermsynth.config import (
@@ -59,20 +59,6 @@ from dermsynth.storage import (
     write_marker,
 )
 
-STAGES = ("prepare", "split", "gan", "judge", "feature_judge", "generate", "detection", "metrics", "utility",
-          "report")
-UPSTREAM = {
-    "prepare": (),
-    "split": ("prepare",),
-    "gan": ("split",),
-    "judge": ("split",),
-    "feature_judge": ("split",),  # and the judge, when it is the judge's own network: Study.upstream
-    "generate": ("gan",),
-    "detection": ("gan", "judge"),
-    "metrics": ("gan", "feature_judge"),  # the judge instead, when feature_judge is the judge's own network
-    "utility": ("gan",),
-    "report": ("prepare", "split", "gan", "judge", "feature_judge", "generate", "detection", "metrics", "utility"),
-}
 SAME_AS_JUDGE = "judge"
 """``feature_judge.preset`` value: the judge's own penultimate features are the judge space (no second network)."""
 
@@ -218,16 +204,6 @@ class Study:
     def _utility_options(self) -> dict[str, Any]:
         return {k: v for k, v in self.cfg.utility.items() if k not in ("preset", "set", "external")}
 
-    def upstream(self, stage: str) -> tuple[str, ...]:
-        """The stages whose keys enter ``stage``'s key."""
-        if stage == "utility" and "filter" in self.utility.arms:
-            return ("gan", "judge")  # the judge chooses the synthetic images the filter arm keeps
-        if self.feature_judge_cfg is None and stage == "feature_judge":
-            return ("split", "judge")
-        if self.feature_judge_cfg is None and stage == "metrics":
-            return ("gan", "judge")  # as before the feature judge existed: old studies keep their metrics
-        return UPSTREAM[stage]
-
     def feature_judge_path(self) -> Path:
         """The classifier.pt whose penultimate features are the judge space."""
         folder = "judge" if self.feature_judge_cfg is None else "feature-judge"
@@ -239,25 +215,11 @@ class Study:
 
     # --- stage bookkeeping ----------------------------------------------------------
 
-    def settings(self, stage: str) -> Any:
-        return {
-            # The data enter by their content fingerprint (stage_key), not by path: moved or copied data are the same.
-            "prepare": {"phantom": self.cfg.phantom if self.uses_phantom else None},
-            "split": self.cfg.split,
-            "gan": _settings(self.gan_cfg),
-            "judge": _settings(self.judge_cfg),
-            "feature_judge": SAME_AS_JUDGE if self.feature_judge_cfg is None else _settings(self.feature_judge_cfg),
-            "generate": self.cfg.generate,
-            "detection": self.cfg.detection,
-            "metrics": self.cfg.metrics,
-            "utility": {**self.cfg.utility, "classifier": _settings(self.utility_cfg)},
-            "report": {"version": 1, "name": self.cfg.name},
-        }[stage]
-
     def stage_key(self, stage: str) -> str:
-        upstream = [self.keys.get(s) or self._recorded(s) for s in self.upstream(stage)]
+        entry = STAGE[stage]
+        upstream = [self.keys.get(s) or self._recorded(s) for s in entry.inputs(self)]
         extra = self.data_fingerprint if stage == "prepare" else None
-        return _key([stage, self.settings(stage), upstream, extra])
+        return _key([stage, entry.settings(self), upstream, extra])
 
     def _marker(self, stage: str) -> Path:
         return self.out / "stages" / f"{stage}.json"
@@ -267,26 +229,11 @@ class Study:
         return json.loads(marker.read_text()).get("key") if marker.is_file() else None
 
     def _done(self, stage: str, key: str) -> bool:
-        return self._recorded(stage) == key and all(p.exists() for p in self.outputs(stage))
-
-    def outputs(self, stage: str) -> list[Path]:
-        o = self.out
-        return {
-            "prepare": [o / "data-summary.json"],
-            "split": [o / "split.json"],
-            "gan": [o / "gan" / "generator.pt"],
-            "judge": [o / "judge" / "classifier.pt"],
-            "feature_judge": [self.feature_judge_path()],
-            "generate": [o / "synthetic" / "grid.png"],
-            "detection": [o / "eval" / "table3" / "table3.json"],
-            "metrics": [o / "eval" / "evaluation.json"],
-            "utility": [o / "eval" / "utility" / "utility.json"],
-            "report": [o / "report.html"],
-        }[stage]
+        return self._recorded(stage) == key and all(p.exists() for p in STAGE[stage].outputs(self))
 
     # --- running ------------------------------------------------------------------
 
-    def run(self, stages: tuple[str, ...] = STAGES, overwrite: bool = False) -> Path:
+    def run(self, stages: tuple[str, ...] | None = None, overwrite: bool = False) -> Path:
         check_folder(self.out, "study")
         try:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -304,7 +251,7 @@ class Study:
                 entries = set()
             if not entries:
                 write_marker(self.out, "study")
-            return self._run(stages)
+            return self._run(STAGES if stages is None else stages)
 
     def _run(self, stages: tuple[str, ...]) -> Path:
         (self.out / "stages").mkdir(exist_ok=True)
@@ -327,7 +274,7 @@ class Study:
                 continue
             print(f"[{stage}] running", flush=True)
             start = time.perf_counter()
-            getattr(self, f"stage_{stage}")(key)
+            STAGE[stage].run(self, key)
             seconds = round(time.perf_counter() - start, 1)
             # Re-read: another `dermsynth run --stages ...` on this folder may have recorded its stages meanwhile.
             timings = {**self._load_provenance().get("stage_seconds", {}), stage: seconds}
@@ -508,9 +455,58 @@ def _settings(cfg: Any) -> Any:
     return plain
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a study: the stages whose keys enter its own, what it writes (all present = done), the
+    settings that decide whether it must run again, and the method that runs it."""
+
+    name: str
+    inputs: Callable[[Study], tuple[str, ...]]
+    outputs: Callable[[Study], list[Path]]
+    settings: Callable[[Study], Any]
+    run: Callable[[Study, str], None]
+
+
+def _own_features(study: Study) -> bool:
+    return study.feature_judge_cfg is None
+
+
+STAGE_TABLE: tuple[Stage, ...] = (
+    # The data enter by their content fingerprint (stage_key), not by path: moved or copied data are the same.
+    Stage("prepare", lambda s: (), lambda s: [s.out / "data-summary.json"],
+          lambda s: {"phantom": s.cfg.phantom if s.uses_phantom else None}, Study.stage_prepare),
+    Stage("split", lambda s: ("prepare",), lambda s: [s.out / "split.json"], lambda s: s.cfg.split, Study.stage_split),
+    Stage("gan", lambda s: ("split",), lambda s: [s.out / "gan" / "generator.pt"], lambda s: _settings(s.gan_cfg),
+          Study.stage_gan),
+    Stage("judge", lambda s: ("split",), lambda s: [s.out / "judge" / "classifier.pt"],
+          lambda s: _settings(s.judge_cfg), Study.stage_judge),
+    Stage("feature_judge", lambda s: ("split", "judge") if _own_features(s) else ("split",),
+          lambda s: [s.feature_judge_path()],
+          lambda s: SAME_AS_JUDGE if _own_features(s) else _settings(s.feature_judge_cfg), Study.stage_feature_judge),
+    Stage("generate", lambda s: ("gan",), lambda s: [s.out / "synthetic" / "grid.png"], lambda s: s.cfg.generate,
+          Study.stage_generate),
+    Stage("detection", lambda s: ("gan", "judge"), lambda s: [s.out / "eval" / "table3" / "table3.json"],
+          lambda s: s.cfg.detection, Study.stage_detection),
+    # With the judge's own features, the judge as before the feature judge existed: old studies keep their metrics.
+    Stage("metrics", lambda s: ("gan", "judge") if _own_features(s) else ("gan", "feature_judge"),
+          lambda s: [s.out / "eval" / "evaluation.json"], lambda s: s.cfg.metrics, Study.stage_metrics),
+    # The filter arm's synthetic images are the ones the judge accepts.
+    Stage("utility", lambda s: ("gan", "judge") if "filter" in s.utility.arms else ("gan",),
+          lambda s: [s.out / "eval" / "utility" / "utility.json"],
+          lambda s: {**s.cfg.utility, "classifier": _settings(s.utility_cfg)}, Study.stage_utility),
+    Stage("report", lambda s: ("prepare", "split", "gan", "judge", "feature_judge", "generate", "detection", "metrics",
+                               "utility"),
+          lambda s: [s.out / "report.html"], lambda s: {"version": 1, "name": s.cfg.name}, Study.stage_report),
+)
+STAGE = {stage.name: stage for stage in STAGE_TABLE}
+STAGES = tuple(STAGE)
+"""The stages in the order they run."""
+
+
 def run_study(config: str | Path, out: str | Path, data: str | Path | None = None,
-              stages: tuple[str, ...] = STAGES, progress: bool = True, overwrite: bool = False) -> Path:
+              stages: tuple[str, ...] | None = None, progress: bool = True, overwrite: bool = False) -> Path:
     """Run (or continue) a study; returns the report's path. ``overwrite`` starts a study folder afresh."""
+    stages = STAGES if stages is None else stages
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
