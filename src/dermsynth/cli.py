@@ -12,6 +12,7 @@ import click
 from dermsynth import __version__
 from dermsynth.config import MAX_SEED, DataConfig, SplitConfig
 from dermsynth.errors import ConfigError, DataError, DermsynthError
+from dermsynth.evaluation.gan import MEASURES
 from dermsynth.generate import MAX_PER_CLASS
 
 
@@ -357,7 +358,7 @@ def _key_values(items: tuple[str, ...], flag: str) -> dict:
 @click.option("--split", "split_file", type=click.Path(path_type=Path), default=None,
               help="The GAN's split [default: split.json next to the generator].")
 @click.option("--measures", default="all", show_default=True,
-              help="Comma-separated subset of fid,kid,prdc,memorisation,detection,utility.")
+              help=f"Comma-separated subset of {','.join(MEASURES)}.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: <generator folder>/evaluation].")
 @click.option("--inception-weights", type=click.Path(path_type=Path), default=None,

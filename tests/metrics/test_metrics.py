@@ -90,3 +90,25 @@ def test_per_class_averages_over_classes_present_on_both_sides():
     assert result["per_class"]["a"]["fid"] == pytest.approx(0.0, abs=1e-8)
     assert result["per_class"]["b"]["fid"] == pytest.approx(4.0, rel=1e-6)
     assert result["mean"]["fid"] == pytest.approx(2.0, rel=1e-6)
+
+
+def test_a_registered_metric_is_computed_and_shown_in_every_table(monkeypatch):
+    from dermsynth.evaluation.gan import _metric_block, comparisons, evaluation_markdown
+    from dermsynth.metrics import REGISTRY, Column, Metric, overall_table, per_class_table
+
+    gap = Metric("gap", lambda real, fake, scale=1.0: {"gap": scale * float(abs(real.mean() - fake.mean()))},
+                 (Column("gap", "mean gap", digits=1),), per_class=("gap",), options=("scale",))
+    monkeypatch.setitem(REGISTRY, "gap", gap)
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(40, 3)), rng.normal(2.0, size=(40, 3))
+    labels = np.repeat([0, 1], 20)
+    block = _metric_block(("gap",), real, labels, fake, labels, {"scale": 10.0, "subset_size": 5})
+    assert set(block) == {"gap"} and block["gap"]["overall"]["gap"] == pytest.approx(10 * abs(real.mean() - fake.mean()))
+    headers, rows = overall_table({"generated": block})
+    assert headers == ["comparison", "mean gap"] and rows[0][1] == f"{block['gap']['overall']['gap']:.1f}"
+    assert per_class_table(block, ("nv", "mel"))[0] == ["class", "mean gap"]
+    report = {"generator": "g.pt", "generator_kimg": 1.0, "n_generated": 40, "n_real_train": 40, "resolution": 8,
+              "n_real_test": 0, "feature_spaces": {"x": {"generated_vs_train": block, "floor_half_vs_half": block}}}
+    assert "| mean gap |" in evaluation_markdown(report)
+    assert list(comparisons(report["feature_spaces"]["x"])) == ["generated vs real train",
+                                                                "floor: real train half vs half"]

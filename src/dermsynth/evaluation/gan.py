@@ -31,14 +31,16 @@ from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import load_split
 from dermsynth.generate import load_generator, sample
-from dermsynth.metrics import METRICS, per_class
+from dermsynth.metrics import REGISTRY, overall_table, per_class, per_class_table
 from dermsynth.metrics.features import extract
 from dermsynth.metrics.inception import InceptionFeatures, WeightsError
 from dermsynth.metrics.memorisation import memorisation, plot_memorisation, summary
 from dermsynth.storage import atomic_write_text
 from dermsynth.storage import sha256_file
 
-MEASURES = ("fid", "kid", "prdc", "memorisation", "detection", "utility")
+FEATURE_MEASURES = (*REGISTRY, "memorisation")
+"""Measures computed in feature spaces: every registered metric, and memorisation."""
+MEASURES = (*FEATURE_MEASURES, "detection", "utility")
 
 
 def parse_measures(text: str | None) -> tuple[str, ...]:
@@ -79,14 +81,15 @@ def generate_like(G, labels: np.ndarray, seed: int) -> np.ndarray:
     return out
 
 
-def _metric_block(measures, real, real_labels, fake, fake_labels, kid_subset: int) -> dict:
+def _metric_block(measures, real, real_labels, fake, fake_labels, options: dict) -> dict:
+    """Every registered metric asked for, overall and per class (classes with at least 6 images each side)."""
     block = {}
-    for name in ("fid", "kid", "prdc"):
+    for name, metric in REGISTRY.items():
         if name not in measures:
             continue
-        kwargs = {"subset_size": kid_subset} if name == "kid" else {}
-        block[name] = {"overall": METRICS[name](real, fake, **kwargs),
-                       **per_class(METRICS[name], real, real_labels, fake, fake_labels, list(CLASSES),
+        kwargs = {k: options[k] for k in metric.options}
+        block[name] = {"overall": metric.compute(real, fake, **kwargs),
+                       **per_class(metric.compute, real, real_labels, fake, fake_labels, list(CLASSES),
                                    min_samples=6, **kwargs)}
     return block
 
@@ -144,18 +147,19 @@ def evaluate_gan(
         "judge": None if judge is None else str(judge),  # its penultimate features are the judge space
     }
     wanted_spaces, spaces = spaces, []
-    if any(m in measures for m in ("fid", "kid", "prdc", "memorisation")) and "inception" in wanted_spaces:
+    if any(m in measures for m in FEATURE_MEASURES) and "inception" in wanted_spaces:
         try:
             spaces.append(InceptionFeatures(inception_weights))
         except WeightsError as e:  # reported; the judge's space may still run
             print(f"warning: Inception features unavailable ({e}); using the judge's features only", file=sys.stderr)
             report["inception_unavailable"] = str(e)
-    if any(m in measures for m in ("fid", "kid", "prdc", "memorisation")):
+    if any(m in measures for m in FEATURE_MEASURES):
         if judge is not None and "judge" in wanted_spaces:
             spaces.append(JudgeFeatures(judge))
         if not spaces:
             raise DataError("no feature space: the Inception weights are missing or not asked for, and no --judge")
 
+    options = {"subset_size": kid_subset}  # the registered metrics' options
     # The floor: two random halves of the real train part against each other.
     half = np.random.default_rng(seed).permutation(len(train_labels))
     a, b = half[: len(half) // 2], half[len(half) // 2:]
@@ -163,9 +167,9 @@ def evaluate_gan(
         f_train = extract(space, train_images, feature_cache, progress)
         f_test = extract(space, test_images, feature_cache, progress)
         f_fake = space(fake_images, progress=progress)
-        block = {"generated_vs_train": _metric_block(measures, f_train, train_labels, f_fake, fake_labels, kid_subset),
+        block = {"generated_vs_train": _metric_block(measures, f_train, train_labels, f_fake, fake_labels, options),
                  "floor_half_vs_half": _metric_block(measures, f_train[a], train_labels[a], f_train[b],
-                                                     train_labels[b], kid_subset)}
+                                                     train_labels[b], options)}
         if "memorisation" in measures:
             result = memorisation(f_train, f_fake, f_test)
             block["memorisation"] = summary(result)
@@ -190,32 +194,17 @@ def evaluate_gan(
     return report
 
 
-def _fmt(value, digits: int = 3) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
-
-
 def evaluation_markdown(report: dict) -> str:
     lines = [f"# Evaluation of `{report['generator']}`", "",
              f"preset {report.get('preset')}, {report['generator_kimg']:.1f} kimg; {report['n_generated']} generated "
              f"vs {report['n_real_train']} real train images at {report['resolution']} px "
              f"(real test: {report['n_real_test']}).", ""]
     for space, block in report["feature_spaces"].items():
-        lines += [f"## {space} features", "",
-                  "| comparison | FID | KID x1000 | precision | recall | density | coverage | per-class FID (mean) |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for name, label in (("generated_vs_train", "generated vs real train"),
-                            ("floor_half_vs_half", "floor: real train half vs half")):
-            m = block[name]
-            overall = {k: v for key in ("fid", "kid", "prdc") if key in m for k, v in m[key]["overall"].items()}
-            kid_v = overall.get("kid")
-            lines.append(
-                f"| {label} | {_fmt(overall.get('fid'), 2)} | {_fmt(None if kid_v is None else 1000 * kid_v, 2)} | "
-                f"{_fmt(overall.get('precision'))} | {_fmt(overall.get('recall'))} | {_fmt(overall.get('density'))} | "
-                f"{_fmt(overall.get('coverage'))} | {_fmt(m.get('fid', {}).get('mean', {}).get('fid'), 2)} |")
-        if "fid" in block["generated_vs_train"]:
-            per = block["generated_vs_train"]["fid"]["per_class"]
-            lines += ["", "Per-class FID (generated vs real train of the class): "
-                      + ", ".join(f"{c} {per[c]['fid']:.1f}" for c in CLASSES if c in per)]
+        lines += [f"## {space} features", "", *markdown_table(*overall_table(comparisons(block)))]
+        headers, rows = per_class_table(block["generated_vs_train"], CLASSES)
+        if rows:
+            lines += ["", "Per class, generated vs the real train images of the class:", "",
+                      *markdown_table(headers, rows)]
         if "memorisation" in block:
             mem = block["memorisation"]
             lines += ["", f"Memorisation: {mem['n_flagged']} of {mem['n_synthetic']} synthetic images "
@@ -228,3 +217,13 @@ def evaluation_markdown(report: dict) -> str:
     if "utility" in report:
         lines += ["## Utility", "", (Path("utility") / "utility.md").as_posix(), ""]
     return "\n".join(lines) + "\n"
+
+
+def comparisons(block: dict) -> dict[str, dict]:
+    """A feature space's metric blocks by their row label in tables."""
+    return {"generated vs real train": block["generated_vs_train"],
+            "floor: real train half vs half": block["floor_half_vs_half"]}
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(headers) + " |", "|---" * len(headers) + "|", *["| " + " | ".join(r) + " |" for r in rows]]

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 from dermsynth.data.index import CLASSES
+from dermsynth.evaluation.gan import comparisons
+from dermsynth.metrics import overall_table, per_class_table
 from dermsynth.storage import atomic_write_text
 
 CSS = """
@@ -118,29 +120,16 @@ def _metrics_section(run: Path) -> str:
             f"(class counts matched), {ev['resolution']} px. Lower FID/KID is better; precision and recall "
             "near the floor's are good. The floor compares two halves of the real train part.</p>")
     for space, block in ev["feature_spaces"].items():
-        rows = []
-        for name, label in (("generated_vs_train", "generated vs real train"),
-                            ("floor_half_vs_half", "floor: real half vs half")):
-            m = block[name]
-            ov = {k: v for key in ("fid", "kid", "prdc") if key in m for k, v in m[key]["overall"].items()}
-            rows.append([label, ov.get("fid"), None if ov.get("kid") is None else 1000 * ov["kid"],
-                         ov.get("precision"), ov.get("recall"), ov.get("density"), ov.get("coverage"),
-                         m.get("fid", {}).get("mean", {}).get("fid")])
         out += f"<h3>{html.escape(space)} features</h3>"
         if space == "judge":
             feature = (_read(run / "provenance.json") or {}).get("feature_judge_config", "judge")
             which = ("the judge's (the Table III classifier)" if feature in (None, "judge")
                      else f"a classifier of their own ({html.escape(str(feature.get('name')))}, feature-judge/)")
             out += f"<p>Penultimate-layer features of {which}.</p>"
-        out += _table(["comparison", "FID", "KID ×1000", "precision", "recall", "density", "coverage",
-                       "mean per-class FID"], rows, f"metrics-{space}")
-        gen = block["generated_vs_train"]
-        if "fid" in gen:
-            per = gen["fid"]["per_class"]
-            prdc = gen.get("prdc", {}).get("per_class", {})
-            crow = [[c, per.get(c, {}).get("fid"), prdc.get(c, {}).get("precision"), prdc.get(c, {}).get("recall")]
-                    for c in CLASSES if c in per]
-            out += _table(["class", "FID", "precision", "recall"], crow, f"per-class-{space}")
+        out += _table(*overall_table(comparisons(block)), f"metrics-{space}")
+        headers, rows = per_class_table(block["generated_vs_train"], CLASSES)
+        if rows:
+            out += _table(headers, rows, f"per-class-{space}")
         if "memorisation" in block:
             mem = block["memorisation"]
             out += (f"<p id='memorisation-{space}'>Memorisation ({space}): {mem['n_flagged']} of {mem['n_synthetic']} "
