@@ -387,7 +387,7 @@ def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split
     """FID/KID/precision/recall (overall and per class), memorisation, Table III and utility, to JSON and Markdown."""
     from dermsynth.config import classifier_config, load_yaml
     from dermsynth.data.cache import default_cache_dir
-    from dermsynth.evaluation.gan import evaluate_gan, parse_measures
+    from dermsynth.evaluation.gan import EvaluationConfig, evaluate_gan, parse_measures
 
     from dermsynth.evaluation.utility import utility_config as make_utility_config
 
@@ -407,10 +407,10 @@ def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split
         raise ConfigError("--utility, --utility-seeds, --utility-topup-to and --external belong to the utility "
                           "measure; add utility to --measures")
     out = out or generator.parent / "evaluation"
-    evaluate_gan(generator, data_root, out, judge=judge, split_file=split_file, measures=chosen,
-                 inception_weights=inception_weights, seed=seed,
-                 feature_cache=feature_cache or default_cache_dir() / "features",
-                 utility_config=cfg, utility=utility, external=external, progress=not no_progress)
+    evaluate_gan(generator, data_root, out, EvaluationConfig(
+        measures=chosen, judge=judge, split_file=split_file, seed=seed, inception_weights=inception_weights,
+        feature_cache=feature_cache or default_cache_dir() / "features", utility_classifier=cfg, utility=utility,
+        external=external), progress=not no_progress)
     click.echo((out / "evaluation.md").read_text())
     click.echo(f"written to {out} (evaluation.json, evaluation.md)")
 

@@ -395,13 +395,12 @@ class Study:
 
     def stage_metrics(self, key: str) -> None:
         from dermsynth.data.cache import default_cache_dir
-        from dermsynth.evaluation.gan import evaluate_gan
+        from dermsynth.evaluation.gan import EvaluationConfig, evaluate_gan
 
-        evaluate_gan(self.out / "gan" / "generator.pt", self.data, self.out / "eval",
-                     judge=self.feature_judge_path(), split_file=self.out / "split.json",
-                     measures=tuple(self.cfg.metrics["measures"]), spaces=tuple(self.cfg.metrics["spaces"]),
-                     feature_cache=default_cache_dir() / "features",
-                     progress=self.progress)
+        evaluate_gan(self.out / "gan" / "generator.pt", self.data, self.out / "eval", EvaluationConfig(
+            measures=tuple(self.cfg.metrics["measures"]), spaces=tuple(self.cfg.metrics["spaces"]),
+            judge=self.feature_judge_path(), split_file=self.out / "split.json",
+            feature_cache=default_cache_dir() / "features"), progress=self.progress)
 
     def stage_utility(self, key: str) -> None:
         from dermsynth.evaluation.utility import run_utility

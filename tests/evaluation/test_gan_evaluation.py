@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from dermsynth.cli import main
 from dermsynth.data import CLASSES
-from dermsynth.evaluation.gan import evaluate_gan, parse_measures
+from dermsynth.evaluation.gan import EvaluationConfig, evaluate_gan, parse_measures
 from dermsynth.metrics import inception
 
 
@@ -42,7 +42,7 @@ def test_evaluate_gan_writes_every_measure_but_utility(tiny_gan, tiny_judge, pha
 
 def test_measures_need_their_inputs(tiny_gan, phantom_data, tmp_path):
     with pytest.raises(Exception, match="needs --judge"):
-        evaluate_gan(tiny_gan / "generator.pt", phantom_data, tmp_path, measures=("detection",))
+        evaluate_gan(tiny_gan / "generator.pt", phantom_data, tmp_path, EvaluationConfig(measures=("detection",)))
     with pytest.raises(Exception, match="unknown measure"):
         parse_measures("fid,is")
     result = CliRunner().invoke(main, ["evaluate", "gan", "--generator", str(tiny_gan / "generator.pt"),

@@ -23,7 +23,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,38 +96,45 @@ def _metric_block(measures, real, real_labels, fake, fake_labels, options: dict)
     return block
 
 
-def evaluate_gan(
-    generator: str | Path,
-    data_root: str | Path,
-    out: str | Path,
-    judge: str | Path | None = None,
-    split_file: str | Path | None = None,
-    measures: tuple[str, ...] = MEASURES,
-    inception_weights: str | Path | None = None,
-    seed: int = 0,
-    kid_subset: int = 1000,
-    feature_cache: str | Path | None = None,
-    utility_config=None,
-    utility=None,
-    external: str | Path | None = None,
-    spaces: tuple[str, ...] = ("inception", "judge"),
-    progress: bool = True,
-) -> dict:
-    """Run the chosen ``measures``; FID/KID/PRDC/memorisation in each feature space of ``spaces``.
+@dataclass
+class EvaluationConfig:
+    """What ``evaluate gan`` measures, and with what."""
 
-    ``utility_config`` is the utility study's classifier config, ``utility`` its
-    :class:`~dermsynth.evaluation.utility.UtilityConfig` (arms, seeds ...), ``external`` a
-    dataset in HAM10000 layout that scores every utility classifier too; the filter arm uses ``judge``.
-    """
+    measures: tuple[str, ...] = MEASURES
+    spaces: tuple[str, ...] = ("inception", "judge")
+    """Feature spaces of the feature measures: the FID Inception network, the judge's penultimate layer."""
+    judge: Path | None = None
+    """A classifier.pt: its features are the judge space; it scores Table III and filters the filter arm."""
+    split_file: Path | None = None
+    """The split the GAN trained on [default: split.json beside the generator]."""
+    seed: int = 0
+    """Noise seed of the generated images."""
+    kid_subset: int = 1000
+    inception_weights: Path | None = None
+    feature_cache: Path | None = None
+    """Folder caching real-image features."""
+    utility_classifier: Any = None
+    """The utility study's classifier config (a ClassifierRunConfig)."""
+    utility: Any = None
+    """The utility study's arms, seeds ... (a :class:`~dermsynth.evaluation.utility.UtilityConfig`)."""
+    external: Path | None = None
+    """A dataset in HAM10000 layout that scores every utility classifier too."""
+
+
+def evaluate_gan(generator: str | Path, data_root: str | Path, out: str | Path,
+                 cfg: EvaluationConfig | None = None, progress: bool = True) -> dict:
+    """Run ``cfg``'s measures; FID/KID/PRDC/memorisation in each of its feature spaces."""
+    cfg = cfg or EvaluationConfig()
+    measures, judge, seed = cfg.measures, cfg.judge, cfg.seed
     start = time.perf_counter()
     generator, out = Path(generator), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    split_file = Path(split_file) if split_file else generator.parent / "split.json"
+    split_file = Path(cfg.split_file) if cfg.split_file else generator.parent / "split.json"
     if not split_file.is_file():
         raise DataError(f"{split_file}: no split; pass --split (the split the GAN trained on)")
     if ("detection" in measures) and judge is None:
         raise DataError("the detection measure needs --judge (a classifier.pt)")
-    if "utility" in measures and utility_config is None:
+    if "utility" in measures and cfg.utility_classifier is None:
         raise DataError("the utility measure needs a classifier config (--utility-config)")
 
     G, snapshot = load_generator(generator)
@@ -146,10 +155,10 @@ def evaluate_gan(
         "n_real_test": int(len(test_images)), "measures": list(measures), "feature_spaces": {},
         "judge": None if judge is None else str(judge),  # its penultimate features are the judge space
     }
-    wanted_spaces, spaces = spaces, []
+    wanted_spaces, spaces = cfg.spaces, []
     if any(m in measures for m in FEATURE_MEASURES) and "inception" in wanted_spaces:
         try:
-            spaces.append(InceptionFeatures(inception_weights))
+            spaces.append(InceptionFeatures(cfg.inception_weights))
         except WeightsError as e:  # reported; the judge's space may still run
             print(f"warning: Inception features unavailable ({e}); using the judge's features only", file=sys.stderr)
             report["inception_unavailable"] = str(e)
@@ -159,13 +168,13 @@ def evaluate_gan(
         if not spaces:
             raise DataError("no feature space: the Inception weights are missing or not asked for, and no --judge")
 
-    options = {"subset_size": kid_subset}  # the registered metrics' options
+    options = {"subset_size": cfg.kid_subset}  # the registered metrics' options
     # The floor: two random halves of the real train part against each other.
     half = np.random.default_rng(seed).permutation(len(train_labels))
     a, b = half[: len(half) // 2], half[len(half) // 2:]
     for space in spaces:
-        f_train = extract(space, train_images, feature_cache, progress)
-        f_test = extract(space, test_images, feature_cache, progress)
+        f_train = extract(space, train_images, cfg.feature_cache, progress)
+        f_test = extract(space, test_images, cfg.feature_cache, progress)
         f_fake = space(fake_images, progress=progress)
         block = {"generated_vs_train": _metric_block(measures, f_train, train_labels, f_fake, fake_labels, options),
                  "floor_half_vs_half": _metric_block(measures, f_train[a], train_labels[a], f_train[b],
@@ -186,8 +195,9 @@ def evaluate_gan(
     if "utility" in measures:
         from dermsynth.evaluation.utility import run_utility
 
-        report["utility"] = run_utility(generator, data_root, split_file, utility_config, out / "utility",
-                                        utility=utility, judge=judge, external=external, progress=progress)["summary"]
+        report["utility"] = run_utility(generator, data_root, split_file, cfg.utility_classifier, out / "utility",
+                                        utility=cfg.utility, judge=judge, external=cfg.external,
+                                        progress=progress)["summary"]
     report["elapsed_s"] = round(time.perf_counter() - start, 1)
     atomic_write_text(out / "evaluation.json", json.dumps(report, indent=1, default=float))
     atomic_write_text(out / "evaluation.md", evaluation_markdown(report))
