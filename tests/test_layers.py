@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "dermsynth"
 
 LAYERS = (
-    ("__init__", "errors", "storage", "distributed", "checkpoint", "augment", "figures"),  # base: no dermsynth above
+    ("__init__", "errors", "storage", "distributed", "checkpoint", "augment", "figures", "tables"),  # base: no dermsynth above
     ("data",),
     ("models",),
     ("config",),

@@ -37,8 +37,8 @@ from dermsynth.data.splits import Split
 from dermsynth.errors import LeakageError
 from dermsynth.figures import pyplot, save_figure
 from dermsynth.models.classifier import TTA, Classifier, load_classifier, predict_proba
-from dermsynth.storage import atomic_write_text
-from dermsynth.storage import sha256_file
+from dermsynth.storage import atomic_write_text, sha256_file
+from dermsynth.tables import percent
 
 EVAL_SPLITS = ("test", "val", "all")
 
@@ -178,10 +178,8 @@ def classification_metrics(labels: np.ndarray, proba: np.ndarray, classes: tuple
     }
 
 
-def _fmt(x: float | None, pct: bool = True) -> str:
-    if x is None:
-        return "—"
-    return f"{100 * x:.2f}" if pct else str(x)
+def _fmt(x: float | None) -> str:
+    return percent(x, 2, missing="—")
 
 
 def metrics_markdown(metrics: dict, title: str) -> str:

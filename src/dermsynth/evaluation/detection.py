@@ -30,8 +30,8 @@ from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError, check_nonem
 from dermsynth.evaluation.classification import check_no_leakage, classification_metrics, score_dataset
 from dermsynth.generate import load_generator, parse_classes, sample
 from dermsynth.models.classifier import load_classifier, predict_proba
-from dermsynth.storage import atomic_write_text
-from dermsynth.storage import sha256_file
+from dermsynth.storage import atomic_write_text, sha256_file
+from dermsynth.tables import number
 
 PAPER_TABLE3: dict[str, dict[str, float]] = {
     "nv": {"detection_pct": 63.41, "avg_confidence_pct": 88.34},
@@ -118,9 +118,7 @@ def detection_rows(
 
 
 def _cell(value) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
+    return number(value, 2, missing="—") if isinstance(value, float) or value is None else str(value)
 
 
 def table3_markdown(rows: list[dict], info: dict) -> str:

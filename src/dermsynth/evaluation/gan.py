@@ -37,8 +37,8 @@ from dermsynth.metrics import REGISTRY, overall_table, per_class, per_class_tabl
 from dermsynth.metrics.features import extract
 from dermsynth.metrics.inception import InceptionFeatures, WeightsError
 from dermsynth.metrics.memorisation import memorisation, plot_memorisation, summary
-from dermsynth.storage import atomic_write_text
-from dermsynth.storage import sha256_file
+from dermsynth.storage import atomic_write_text, sha256_file
+from dermsynth.tables import markdown_table
 
 FEATURE_MEASURES = (*REGISTRY, "memorisation")
 """Measures computed in feature spaces: every registered metric, and memorisation."""
@@ -234,6 +234,3 @@ def comparisons(block: dict) -> dict[str, dict]:
     return {"generated vs real train": block["generated_vs_train"],
             "floor: real train half vs half": block["floor_half_vs_half"]}
 
-
-def markdown_table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(headers) + " |", "|---" * len(headers) + "|", *["| " + " | ".join(r) + " |" for r in rows]]

@@ -43,6 +43,7 @@ from dermsynth.figures import pyplot, save_figure
 from dermsynth.generate import load_generator, sample
 from dermsynth.models.classifier import load_classifier, predict_proba
 from dermsynth.storage import atomic_write_json, atomic_write_text, remove_folder
+from dermsynth.tables import markdown_table, percent
 from dermsynth.training.classifier_loop import train_classifier
 from dermsynth.training.runs import RunOptions
 
@@ -344,10 +345,6 @@ def summarise(runs: list[dict], arms: tuple[str, ...], where: str = "test") -> d
     return out
 
 
-def _pct(v, signed: bool = False) -> str:
-    return "" if v is None else (f"{100 * v:+.1f}" if signed else f"{100 * v:.1f}")
-
-
 def _ci(ci) -> str:
     return "n/a (one seed)" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
 
@@ -359,19 +356,17 @@ def summary_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
     rows = []
     for arm, s in summary["arms"].items():
         d = summary["differences"].get(arm)
-        recall = [_pct(s["recall_mean"][c]) + ("" if d is None or d["recall"][c]["mean"] is None else
-                                               f" ({_pct(d['recall'][c]['mean'], True)})") for c in CLASSES]
+        recall = [percent(s["recall_mean"][c]) + ("" if d is None or d["recall"][c]["mean"] is None else
+                                               f" ({percent(d['recall'][c]['mean'], True)})") for c in CLASSES]
         rows.append([arm, str(len(s["seeds"])),
-                     f"{_pct(s['balanced_accuracy_mean'])} ± {_pct(s['balanced_accuracy_std'])}",
-                     "" if d is None else _pct(d["balanced_accuracy_mean"], True),
+                     f"{percent(s['balanced_accuracy_mean'])} ± {percent(s['balanced_accuracy_std'])}",
+                     "" if d is None else percent(d["balanced_accuracy_mean"], True),
                      "" if d is None else _ci(d["balanced_accuracy_ci95"]), *recall])
     return headers, rows
 
 
 def summary_markdown(summary: dict) -> list[str]:
-    headers, rows = summary_rows(summary)
-    return ["| " + " | ".join(headers) + " |", "|---" * len(headers) + "|",
-            *["| " + " | ".join(row) + " |" for row in rows]]
+    return markdown_table(*summary_rows(summary))
 
 
 def upgrade(result: dict) -> dict:

@@ -15,6 +15,7 @@ import numpy as np
 from dermsynth.metrics.frechet import fid
 from dermsynth.metrics.kid import kid
 from dermsynth.metrics.prdc import prdc
+from dermsynth.tables import number
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ METRICS: dict[str, Callable[..., dict]] = {name: m.compute for name, m in REGIST
 
 
 def cell(value: float | None, column: Column) -> str:
-    return "" if value is None else f"{value * column.scale:.{column.digits}f}"
+    return number(value, column.digits, column.scale)
 
 
 def overall_table(blocks: dict[str, dict]) -> tuple[list[str], list[list[str]]]:

@@ -15,6 +15,7 @@ from dermsynth.data.index import CLASSES
 from dermsynth.evaluation.gan import comparisons
 from dermsynth.metrics import overall_table, per_class_table
 from dermsynth.storage import atomic_write_text
+from dermsynth.tables import number
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1100px; margin: 2em auto;
@@ -50,10 +51,8 @@ def _table(headers: list[str], rows: list[list], table_id: str) -> str:
 
 
 def _cell(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    if value is None or isinstance(value, float):
+        return number(value, 3 if value is None or abs(value) < 10 else 1, missing="–")
     return str(value)
 
 
