@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def number(value: float | int | None, digits: int = 3, scale: float = 1.0, signed: bool = False,
+def number(value: float | int | None, digits: int = 3, scale: float = 1.0, *, signed: bool = False,
            missing: str = "") -> str:
     """``value * scale`` with ``digits`` decimals (a sign always with ``signed``); ``missing`` for None."""
     if value is None:
@@ -11,9 +11,9 @@ def number(value: float | int | None, digits: int = 3, scale: float = 1.0, signe
     return f"{value * scale:{'+' if signed else ''}.{digits}f}"
 
 
-def percent(value: float | None, digits: int = 1, signed: bool = False, missing: str = "") -> str:
+def percent(value: float | None, digits: int = 1, *, signed: bool = False, missing: str = "") -> str:
     """A share in [0, 1] as a percentage number (no % sign)."""
-    return number(value, digits, 100, signed, missing)
+    return number(value, digits, 100, signed=signed, missing=missing)
 
 
 def markdown_table(headers: list[str], rows: list[list[str]], align: str = "") -> list[str]:

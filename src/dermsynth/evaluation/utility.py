@@ -357,10 +357,10 @@ def summary_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
     for arm, s in summary["arms"].items():
         d = summary["differences"].get(arm)
         recall = [percent(s["recall_mean"][c]) + ("" if d is None or d["recall"][c]["mean"] is None else
-                                               f" ({percent(d['recall'][c]['mean'], True)})") for c in CLASSES]
+                                               f" ({percent(d['recall'][c]['mean'], signed=True)})") for c in CLASSES]
         rows.append([arm, str(len(s["seeds"])),
                      f"{percent(s['balanced_accuracy_mean'])} ± {percent(s['balanced_accuracy_std'])}",
-                     "" if d is None else percent(d["balanced_accuracy_mean"], True),
+                     "" if d is None else percent(d["balanced_accuracy_mean"], signed=True),
                      "" if d is None else _ci(d["balanced_accuracy_ci95"]), *recall])
     return headers, rows
 
