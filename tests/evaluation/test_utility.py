@@ -93,7 +93,7 @@ def test_the_filter_keeps_the_first_images_the_judge_accepts(monkeypatch):
     proba = np.zeros((10, 7), np.float32)
     proba[:, 2] = [0.9, 0.1, 0.6, 0.59, 0.95, 0.0, 0.7, 0.2, 0.61, 0.3]
     monkeypatch.setattr(utility, "predict_proba", lambda model, x: proba[x[:, 0, 0, 0]])
-    monkeypatch.setattr("dermsynth.evaluation.detection._to_judge", lambda x, r, crop: x)
+    monkeypatch.setattr(utility, "at_judge_resolution", lambda x, r, crop: x)
     keep = utility.filter_images(images, 2, (None, {"resolution": 4, "crop": "center"}), 0.6)
     assert keep.tolist() == [True, False, True, False, True, False, True, False, True, False]
     # The pool takes the first accepted images in the order drawn, and says how many passed.

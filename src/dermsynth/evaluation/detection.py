@@ -53,7 +53,7 @@ COLUMNS = (
 )
 
 
-def _to_judge(images: np.ndarray, resolution: int, crop: str) -> np.ndarray:
+def at_judge_resolution(images: np.ndarray, resolution: int, crop: str) -> np.ndarray:
     """uint8 (N, H, W, 3) at the judge's resolution (resized the way the cache does it when needed)."""
     if images.shape[1:3] == (resolution, resolution):
         return images
@@ -69,7 +69,7 @@ def images_from_generator(
         raise DataError(f"--per-class must be >= 1, got {per_class}")
     G, _ = load_generator(generator, device)
     return {
-        name: _to_judge(sample(G, CLASS_TO_LABEL[name], per_class, seed, device=device), resolution, crop)
+        name: at_judge_resolution(sample(G, CLASS_TO_LABEL[name], per_class, seed, device=device), resolution, crop)
         for name in classes
     }
 

@@ -39,6 +39,7 @@ from dermsynth.config import ClassifierRunConfig, ConfigError, from_dict
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import load_split
 from dermsynth.evaluation.classification import LeakageError, classification_metrics, score_dataset
+from dermsynth.evaluation.detection import at_judge_resolution
 from dermsynth.figures import pyplot, save_figure
 from dermsynth.generate import load_generator, sample
 from dermsynth.models.classifier import load_classifier, predict_proba
@@ -153,10 +154,8 @@ def check_generator_data(snapshot: dict, generator: Path, split, index) -> str:
 
 def filter_images(images: np.ndarray, label: int, judge, threshold: float) -> np.ndarray:
     """The images whose judge probability for ``label`` is at least ``threshold`` (boolean mask)."""
-    from dermsynth.evaluation.detection import _to_judge
-
     model, meta = judge
-    proba = predict_proba(model, _to_judge(images, int(meta["resolution"]), meta["crop"]))
+    proba = predict_proba(model, at_judge_resolution(images, int(meta["resolution"]), meta["crop"]))
     return proba[:, label] >= threshold
 
 
@@ -171,7 +170,8 @@ def run_utility(
     external: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
-    """Train and score every arm and seed of ``utility`` into ``out``; returns the summary."""
+    """Train and score every arm and seed of ``utility`` into ``out``; returns what utility.json holds (the runs,
+    their summary, the generator check, the filter's acceptance and, with ``external``, its summary)."""
     utility = utility or utility_config()
     out, generator = Path(out), Path(generator)
     if "filter" in utility.arms and judge is None:
