@@ -38,6 +38,7 @@ from dermsynth.config import (
     classifier_config,
     gan_config,
     load_yaml,
+    result_settings,
     to_plain,
     typed_values,
 )
@@ -324,7 +325,7 @@ class Study:
         started = self.out / "stages" / f"{stage}.started"
         same = started.is_file() and started.read_text() == key
         if not same and (folder / "config.yaml").is_file():
-            same = _settings(yaml.safe_load((folder / "config.yaml").read_text())) == _settings(cfg)
+            same = result_settings(yaml.safe_load((folder / "config.yaml").read_text())) == result_settings(cfg)
         has_state = bool(list_states(folder / "checkpoints"))
         if not (same and has_state):  # the study's own sub-folder, nothing to continue (refused while in use)
             remove_folder(folder)
@@ -405,12 +406,7 @@ class Study:
     def stage_utility(self, key: str) -> None:
         from dermsynth.evaluation.utility import run_utility
 
-        folder = self.out / "eval" / "utility"
-        started = self.out / "stages" / "utility.started"
-        if not (started.is_file() and started.read_text() == key):
-            remove_folder(folder)  # finished trainings of other settings must not be reused
-        started.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(started, key)
+        folder = self.out / "eval" / "utility"  # each run checks its own fingerprint: only changed ones retrain
         external = self.cfg.utility.get("external")
         run_utility(self.out / "gan" / "generator.pt", self.data, self.out / "split.json", self.utility_cfg, folder,
                     utility=self.utility, judge=self.out / "judge" / "classifier.pt",
@@ -420,38 +416,6 @@ class Study:
         from dermsynth.report.html import write_report
 
         write_report(self.out)
-
-
-# Options added after a study format was fixed, with the value that keeps the earlier behaviour: at that value
-# they are left out of a stage's settings, so a study trained before they existed stays up to date (and its
-# trained GAN is not replaced) when dermsynth is upgraded.
-_NEUTRAL_ADDITIONS = {
-    "generator": {"arch": "dcgan"},
-    "discriminator": {"arch": "dcgan", "backbone_resolution": None, "head_channels": 128, "cmap_dim": 64,
-                      "mbstd_group": 0},
-    "loss": {"mode_seeking": 0.0},
-    "train": {"class_sampling": "uniform", "warmup_epochs": 0, "random_resized_crop": 0.0},
-}
-
-
-def _settings(cfg: Any) -> Any:
-    """A resolved config (dataclass or its YAML dict) as JSON values without where the data, cache and
-    pretrained weights live, nor the divergence guard's bounds: the data enter the stage keys by their content fingerprint, so moved or copied
-    data change nothing; options at the neutral value of :data:`_NEUTRAL_ADDITIONS` are left out."""
-    plain = json.loads(json.dumps(to_plain(cfg)))
-    for key in ("root", "cache_dir"):
-        plain.get("data", {}).pop(key, None)
-    plain.get("discriminator", {}).pop("backbone_weights", None)
-    plain.get("model", {}).pop("backbone_weights", None)
-    for key in [k for k in plain.get("train", {}) if k.startswith("divergence_")]:
-        del plain["train"][key]  # guards: they stop a run that fails, they change nothing a finished run computed
-    for section, neutral in _NEUTRAL_ADDITIONS.items():
-        values = plain.get(section)
-        if isinstance(values, dict):
-            for key, value in neutral.items():
-                if key in values and values[key] == value:
-                    del values[key]
-    return plain
 
 
 @dataclass(frozen=True)
@@ -475,13 +439,13 @@ STAGE_TABLE: tuple[Stage, ...] = (
     Stage("prepare", lambda s: (), lambda s: [s.out / "data-summary.json"],
           lambda s: {"phantom": s.cfg.phantom if s.uses_phantom else None}, Study.stage_prepare),
     Stage("split", lambda s: ("prepare",), lambda s: [s.out / "split.json"], lambda s: s.cfg.split, Study.stage_split),
-    Stage("gan", lambda s: ("split",), lambda s: [s.out / "gan" / "generator.pt"], lambda s: _settings(s.gan_cfg),
+    Stage("gan", lambda s: ("split",), lambda s: [s.out / "gan" / "generator.pt"], lambda s: result_settings(s.gan_cfg),
           Study.stage_gan),
     Stage("judge", lambda s: ("split",), lambda s: [s.out / "judge" / "classifier.pt"],
-          lambda s: _settings(s.judge_cfg), Study.stage_judge),
+          lambda s: result_settings(s.judge_cfg), Study.stage_judge),
     Stage("feature_judge", lambda s: ("split", "judge") if _own_features(s) else ("split",),
           lambda s: [s.feature_judge_path()],
-          lambda s: SAME_AS_JUDGE if _own_features(s) else _settings(s.feature_judge_cfg), Study.stage_feature_judge),
+          lambda s: SAME_AS_JUDGE if _own_features(s) else result_settings(s.feature_judge_cfg), Study.stage_feature_judge),
     Stage("generate", lambda s: ("gan",), lambda s: [s.out / "synthetic" / "grid.png"], lambda s: s.cfg.generate,
           Study.stage_generate),
     Stage("detection", lambda s: ("gan", "judge"), lambda s: [s.out / "eval" / "table3" / "table3.json"],
@@ -492,7 +456,7 @@ STAGE_TABLE: tuple[Stage, ...] = (
     # The filter arm's synthetic images are the ones the judge accepts.
     Stage("utility", lambda s: ("gan", "judge") if "filter" in s.utility.arms else ("gan",),
           lambda s: [s.out / "eval" / "utility" / "utility.json"],
-          lambda s: {**s.cfg.utility, "classifier": _settings(s.utility_cfg)}, Study.stage_utility),
+          lambda s: {**s.cfg.utility, "classifier": result_settings(s.utility_cfg)}, Study.stage_utility),
     Stage("report", lambda s: ("prepare", "split", "gan", "judge", "feature_judge", "generate", "detection", "metrics",
                                "utility"),
           lambda s: [s.out / "report.html"], lambda s: {"version": 1, "name": s.cfg.name}, Study.stage_report),

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from dermsynth.cli import main
-from dermsynth.data import CLASSES
+from dermsynth.data import CLASSES, DataError
 from dermsynth.evaluation.gan import EvaluationConfig, evaluate_gan, parse_measures
 from dermsynth.metrics import inception
 
@@ -48,3 +48,22 @@ def test_measures_need_their_inputs(tiny_gan, phantom_data, tmp_path):
     result = CliRunner().invoke(main, ["evaluate", "gan", "--generator", str(tiny_gan / "generator.pt"),
                                        "--data", str(phantom_data), "--measures", "utility", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "--utility-config" in result.output
+
+
+def test_imagenet_features_are_refused_as_the_judge_space_of_a_projected_gan(tiny_gan, phantom_data, tmp_path):
+    from dermsynth.checkpoint import CLASSIFIER_FORMAT, load_checkpoint, save_atomic
+    from dermsynth.config import to_plain
+    from dermsynth.models.classifier import Classifier, ClassifierConfig
+
+    snapshot = load_checkpoint(tiny_gan / "generator.pt")
+    assert snapshot["discriminator_arch"] == "dcgan"  # recorded by training
+    snapshot["discriminator_arch"] = "projected"
+    (tmp_path / "gan").mkdir()
+    save_atomic(snapshot, tmp_path / "gan" / "generator.pt")
+    (tmp_path / "gan" / "split.json").write_bytes((tiny_gan / "split.json").read_bytes())
+    cfg = ClassifierConfig(arch="effnet", resolution=32)
+    save_atomic({"format": CLASSIFIER_FORMAT, "model": Classifier(cfg, pretrained=False).state_dict(),
+                 "model_config": to_plain(cfg)}, tmp_path / "effnet.pt")
+    with pytest.raises(DataError, match="judge-space FID would not be independent"):
+        evaluate_gan(tmp_path / "gan" / "generator.pt", phantom_data, tmp_path / "eval",
+                     EvaluationConfig(measures=("fid",), spaces=("judge",), judge=tmp_path / "effnet.pt"))

@@ -98,27 +98,44 @@ def test_the_filter_keeps_the_first_images_the_judge_accepts(monkeypatch):
     assert keep.tolist() == [True, False, True, False, True, False, True, False, True, False]
     # The pool takes the first accepted images in the order drawn, and says how many passed.
     monkeypatch.setattr(utility, "sample", lambda G, label, n, seed: images[:n])
-    monkeypatch.setattr(utility, "load_classifier", lambda path: (None, {"resolution": 4, "crop": "center"}))
     cfg = utility_config({"arms": ["filter"], "topup_to": 3, "filter_confidence": 0.6, "filter_max_draws": 5})
     real = {c: 3 for c in CLASSES}
     real["bkl"] = 0  # bkl is class 2: 3 wanted, from 15 drawn (10 here)
-    pool, acceptance = utility._filtered_pool(None, real, cfg, "judge.pt")
+    pool, acceptance = utility._filtered_pool(None, real, cfg, (None, {"resolution": 4, "crop": "center"}))
     assert list(pool) == ["bkl"] and pool["bkl"][:, 0, 0, 0].tolist() == [0, 2, 4]
     assert acceptance["bkl"] == pytest.approx(0.5)
 
 
-def test_every_arm_runs_through_the_cli_and_finished_runs_are_reused(tiny_gan, tiny_judge, phantom_data, tmp_path):
+def test_every_arm_runs_through_the_cli_and_only_changed_runs_train_again(tiny_gan, tiny_judge, phantom_data,
+                                                                          tmp_path, monkeypatch):
+    from dermsynth.training import classifier_loop
+
+    shares = []
+    real_order = classifier_loop.epoch_order
+
+    def spy(labels, imbalance, seed, epoch, synthetic=None, synthetic_share=None):
+        order = real_order(labels, imbalance, seed, epoch, synthetic, synthetic_share)
+        if synthetic_share is not None:
+            shares.append((synthetic_share, float(synthetic[order].float().mean())))
+        return order
+
+    monkeypatch.setattr(classifier_loop, "epoch_order", spy)
     external = write_ham(tmp_path / "external", per_class=2, images_per_lesion=1)  # ids none of the train part has
     out = tmp_path / "eval"
     sets = [x for s in TINY_CLASSIFIER + ["train.epochs=1"] for x in ("--set", s)]
-    args = ["evaluate", "gan", "--generator", tiny_gan / "generator.pt", "--data", phantom_data,
-            "--judge", tiny_judge / "classifier.pt", "--measures", "utility", "--out", out,
-            "--utility-config", REPO / "configs/classifier-paper.yaml", *sets,
-            "--utility", f"arms=[{','.join(ARMS)}]", "--utility", "seeds=[0,1]", "--utility", "topup_to=12",
-            "--utility", "synthetic_per_class=6", "--utility", "pretrain_epochs=1",
-            "--utility", "filter_confidence=0.0", "--external", external, "--no-progress"]
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+
+    def run(*options):
+        args = ["evaluate", "gan", "--generator", tiny_gan / "generator.pt", "--data", phantom_data,
+                "--judge", tiny_judge / "classifier.pt", "--measures", "utility", "--out", out,
+                "--utility-config", REPO / "configs/classifier-paper.yaml", *sets,
+                "--utility", f"arms=[{','.join(ARMS)}]", "--utility", "seeds=[0,1]", "--utility", "topup_to=12",
+                "--utility", "synthetic_per_class=6", "--utility", "pretrain_epochs=1",
+                "--utility", "filter_confidence=1.0", "--external", external, "--no-progress", *options]
+        result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    output = run()
     folder = out / "utility"
     saved = json.loads((folder / "utility.json").read_text())
     assert len(saved["runs"]) == 2 * len(ARMS) and set(saved["summary"]["arms"]) == set(ARMS)
@@ -130,7 +147,8 @@ def test_every_arm_runs_through_the_cli_and_finished_runs_are_reused(tiny_gan, t
     info = lambda name: json.loads((folder / name / "run.json").read_text())  # noqa: E731
     assert info("synthetic-seed0")["train_images"] == 0
     assert set(info("synthetic-seed0")["synthetic_train_images_per_class"].values()) == {6}
-    assert info("balanced-seed0")["synthetic_share_per_class"] == 0.5
+    # balanced: the batches hold the share of synthetic images asked for (about half of each class's draws)
+    assert shares and all(share == 0.5 and 0.3 < drawn < 0.7 for share, drawn in shares)
     ratio = info("ratio-seed0")["synthetic_train_images_per_class"]
     assert ratio == {c: round(0.5 * n) for c, n in info("real-seed0")["train_images_per_class"].items()}
     # pretrain: synthetic only, then real only from those weights
@@ -138,15 +156,51 @@ def test_every_arm_runs_through_the_cli_and_finished_runs_are_reused(tiny_gan, t
     tuned = info("pretrain-seed0")
     assert tuned["initialised_from"] == str(folder / "pretrain-synthetic-stage-seed0" / "classifier.pt")
     assert sum(tuned["synthetic_train_images_per_class"].values()) == 0 and tuned["train_images"] > 0
-    # filter at confidence 0 keeps everything it wanted: the same images as topup
-    assert saved["filter_acceptance"] and all(v == 1.0 for v in saved["filter_acceptance"].values())
-    assert (info("filter-seed0")["synthetic_train_images_per_class"]
-            == info("real-plus-synthetic-seed0")["synthetic_train_images_per_class"])
+    # filter at confidence 1.0: the near-uniform tiny judge accepts nothing, so the arm trains on real images only
+    assert all(v == 0.0 for v in saved["filter_acceptance"].values()) and "pass the judge" in output
+    assert sum(info("filter-seed0")["synthetic_train_images_per_class"].values()) == 0
+    assert sum(info("real-plus-synthetic-seed0")["synthetic_train_images_per_class"].values()) > 0
     md = (folder / "utility.md").read_text()
     assert "95 % interval" in md and "external set" in md and (folder / "utility.png").is_file()
-    stamp = (folder / "real-seed0" / "classifier.pt").stat().st_mtime_ns
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0 and (folder / "real-seed0" / "classifier.pt").stat().st_mtime_ns == stamp
+
+    # Run again with topup_to changed: topup and filter train again, the other arms are reused.
+    stamp = {name: (folder / name / "classifier.pt").stat().st_mtime_ns
+             for name in ("real-seed0", "ratio-seed1", "real-plus-synthetic-seed0", "filter-seed1")}
+    output = run("--utility", "topup_to=10")
+    assert output.count("made by other settings") == 4  # topup and filter, two seeds each
+    assert (folder / "real-seed0" / "classifier.pt").stat().st_mtime_ns == stamp["real-seed0"]
+    assert (folder / "ratio-seed1" / "classifier.pt").stat().st_mtime_ns == stamp["ratio-seed1"]
+    assert (folder / "real-plus-synthetic-seed0" / "classifier.pt").stat().st_mtime_ns != stamp[
+        "real-plus-synthetic-seed0"]
+    assert json.loads((folder / "utility.json").read_text())["config"]["topup_to"] == 10
+
+
+def test_an_external_set_sharing_the_study_s_images_is_refused_before_training(tiny_gan, phantom_data, tmp_path):
+    cfg = classifier_config(load_yaml(REPO / "configs/classifier-paper.yaml"), TINY_CLASSIFIER + ["train.epochs=1"],
+                            data_root=phantom_data)
+    with pytest.raises(LeakageError, match="external set"):
+        run_utility(tiny_gan / "generator.pt", phantom_data, tiny_gan / "split.json", cfg, tmp_path / "u",
+                    external=phantom_data, progress=False)
+    assert not (tmp_path / "u").exists()  # refused before anything was written
+
+
+def test_a_network_trained_on_a_held_out_lesion_is_refused(tmp_path):
+    from dermsynth.data.splits import Split
+    from dermsynth.evaluation.utility import check_held_out
+
+    data = write_ham(tmp_path / "data", per_class=2, images_per_lesion=2)
+    index = open_index(data)
+    by_lesion = {}
+    for r in index.records:
+        by_lesion.setdefault(r.lesion_id, []).append(r.image_id)
+    lesion, (seen, held) = next((k, v) for k, v in by_lesion.items() if len(v) == 2)
+    others = [r.image_id for r in index.records if r.lesion_id != lesion]
+    split = Split(parts={"train": others, "val": [], "test": [held]}, seed=0, fractions={})
+    # Another photograph of a test lesion, under another image id: refused by lesion.
+    with pytest.raises(LeakageError, match=r"1 lesion\(s\)") as e:
+        check_held_out([seen], None, split, index, "the filter's judge j.pt")
+    assert "image(s)" not in str(e.value) and "the filter's judge j.pt was trained on" in str(e.value)
+    check_held_out(others, None, split, index, "a judge")  # the train part only: accepted
 
 
 def test_a_generator_that_saw_test_lesions_is_refused(tiny_gan, phantom_data, tmp_path):

@@ -187,3 +187,22 @@ def test_color_jitter_is_small_and_stays_in_range():
     assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
     assert 0 < (y - x).abs().mean() < 0.2
     assert torch.equal(color_jitter(x, 0.0), x)
+
+
+def test_init_from_starts_from_the_given_classifier_and_refuses_another_model(tiny_judge, phantom_data, tmp_path):
+    from dermsynth.checkpoint import CheckpointError
+
+    cfg = classifier_config(load_yaml(REPO / "configs" / "classifier-paper.yaml"),
+                            TINY_CLASSIFIER + ["train.epochs=1", "train.lr=1e-12"], data_root=phantom_data)
+    run = train_classifier(cfg, RunOptions(out=tmp_path / "tuned", progress=False),
+                           init_from=tiny_judge / "classifier.pt")
+    start, tuned = load_classifier(tiny_judge / "classifier.pt")[0].state_dict(), load_classifier(
+        run / "classifier.pt")[0].state_dict()
+    weights = [k for k in start if k.endswith("weight") and start[k].dim() > 1]
+    assert weights and all(torch.allclose(start[k], tuned[k], atol=1e-6) for k in weights)  # lr ~0: still the start
+    assert json.loads((run / "run.json").read_text())["initialised_from"] == str(tiny_judge / "classifier.pt")
+    wider = classifier_config(load_yaml(REPO / "configs" / "classifier-paper.yaml"),
+                              TINY_CLASSIFIER + ["train.epochs=1", "model.dense_units=32"], data_root=phantom_data)
+    with pytest.raises(CheckpointError, match="model config differs"):
+        train_classifier(wider, RunOptions(out=tmp_path / "wider", progress=False),
+                         init_from=tiny_judge / "classifier.pt")

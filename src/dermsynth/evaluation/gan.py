@@ -164,7 +164,14 @@ def evaluate_gan(generator: str | Path, data_root: str | Path, out: str | Path,
             report["inception_unavailable"] = str(e)
     if any(m in measures for m in FEATURE_MEASURES):
         if judge is not None and "judge" in wanted_spaces:
-            spaces.append(JudgeFeatures(judge))
+            space = JudgeFeatures(judge)
+            trained_against = snapshot.get("discriminator_arch") or (
+                "projected" if snapshot.get("preset") == "projected" else None)
+            if space.model.cfg.arch == "effnet" and trained_against == "projected":
+                raise DataError(f"{judge} is EfficientNet-Lite0 from ImageNet weights, the features the projected "
+                                "discriminator trained this generator against: its judge-space FID would not be "
+                                "independent. Pass a judge trained from scratch (e.g. configs/classifier-paper.yaml)")
+            spaces.append(space)
         if not spaces:
             raise DataError("no feature space: the Inception weights are missing or not asked for, and no --judge")
 

@@ -26,6 +26,7 @@ an interrupted study picks up where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import sys
@@ -35,15 +36,21 @@ from pathlib import Path
 import numpy as np
 
 from dermsynth.checkpoint import list_states, load_checkpoint
-from dermsynth.config import ClassifierRunConfig, ConfigError, from_dict
+from dermsynth.config import ClassifierRunConfig, ConfigError, from_dict, result_settings
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import load_split
-from dermsynth.evaluation.classification import LeakageError, classification_metrics, score_dataset
+from dermsynth.evaluation.classification import (
+    LeakageError,
+    check_no_leakage,
+    classification_metrics,
+    score_dataset,
+)
 from dermsynth.evaluation.detection import at_judge_resolution
 from dermsynth.figures import pyplot, save_figure
 from dermsynth.generate import load_generator, sample
 from dermsynth.models.classifier import load_classifier, predict_proba
-from dermsynth.storage import atomic_write_json, atomic_write_text, remove_folder
+from dermsynth.errors import FolderError
+from dermsynth.storage import atomic_write_json, atomic_write_text, is_owned, remove_folder, sha256_file
 from dermsynth.tables import markdown_table, percent
 from dermsynth.training.classifier_loop import train_classifier
 from dermsynth.training.runs import RunOptions
@@ -120,6 +127,22 @@ def _folder_name(arm: str, seed: int, part: str = "") -> str:
     return f"{name}{part}-seed{seed}"
 
 
+def check_held_out(ids, lesions, split, index, what: str) -> None:
+    """Refuse a network (``what``) trained on any val or test image, or any image of a val or test lesion, of
+    ``split``: its output would carry those patients into the study."""
+    lesion_of = {r.image_id: r.lesion_id for r in index.records}
+    lesions = set(lesions if lesions is not None else (lesion_of[i] for i in ids if i in lesion_of))
+    held_out = [i for part in ("val", "test") for i in split.parts.get(part, [])]
+    seen_images = sorted(set(ids) & set(held_out))
+    seen_lesions = sorted({lesion_of[i] for i in held_out if i in lesion_of} & lesions)
+    if seen_images or seen_lesions:
+        found = [f"{len(seen_images)} image(s) (e.g. {', '.join(seen_images[:3])})"] if seen_images else []
+        if seen_lesions:
+            found.append(f"{len(seen_lesions)} lesion(s) (e.g. {', '.join(seen_lesions[:3])})")
+        raise LeakageError(f"{what} was trained on {' and '.join(found)} of this split's val or test part: "
+                           "its output would carry those patients into the classifier's training")
+
+
 def check_generator_data(snapshot: dict, generator: Path, split, index) -> str:
     """Refuse a generator that saw any val or test image, or any image of a val or test lesion, of ``split``.
 
@@ -138,18 +161,21 @@ def check_generator_data(snapshot: dict, generator: Path, split, index) -> str:
                             "version, or put its run's split.json next to it")
         ids = load_split(beside).parts["train"]
         source = f"the train part of {beside}"
-    lesion_of = {r.image_id: r.lesion_id for r in index.records}
-    lesions = set(lesions if lesions is not None else (lesion_of[i] for i in ids if i in lesion_of))
-    held_out = [i for part in ("val", "test") for i in split.parts.get(part, [])]
-    seen_images = sorted(set(ids) & set(held_out))
-    seen_lesions = sorted({lesion_of[i] for i in held_out if i in lesion_of} & lesions)
-    if seen_images or seen_lesions:
-        found = [f"{len(seen_images)} image(s) (e.g. {', '.join(seen_images[:3])})"] if seen_images else []
-        if seen_lesions:
-            found.append(f"{len(seen_lesions)} lesion(s) (e.g. {', '.join(seen_lesions[:3])})")
-        raise LeakageError(f"the generator {generator} was trained on {' and '.join(found)} of this split's val or "
-                           "test part: its images would carry those patients into the classifier's training")
+    check_held_out(ids, lesions, split, index, f"the generator {generator}")
     return f"checked against {source}: no val or test image or lesion"
+
+
+def check_external(external: Path, split, index, generator_ids: list[str]) -> str:
+    """Refuse an external test set sharing an image or lesion with the split's train part or the generator's
+    train images (before anything trains); returns its content fingerprint."""
+    ext = open_index(external, lesions_required=False)
+    lesion_of = {r.image_id: r.lesion_id for r in index.records}
+    train = set(split.parts["train"]) | set(generator_ids)
+    check_no_leakage([r.image_id for r in ext.records], [r.lesion_id for r in ext.records],
+                     {"train_image_ids": sorted(train), "train_lesion_ids": sorted({lesion_of[i] for i in train
+                                                                                    if i in lesion_of})},
+                     f"external set {external}")
+    return ext.fingerprint()
 
 
 def filter_images(images: np.ndarray, label: int, judge, threshold: float) -> np.ndarray:
@@ -171,12 +197,16 @@ def run_utility(
     progress: bool = True,
 ) -> dict:
     """Train and score every arm and seed of ``utility`` into ``out``; returns what utility.json holds (the runs,
-    their summary, the generator check, the filter's acceptance and, with ``external``, its summary)."""
+    their summary, the generator check, the filter's acceptance and, with ``external``, its summary).
+
+    Every run folder records what made it (its fingerprint): a run whose settings, generator, split or
+    synthetic images changed is trained again, one that matches is reused, and a new external set only
+    adds its scores.
+    """
     utility = utility or utility_config()
     out, generator = Path(out), Path(generator)
     if "filter" in utility.arms and judge is None:
         raise DataError("the filter arm needs a judge (a classifier.pt) to keep the synthetic images it recognises")
-    out.mkdir(parents=True, exist_ok=True)
     index = open_index(data_root)
     split = load_split(split_file)
     part_of = split.part_of()
@@ -185,16 +215,29 @@ def run_utility(
         if part_of.get(r.image_id) == "train":
             real_counts[r.dx] += 1
     G, _ = load_generator(generator)
-    checked = check_generator_data(load_checkpoint(generator), generator, split, index)
+    snapshot = load_checkpoint(generator)
+    checked = check_generator_data(snapshot, generator, split, index)
     if G.cfg.resolution != cfg.data.resolution:
         raise DataError(f"the generator makes {G.cfg.resolution} px images; the classifier config wants "
                         f"{cfg.data.resolution} px")
+    judge_model = None
+    if "filter" in utility.arms:
+        judge_model = load_classifier(judge)
+        check_held_out(judge_model[1]["train_image_ids"], judge_model[1]["train_lesion_ids"], split, index,
+                       f"the filter's judge {judge}")
+    scoring = None
+    if external is not None:
+        scoring = {"data": str(external), "fingerprint": check_external(
+            Path(external), split, index, snapshot.get("train_image_ids") or split.parts["train"])}
+    out.mkdir(parents=True, exist_ok=True)
 
     # One synthetic pool for all arms and seeds: image k of class c is the same everywhere.
     need = {c: max(synthetic_counts(real_counts, a, utility)[c] for a in utility.arms if a != "filter")
             for c in CLASSES}
     pool = {c: sample(G, CLASSES.index(c), n, utility.synthetic_seed) for c, n in need.items() if n > 0}
-    filtered, acceptance = _filtered_pool(G, real_counts, utility, judge) if "filter" in utility.arms else ({}, {})
+    filtered, acceptance = _filtered_pool(G, real_counts, utility, judge_model) if judge_model else ({}, {})
+    sources = {"generator": sha256_file(generator), "split": split.sha256(),
+               "judge": sha256_file(judge) if judge_model else None}
 
     runs = []
     for arm in utility.arms:
@@ -205,11 +248,12 @@ def run_utility(
         if chosen:
             synthetic = (np.concatenate(list(chosen.values())),
                          np.concatenate([np.full(len(x), CLASSES.index(c)) for c, x in chosen.items()]))
+        used = {c: int(len(chosen.get(c, ()))) for c in CLASSES}
         for seed in utility.seeds:
-            record = _train_arm(arm, seed, cfg, utility, out, Path(split_file), data_root, synthetic, external,
-                                progress)
-            record["synthetic_per_class"] = {c: int(len(chosen.get(c, ()))) for c in CLASSES}
-            runs.append(record)
+            made_by = _fingerprint(arm, seed, cfg, utility, sources, used)
+            record = _train_arm(arm, seed, cfg, utility, out, Path(split_file), data_root, synthetic, scoring,
+                                made_by, progress)
+            runs.append({**record, "synthetic_per_class": used})
     result = {"runs": runs, "summary": summarise(runs, utility.arms, "test"), "real_train_per_class": real_counts,
               "generator": str(generator), "generator_check": checked, "classifier": cfg.name,
               "config": dataclasses.asdict(utility), "filter_acceptance": acceptance or None}
@@ -221,11 +265,35 @@ def run_utility(
     return result
 
 
+ARM_OPTIONS = {
+    "real": (),
+    "topup": ("topup_to", "synthetic_seed"),
+    "ratio": ("ratio", "synthetic_seed"),
+    "balanced": ("real_fraction", "synthetic_per_class", "synthetic_seed"),
+    "pretrain": ("pretrain_epochs", "synthetic_per_class", "synthetic_seed"),
+    "filter": ("topup_to", "filter_confidence", "filter_max_draws", "synthetic_seed"),
+    "synthetic": ("synthetic_per_class", "synthetic_seed"),
+}
+"""The options each arm's classifier depends on (real depends on none: a new generator keeps the baseline)."""
+
+
+def _fingerprint(arm: str, seed: int, cfg: ClassifierRunConfig, utility: UtilityConfig, sources: dict,
+                 used: dict[str, int]) -> str:
+    """What made an arm's classifier for a seed: if any of it changes, the classifier is trained again."""
+    payload = {"arm": arm, "seed": seed, "classifier": result_settings(cfg), "split": sources["split"],
+               "options": {k: getattr(utility, k) for k in ARM_OPTIONS[arm]}}
+    if arm != BASELINE:
+        payload.update(generator=sources["generator"], synthetic_per_class=used)
+    if arm == "filter":
+        payload["judge"] = sources["judge"]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def _filtered_pool(G, real_counts: dict[str, int], utility: UtilityConfig,
-                   judge: str | Path) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Per class, the first images of the synthetic stream that the judge accepts (as many as the arm
-    wants, from at most ``filter_max_draws`` times as many drawn), and the share of drawn images accepted."""
-    model = load_classifier(judge)
+                   model: tuple) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Per class, the first images of the synthetic stream that the judge (``model``: a loaded classifier and
+    its snapshot's entries) accepts, as many as the arm wants from at most ``filter_max_draws`` times as many
+    drawn, and the share of drawn images accepted."""
     pool, acceptance = {}, {}
     for c, n in synthetic_counts(real_counts, "filter", utility).items():
         if n == 0:
@@ -249,35 +317,51 @@ def _scores(run_dir: Path, data_root, split: str) -> dict:
 
 
 def _train_arm(arm: str, seed: int, cfg: ClassifierRunConfig, utility: UtilityConfig, out: Path, split_file: Path,
-               data_root, synthetic, external, progress: bool) -> dict:
-    """Train (or reuse) one arm's classifier for one seed and score it; the record is saved beside it."""
+               data_root, synthetic, scoring: dict | None, made_by: str, progress: bool) -> dict:
+    """Train (or reuse) one arm's classifier for one seed and score it; the record is saved beside it.
+
+    Runs made by other settings (another fingerprint beside them, or none: made before fingerprints) are
+    trained again; an unfinished one of the same settings resumes; an external set the record was not
+    scored on is scored and added."""
     run_dir = out / _folder_name(arm, seed)
+    stage_dir = out / _folder_name(arm, seed, "-synthetic-stage")
     result_file = run_dir / "utility.json"
-    if result_file.is_file():
-        record = json.loads(result_file.read_text())
-        record["arm"] = _LEGACY_NAMES.get(record.pop("setting", None), record.get("arm", arm))
-        if external is None or "external" in record:
-            return record
-    else:
+    made_by_file = run_dir.with_name(run_dir.name + ".made-by")  # beside it: written before training starts
+    if (run_dir.exists() or stage_dir.exists()) and \
+            (not made_by_file.is_file() or made_by_file.read_text() != made_by):
+        print(f"note: {run_dir.name} was made by other settings (or by an older version); training it again",
+              file=sys.stderr)
+        for folder in (run_dir, stage_dir):
+            _discard(folder)
+    record = json.loads(result_file.read_text()) if result_file.is_file() else None
+    if record is None:
+        atomic_write_text(made_by_file, made_by)
         seeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
         init_from = None
         if arm == "pretrain":
-            first = out / _folder_name(arm, seed, "-synthetic-stage")
             stage = dataclasses.replace(seeded, train=dataclasses.replace(
                 seeded.train, epochs=utility.pretrain_epochs,
                 warmup_epochs=min(seeded.train.warmup_epochs, utility.pretrain_epochs)))
-            _train_once(stage, first, split_file, progress, synthetic=synthetic, use_real=False)
-            init_from = first / "classifier.pt"
+            _train_once(stage, stage_dir, split_file, progress, synthetic=synthetic, use_real=False)
+            init_from = stage_dir / "classifier.pt"
         _train_once(seeded, run_dir, split_file, progress,
                     synthetic=None if arm in (BASELINE, "pretrain") else synthetic,
                     use_real=arm != "synthetic",
                     synthetic_share=1 - utility.real_fraction if arm == "balanced" else None,
                     init_from=init_from)
-        record = {"arm": arm, "seed": seed, **_scores(run_dir, data_root, "test")}
-    if external is not None:
-        record["external"] = _scores(run_dir, external, "all")
+        record = {"arm": arm, "seed": seed, "made_by": made_by, **_scores(run_dir, data_root, "test")}
+    if scoring is not None and record.get("external", {}).get("fingerprint") != scoring["fingerprint"]:
+        record["external"] = {**scoring, **_scores(run_dir, scoring["data"], "all")}
     atomic_write_text(result_file, json.dumps(record, indent=1))
     return record
+
+
+def _discard(folder: Path) -> None:
+    """Delete a classifier run of this study's own; anything else in its place is refused, never deleted."""
+    if folder.exists() and not is_owned(folder, "classifier-run"):
+        raise FolderError(f"{folder} is in the way of a utility run and is not a dermsynth classifier run; "
+                          "move it away or choose another --out")
+    remove_folder(folder)
 
 
 def _train_once(cfg: ClassifierRunConfig, run_dir: Path, split_file: Path, progress: bool, **kwargs) -> None:
@@ -286,7 +370,7 @@ def _train_once(cfg: ClassifierRunConfig, run_dir: Path, split_file: Path, progr
         return  # a finished stage (the synthetic pre-training of an arm whose fine-tuning stopped)
     resume = "auto" if list_states(run_dir / "checkpoints") else None
     if resume is None:
-        remove_folder(run_dir)  # a start of this study's own that never saved a state (refused while in use)
+        _discard(run_dir)  # a start of this study's own that never saved a state (refused while in use)
     train_classifier(cfg, RunOptions(out=run_dir, split_file=split_file, resume=resume, progress=progress), **kwargs)
 
 
@@ -391,7 +475,9 @@ def utility_markdown(result: dict) -> str:
         lines += ["", "filter: share of drawn images the judge accepted: "
                   + ", ".join(f"{c} {100 * v:.1f} %" for c, v in result["filter_acceptance"].items())]
     lines += ["", "Mean ± standard deviation over seeds, in %; paired differences arm minus real seed by seed, "
-              "with the 95 % t-interval over seeds (recall changes in brackets)."]
+              "with the 95 % t-interval over seeds (recall changes in brackets). The interval covers the "
+              "variation between trainings only: every seed is scored on the same test images, so the sampling "
+              "error of the test set (large for classes with few test images, such as df and vasc) is not in it."]
     return "\n".join(lines) + "\n"
 
 

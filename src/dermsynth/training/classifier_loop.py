@@ -163,7 +163,9 @@ class ClassifierTrainer:
         self.synthetic = torch.from_numpy(mask)
         self.synthetic_share = synthetic_share
         weights = class_weights(np.asarray(train_labels), self.cfg.model.num_classes)
-        self.loss_weights = weights.to(self.device) if self.cfg.train.imbalance == "weighted_loss" else None
+        # Class-balanced draws (synthetic_share) already balance the classes: no loss weights on top.
+        weighted = self.cfg.train.imbalance == "weighted_loss" and synthetic_share is None
+        self.loss_weights = weights.to(self.device) if weighted else None
 
     def train_epoch(self, on_step=None) -> dict[str, float]:
         """One pass over the train part; returns the epoch's mean loss and accuracy on augmented batches."""

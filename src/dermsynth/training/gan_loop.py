@@ -300,6 +300,7 @@ class Trainer:
             "format": SNAPSHOT_FORMAT,
             "G_ema": self.G_ema.state_dict(),
             "generator_config": to_plain(self.cfg.generator),
+            "discriminator_arch": self.cfg.discriminator.arch,  # projected: trained against ImageNet features
             "classes": list(CLASSES),
             "step": self.step,
             "images_seen": self.images_seen,
