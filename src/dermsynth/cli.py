@@ -59,6 +59,9 @@ DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, c
 CACHE_DIR = click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
                          help="Cache folder [default: $DERMSYNTH_CACHE or ~/.cache/dermsynth].")
 NO_PROGRESS = click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
+TTA_OPTION = click.option("--tta", default="none", show_default=True, type=click.Choice(["none", "flips", "dihedral"]),
+                          help="Test-time augmentation: average the judge's probabilities over 4 flips or all 8 "
+                               "flips/rotations.")
 """Options several commands share, declared once."""
 
 
@@ -275,8 +278,7 @@ def train_classifier_cmd(config_path: Path, data_root: Path, out: Path, split_fi
               help="A part of the classifier's saved split, or all images (an external test set).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: <checkpoint folder>/eval-<split>].")
-@click.option("--tta", default="none", show_default=True, type=click.Choice(["none", "flips", "dihedral"]),
-              help="Test-time augmentation: average the probabilities over 4 flips or all 8 flips/rotations.")
+@TTA_OPTION
 @FORMAT
 @CACHE_DIR
 @DEVICE
@@ -315,18 +317,19 @@ def evaluate() -> None:
 @FORMAT
 @CACHE_DIR
 @DEVICE
+@TTA_OPTION
 @NO_PROGRESS
 @_clean_errors
 def detection(judge: Path, generator: Path | None, images: Path | None, data_root: Path | None, per_class: int,
               classes: str | None, seed: int, out: Path | None, fmt: str, cache_dir: Path | None, device: str,
-              no_progress: bool) -> None:
+              tta: str, no_progress: bool) -> None:
     """The paper's Table III: per class, how often and how confidently the judge sees the intended class."""
     from dermsynth.evaluation.detection import evaluate_detection
 
     out = out or judge.parent / "table3"
     evaluate_detection(judge, out, generator=generator, images=images, data_root=data_root, per_class=per_class,
                        classes=classes, seed=seed, fmt=fmt, cache_dir=cache_dir, device=device,
-                       progress=not no_progress)
+                       progress=not no_progress, tta=tta)
     click.echo((out / "table3.md").read_text())
     click.echo(f"Table III written to {out} (table3.md, table3.csv, table3.json)")
 

@@ -63,6 +63,18 @@ def test_table3_from_a_checkpoint_and_from_its_export_agree(tiny_judge, generato
         assert row["real_test_recall_pct"] == round(100 * recall, 2)
         assert row["real_test_images"] == per_class[name]["support"]
 
+    # With test-time flips: both the generated images and the ceiling are judged on the mean of 4 views.
+    result = invoke("evaluate", "detection", "--generator", generator, "--judge", judge, "--per-class", 3,
+                    "--data", phantom_data, "--out", tmp_path / "t3-tta", "--tta", "flips", "--no-progress")
+    assert result.exit_code == 0, result.output
+    flipped = {r["class"]: r for r in json.loads((tmp_path / "t3-tta" / "table3.json").read_text())["rows"]}
+    proba = predict_proba(model, sample(G, 3, 3, seed=0), tta="flips")
+    assert flipped["bcc"]["avg_confidence_pct"] == round(100 * float(proba[:, 3].mean()), 2)
+    result = invoke("evaluate-classifier", "--checkpoint", judge, "--data", phantom_data, "--tta", "flips",
+                    "--out", tmp_path / "eval-tta", "--no-progress")
+    per_class = json.loads((tmp_path / "eval-tta" / "metrics.json").read_text())["per_class"]
+    assert all(row["real_test_recall_pct"] == round(100 * per_class[n]["recall"], 2) for n, row in flipped.items())
+
     # The same images exported as PNGs and judged from the folder give the same figures.
     export = generate_images(generator, tmp_path / "export", per_class=3, classes="nv,bcc,mel,bkl", seed=0,
                              progress=False)

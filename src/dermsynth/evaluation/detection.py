@@ -29,7 +29,7 @@ from dermsynth.data.cache import crop_resize
 from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError, check_nonempty, open_index
 from dermsynth.evaluation.classification import check_no_leakage, classification_metrics, score_dataset
 from dermsynth.generate import load_generator, parse_classes, sample
-from dermsynth.models.classifier import load_classifier, predict_proba
+from dermsynth.models.classifier import TTA, load_classifier, predict_proba
 from dermsynth.storage import atomic_write_text, sha256_file
 from dermsynth.tables import number
 
@@ -150,8 +150,14 @@ def evaluate_detection(
     cache_dir: str | Path | None = None,
     device: str = "cpu",
     progress: bool = True,
+    tta: str = "none",
 ) -> list[dict]:
-    """Judge generated images per class (from ``generator`` or an ``images`` folder); write Table III to ``out``."""
+    """Judge generated images per class (from ``generator`` or an ``images`` folder); write Table III to ``out``.
+
+    ``tta`` (flips or dihedral) averages the judge's probabilities over flipped views, for the generated
+    images and the real test images of the ceiling alike."""
+    if tta not in TTA:
+        raise DataError(f"--tta {tta!r} is not one of {', '.join(TTA)}")
     if (generator is None) == (images is None):
         raise DataError("give exactly one of --generator (a generator snapshot) or --images (a generated folder)")
     judge = Path(judge)
@@ -174,7 +180,7 @@ def evaluate_detection(
         "avg confidence %: the judge's mean probability for the intended class.",
     ]
     if data_root is not None:
-        scored = score_dataset(model, meta, data_root, "test", fmt, cache_dir, progress)
+        scored = score_dataset(model, meta, data_root, "test", fmt, cache_dir, progress, tta)
         per_class_metrics = classification_metrics(scored.labels, scored.proba, tuple(meta["classes"]))["per_class"]
         real_recall = {name: (m["recall"], m["support"]) for name, m in per_class_metrics.items()}
         notes.append("real-test recall %: the judge's recall on the real images of that class in the test part of "
@@ -186,9 +192,13 @@ def evaluate_detection(
                  "scored on an image-level split drawn after oversampling, so its figures are not directly "
                  "comparable.")
 
-    judged = {name: predict_proba(model, imgs) for name, imgs in by_class.items()}
+    judged = {name: predict_proba(model, imgs, tta=tta) for name, imgs in by_class.items()}
+    if tta != "none":
+        notes.append(f"test-time augmentation: the judge's probabilities are the mean over {TTA[tta]} flipped views "
+                     "of each image, generated and real alike.")
     rows = detection_rows(judged, real_recall)
     info = {
+        "tta": tta,
         "judge": {"path": str(judge), "sha256": sha256_file(judge), "best_epoch": meta["best_epoch"],
                   "val_balanced_accuracy": meta["val_balanced_accuracy"], "split_sha256": meta["split_sha256"]},
         "source": source,
