@@ -63,7 +63,14 @@ def test_imagenet_features_are_refused_as_the_judge_space_of_a_projected_gan(tin
     (tmp_path / "gan" / "split.json").write_bytes((tiny_gan / "split.json").read_bytes())
     cfg = ClassifierConfig(arch="effnet", resolution=32)
     save_atomic({"format": CLASSIFIER_FORMAT, "model": Classifier(cfg, pretrained=False).state_dict(),
-                 "model_config": to_plain(cfg)}, tmp_path / "effnet.pt")
+                 "model_config": to_plain(cfg), "resolution": 32, "crop": "center", "best_epoch": 1,
+                 "val_balanced_accuracy": 0.0, "split_sha256": ""}, tmp_path / "effnet.pt")
     with pytest.raises(DataError, match="judge-space FID would not be independent"):
         evaluate_gan(tmp_path / "gan" / "generator.pt", phantom_data, tmp_path / "eval",
                      EvaluationConfig(measures=("fid",), spaces=("judge",), judge=tmp_path / "effnet.pt"))
+    # Table III with that judge runs, but says that its rates favour this generator.
+    from dermsynth.evaluation.detection import evaluate_detection
+
+    evaluate_detection(tmp_path / "effnet.pt", tmp_path / "t3", generator=tmp_path / "gan" / "generator.pt",
+                       per_class=2, progress=False)
+    assert "not an independent measure" in (tmp_path / "t3" / "table3.md").read_text()

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dermsynth.checkpoint import load_checkpoint
 from dermsynth.data.cache import crop_resize
 from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError, check_nonempty, open_index
 from dermsynth.evaluation.classification import check_no_leakage, classification_metrics, score_dataset
@@ -169,6 +170,9 @@ def evaluate_detection(
         source = {"generator": str(generator), "generator_sha256": sha256_file(generator), "seed": seed,
                   "per_class": per_class,
                   "description": f"{per_class} per class from `{generator}`, seed {seed}"}
+        snapshot = load_checkpoint(generator)
+        trained_against = snapshot.get("discriminator_arch") or (
+            "projected" if snapshot.get("preset") == "projected" else None)
     else:
         names = parse_classes(classes) if classes else None
         by_class = images_from_folder(images, names, resolution, crop, meta)
@@ -188,6 +192,12 @@ def evaluate_detection(
     else:
         notes.append("real-test recall % is empty: pass --data DIR (the judge's data) to fill in the ceiling.")
         print("warning: no --data given; the real-test recall (ceiling) column is left empty", file=sys.stderr)
+    if generator is not None and trained_against == "projected" and meta["model_config"].get("arch") == "effnet":
+        shared = ("the judge is EfficientNet-Lite0 from ImageNet weights, the network whose features the projected "
+                  "discriminator trained this generator against: its detection rates favour this generator and "
+                  "are not an independent measure; judge it with a classifier trained from scratch as well.")
+        notes.append(shared)
+        print(f"warning: {shared}", file=sys.stderr)
     notes.append("paper columns: the published Table III, printed for comparison only; the paper's judge was "
                  "scored on an image-level split drawn after oversampling, so its figures are not directly "
                  "comparable.")
