@@ -28,7 +28,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field, make_dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,7 +44,7 @@ from dermsynth.config import (
     typed_values,
 )
 from dermsynth.data.index import DataError, open_index
-from dermsynth.evaluation.utility import utility_config
+from dermsynth.evaluation.utility import UtilityConfig, utility_config
 from dermsynth.storage import (
     LOCK,
     FolderError,
@@ -65,84 +66,125 @@ SAME_AS_JUDGE = "judge"
 
 
 @dataclass
+class Preset:
+    """A preset (a path relative to the study file, or absolute) and its --set overrides."""
+
+    preset: str
+    set: tuple[str, ...] = ()
+
+
+@dataclass
+class PhantomSection:
+    """Phantom data drawn when no --data is given (not medical data)."""
+
+    per_class: int = 60
+    size: int = 64
+    seed: int = 0
+
+
+@dataclass
+class SplitSection:
+    """The lesion-grouped split every stage shares."""
+
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    seed: int = 0
+
+
+@dataclass
+class Sampling:
+    """How many images per class, drawn from which noise seed."""
+
+    per_class: int = 100
+    seed: int = 0
+
+
+@dataclass
+class MetricsSection:
+    """Generative metrics to compute (fid, kid, prdc, memorisation) and their feature spaces (inception, judge)."""
+
+    measures: tuple[str, ...] = ("fid", "kid", "prdc", "memorisation")
+    spaces: tuple[str, ...] = ("inception", "judge")
+
+
+@dataclass
+class UtilitySection(UtilityConfig):
+    """The utility study: its classifier preset and overrides, the options of
+    :class:`~dermsynth.evaluation.utility.UtilityConfig`, and ``external``, a dataset in HAM10000 layout
+    that scores every arm too."""
+
+    preset: str = "classifier-paper.yaml"
+    set: tuple[str, ...] = ()
+    external: str | None = None
+
+
+@dataclass
 class StudyConfig:
-    """A whole study: which presets train the GAN and the judge, and what is measured."""
+    """A whole study: which presets train the GAN and the judges, and what is measured."""
 
     name: str = "study"
     """Name shown in the report."""
-    phantom: dict[str, int] = field(default_factory=lambda: {"per_class": 60, "size": 64, "seed": 0})
-    """Phantom data drawn when no --data is given: per_class, size, seed (not medical data)."""
-    split: dict[str, Any] = field(default_factory=lambda: {"fractions": [0.7, 0.1, 0.2], "seed": 0})
-    """Split settings: fractions (train, val, test) and seed."""
-    gan: dict[str, Any] = field(default_factory=lambda: {"preset": "best.yaml", "set": []})
-    """GAN preset (path relative to this file) and --set overrides."""
-    judge: dict[str, Any] = field(default_factory=lambda: {"preset": "classifier-resnet.yaml", "set": []})
+    phantom: PhantomSection = field(default_factory=PhantomSection)
+    split: SplitSection = field(default_factory=SplitSection)
+    gan: Preset = field(default_factory=lambda: Preset("best.yaml"))
+    """GAN preset and overrides."""
+    judge: Preset = field(default_factory=lambda: Preset("classifier-resnet.yaml"))
     """Judge classifier preset and overrides: the classifier that scores Table III."""
-    feature_judge: dict[str, Any] = field(default_factory=lambda: {"preset": SAME_AS_JUDGE, "set": []})
+    feature_judge: Preset = field(default_factory=lambda: Preset(SAME_AS_JUDGE))
     """The classifier whose penultimate features are the judge space of FID/KID/PRDC and memorisation:
     ``judge`` (the judge itself) or a classifier preset and overrides, trained in feature-judge/. A network
     pretrained on ImageNet is refused there when the GAN's discriminator sees ImageNet features (projected):
     the measure would share the features the generator was trained against."""
-    generate: dict[str, int] = field(default_factory=lambda: {"per_class": 100, "seed": 0})
+    generate: Sampling = field(default_factory=Sampling)
     """Synthetic export: images per class and noise seed."""
-    detection: dict[str, int] = field(default_factory=lambda: {"per_class": 100, "seed": 0})
+    detection: Sampling = field(default_factory=Sampling)
     """Table III: images per class and noise seed."""
-    metrics: dict[str, Any] = field(default_factory=lambda: {
-        "measures": ["fid", "kid", "prdc", "memorisation"], "spaces": ["inception", "judge"]})
-    """Generative metrics to compute (any of fid, kid, prdc, memorisation) and feature spaces (inception, judge)."""
-    utility: dict[str, Any] = field(default_factory=lambda: {
-        "preset": "classifier-paper.yaml", "set": [], "seeds": [0, 1, 2], "topup_to": 500, "synthetic_per_class": 500})
-    """Utility study: classifier preset, overrides, and the options of
-    :class:`~dermsynth.evaluation.utility.UtilityConfig` (arms, seeds, topup_to, ratio, real_fraction,
-    pretrain_epochs, filter_confidence, ...); ``external``: a dataset in HAM10000 layout that scores
-    every arm too."""
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    utility: UtilitySection = field(default_factory=UtilitySection)
 
 
-# The types of the study sections' values: checked (and numbers in any YAML spelling taken) by the same parser
-# as every preset, all problems at once.
-_STUDY_TYPES: dict[str, dict[str, Any]] = {
-    "phantom": {"per_class": int, "size": int, "seed": int},
-    "split": {"fractions": tuple[float, float, float], "seed": int},
-    "gan": {"preset": str, "set": list[str]},
-    "judge": {"preset": str, "set": list[str]},
-    "feature_judge": {"preset": str, "set": list[str]},
-    "generate": {"per_class": int, "seed": int},
-    "detection": {"per_class": int, "seed": int},
-    "metrics": {"measures": list[str], "spaces": list[str]},
-    "utility": {"preset": str, "set": list[str], "external": str, "arms": list[str], "seeds": list[int],
-                "topup_to": int, "ratio": float, "real_fraction": float, "pretrain_epochs": int,
-                "filter_confidence": float, "filter_max_draws": int, "synthetic_per_class": int,
-                "synthetic_seed": int},
-}
+_UTILITY_FIRST = ("preset", "set", "seeds", "topup_to", "synthetic_per_class")
+"""The utility options of the first studies: the others enter a study's keys only away from their defaults,
+so that a study made before they existed stays up to date."""
+
+
+def section_settings(section: Any) -> dict[str, Any]:
+    """A study section as the JSON values its stage key hashes (the utility section's later options only
+    where they differ from their defaults)."""
+    plain = json.loads(json.dumps(to_plain(section)))
+    if isinstance(section, UtilitySection):
+        default = to_plain(UtilitySection())
+        plain = {k: v for k, v in plain.items() if k in _UTILITY_FIRST or json.loads(json.dumps(default[k])) != v}
+    return plain
 
 
 def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
+    """A study file as a typed :class:`StudyConfig`, every problem named at once, and the file's folder."""
     path = Path(path)
     raw = load_yaml(path)
-    known = set(StudyConfig.__dataclass_fields__)
-    unknown = sorted(set(raw) - known, key=str)
+    known = {f.name: f for f in dataclasses.fields(StudyConfig)}
+    unknown = sorted(set(raw) - set(known), key=str)
     problems = [f"unknown section(s) {', '.join(map(str, unknown))} (known: {', '.join(sorted(known))})"] \
         if unknown else []
     defaults = StudyConfig()
-    merged: dict[str, Any] = {}
-    for section, value in raw.items():
-        if section not in known:
+    sections: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in known:
             continue
-        if section == "name":
+        if name == "name":
             if not isinstance(value, str):
                 problems.append(f"name: expected text, got {value!r}")
-            merged[section] = str(value)
+            sections[name] = str(value)
             continue
         if not isinstance(value, dict):
-            problems.append(f"{section}: expected a mapping of options, got {value!r}")
+            problems.append(f"{name}: expected a mapping of options, got {value!r}")
             continue
-        spec = make_dataclass(f"Study_{section}", [(k, t) for k, t in _STUDY_TYPES[section].items()])
-        typed, found = typed_values(spec, value, section)
+        typed, found = typed_values(type(getattr(defaults, name)), value, name)
         problems += found
-        merged[section] = {**getattr(defaults, section), **typed}
+        if not found:
+            sections[name] = dataclasses.replace(getattr(defaults, name), **typed)
     if problems:
         raise ConfigError(f"{path}: invalid study config:\n  - " + "\n  - ".join(problems))
-    return StudyConfig(**merged), path.parent
+    return StudyConfig(**sections), path.parent
 
 
 def _key(payload: Any) -> str:
@@ -162,27 +204,24 @@ class Study:
         # Check every preset now, so a typo fails before hours of training.
         problems = []
         try:
-            self.gan_cfg = gan_config(load_yaml(self._preset(self.cfg.gan)),
-                                      [f"split.{k}={json.dumps(v)}" for k, v in self.cfg.split.items()]
-                                      + list(self.cfg.gan.get("set", [])), data_root=self.data)
+            self.gan_cfg = gan_config(self._with_split(self.cfg.gan), list(self.cfg.gan.set), data_root=self.data)
         except (ConfigError, DataError) as e:
             problems.append(f"gan: {e}")
         self.feature_judge_cfg = None  # the judge's own network
         for name in ("judge", "feature_judge", "utility"):
             section = getattr(self.cfg, name)
-            if name == "feature_judge" and section["preset"] == SAME_AS_JUDGE:
-                if section.get("set"):
+            if name == "feature_judge" and section.preset == SAME_AS_JUDGE:
+                if section.set:
                     problems.append("feature_judge: 'set' needs a preset of its own (preset: judge uses the judge as is)")
                 continue
             try:
-                cfg = classifier_config(load_yaml(self._preset(section)),
-                                        [f"split.{k}={json.dumps(v)}" for k, v in self.cfg.split.items()]
-                                        + list(section.get("set", [])), data_root=self.data)
+                cfg = classifier_config(self._with_split(section), list(section.set), data_root=self.data)
                 setattr(self, f"{name}_cfg", cfg)
             except (ConfigError, DataError) as e:
                 problems.append(f"{name}: {e}")
-        try:
-            self.utility = utility_config(self._utility_options())
+        try:  # the utility options alone, checked (and the baseline arm added)
+            self.utility = utility_config({f.name: getattr(self.cfg.utility, f.name)
+                                           for f in dataclasses.fields(UtilityConfig)})
         except ConfigError as e:
             problems.append(str(e))
         if not problems:
@@ -194,7 +233,7 @@ class Study:
     def _space_problems(self) -> list[str]:
         """The judge space must not share ImageNet features with a projected discriminator."""
         space = self.feature_judge_cfg or self.judge_cfg
-        if ("judge" in self.cfg.metrics.get("spaces", ()) and space.model.arch == "effnet"
+        if ("judge" in self.cfg.metrics.spaces and space.model.arch == "effnet"
                 and self.gan_cfg.discriminator.arch == "projected"):
             which = "the judge" if self.feature_judge_cfg is None else "feature_judge"
             return [f"{which} ({space.name}) is EfficientNet-Lite0 from ImageNet weights, the features the projected "
@@ -202,17 +241,19 @@ class Study:
                     "Set feature_judge to a classifier trained from scratch (e.g. classifier-paper.yaml)"]
         return []
 
-    def _utility_options(self) -> dict[str, Any]:
-        return {k: v for k, v in self.cfg.utility.items() if k not in ("preset", "set", "external")}
-
     def feature_judge_path(self) -> Path:
         """The classifier.pt whose penultimate features are the judge space."""
         folder = "judge" if self.feature_judge_cfg is None else "feature-judge"
         return self.out / folder / "classifier.pt"
 
-    def _preset(self, section: dict) -> Path:
-        preset = Path(section["preset"])
-        return preset if preset.is_absolute() else self.base / preset
+    def _path(self, name: str) -> Path:
+        """A path from the study file: relative to its folder, or absolute."""
+        path = Path(name)
+        return path if path.is_absolute() else self.base / path
+
+    def _with_split(self, section: Preset | UtilitySection) -> dict[str, Any]:
+        """A preset's YAML with the study's split in place of its own (the overrides come on top)."""
+        return {**load_yaml(self._path(section.preset)), "split": to_plain(self.cfg.split)}
 
     # --- stage bookkeeping ----------------------------------------------------------
 
@@ -259,8 +300,8 @@ class Study:
         if self.uses_phantom and not (self.data / "HAM10000_metadata.csv").is_file():
             from dermsynth.data.phantom import make_phantom
 
-            make_phantom(self.data, per_class=self.cfg.phantom["per_class"], size=self.cfg.phantom["size"],
-                         seed=self.cfg.phantom["seed"], overwrite=True)
+            make_phantom(self.data, per_class=self.cfg.phantom.per_class, size=self.cfg.phantom.size,
+                         seed=self.cfg.phantom.seed, overwrite=True)
         self.index = open_index(self.data)
         self.data_fingerprint = self.index.fingerprint(content=True)
         timings = self._load_provenance().get("stage_seconds", {})
@@ -354,7 +395,7 @@ class Study:
     def stage_split(self, key: str) -> None:
         from dermsynth.data.splits import make_split, save_split
 
-        split = make_split(self.index, tuple(self.cfg.split["fractions"]), int(self.cfg.split["seed"]))
+        split = make_split(self.index, self.cfg.split.fractions, self.cfg.split.seed)
         save_split(split, self.out / "split.json", self.index)
 
     def stage_gan(self, key: str) -> None:
@@ -383,15 +424,15 @@ class Study:
         folder = self.out / "synthetic"
         if folder.exists() and not is_owned(folder, "export"):
             remove_folder(folder)  # the study's own export, written before exports carried a marker
-        generate_images(self.out / "gan" / "generator.pt", folder, per_class=self.cfg.generate["per_class"],
-                        seed=self.cfg.generate["seed"], overwrite=True, progress=self.progress)
+        generate_images(self.out / "gan" / "generator.pt", folder, per_class=self.cfg.generate.per_class,
+                        seed=self.cfg.generate.seed, overwrite=True, progress=self.progress)
 
     def stage_detection(self, key: str) -> None:
         from dermsynth.evaluation.detection import evaluate_detection
 
         evaluate_detection(self.out / "judge" / "classifier.pt", self.out / "eval" / "table3",
                            generator=self.out / "gan" / "generator.pt", data_root=self.data,
-                           per_class=self.cfg.detection["per_class"], seed=self.cfg.detection["seed"],
+                           per_class=self.cfg.detection.per_class, seed=self.cfg.detection.seed,
                            progress=self.progress)
 
     def stage_metrics(self, key: str) -> None:
@@ -399,7 +440,7 @@ class Study:
         from dermsynth.evaluation.gan import EvaluationConfig, evaluate_gan
 
         evaluate_gan(self.out / "gan" / "generator.pt", self.data, self.out / "eval", EvaluationConfig(
-            measures=tuple(self.cfg.metrics["measures"]), spaces=tuple(self.cfg.metrics["spaces"]),
+            measures=self.cfg.metrics.measures, spaces=self.cfg.metrics.spaces,
             judge=self.feature_judge_path(), split_file=self.out / "split.json",
             feature_cache=default_cache_dir() / "features"), progress=self.progress)
 
@@ -407,10 +448,10 @@ class Study:
         from dermsynth.evaluation.utility import run_utility
 
         folder = self.out / "eval" / "utility"  # each run checks its own fingerprint: only changed ones retrain
-        external = self.cfg.utility.get("external")
+        external = self.cfg.utility.external
         run_utility(self.out / "gan" / "generator.pt", self.data, self.out / "split.json", self.utility_cfg, folder,
                     utility=self.utility, judge=self.out / "judge" / "classifier.pt",
-                    external=self._preset({"preset": external}) if external else None, progress=self.progress)
+                    external=self._path(external) if external else None, progress=self.progress)
 
     def stage_report(self, key: str) -> None:
         from dermsynth.report.html import write_report
@@ -437,8 +478,9 @@ def _own_features(study: Study) -> bool:
 STAGE_TABLE: tuple[Stage, ...] = (
     # The data enter by their content fingerprint (stage_key), not by path: moved or copied data are the same.
     Stage("prepare", lambda s: (), lambda s: [s.out / "data-summary.json"],
-          lambda s: {"phantom": s.cfg.phantom if s.uses_phantom else None}, Study.stage_prepare),
-    Stage("split", lambda s: ("prepare",), lambda s: [s.out / "split.json"], lambda s: s.cfg.split, Study.stage_split),
+          lambda s: {"phantom": section_settings(s.cfg.phantom) if s.uses_phantom else None}, Study.stage_prepare),
+    Stage("split", lambda s: ("prepare",), lambda s: [s.out / "split.json"], lambda s: section_settings(s.cfg.split),
+          Study.stage_split),
     Stage("gan", lambda s: ("split",), lambda s: [s.out / "gan" / "generator.pt"], lambda s: result_settings(s.gan_cfg),
           Study.stage_gan),
     Stage("judge", lambda s: ("split",), lambda s: [s.out / "judge" / "classifier.pt"],
@@ -446,17 +488,19 @@ STAGE_TABLE: tuple[Stage, ...] = (
     Stage("feature_judge", lambda s: ("split", "judge") if _own_features(s) else ("split",),
           lambda s: [s.feature_judge_path()],
           lambda s: SAME_AS_JUDGE if _own_features(s) else result_settings(s.feature_judge_cfg), Study.stage_feature_judge),
-    Stage("generate", lambda s: ("gan",), lambda s: [s.out / "synthetic" / "grid.png"], lambda s: s.cfg.generate,
-          Study.stage_generate),
+    Stage("generate", lambda s: ("gan",), lambda s: [s.out / "synthetic" / "grid.png"],
+          lambda s: section_settings(s.cfg.generate), Study.stage_generate),
     Stage("detection", lambda s: ("gan", "judge"), lambda s: [s.out / "eval" / "table3" / "table3.json"],
-          lambda s: s.cfg.detection, Study.stage_detection),
+          lambda s: section_settings(s.cfg.detection), Study.stage_detection),
     # With the judge's own features, the judge as before the feature judge existed: old studies keep their metrics.
     Stage("metrics", lambda s: ("gan", "judge") if _own_features(s) else ("gan", "feature_judge"),
-          lambda s: [s.out / "eval" / "evaluation.json"], lambda s: s.cfg.metrics, Study.stage_metrics),
+          lambda s: [s.out / "eval" / "evaluation.json"], lambda s: section_settings(s.cfg.metrics),
+          Study.stage_metrics),
     # The filter arm's synthetic images are the ones the judge accepts.
     Stage("utility", lambda s: ("gan", "judge") if "filter" in s.utility.arms else ("gan",),
           lambda s: [s.out / "eval" / "utility" / "utility.json"],
-          lambda s: {**s.cfg.utility, "classifier": result_settings(s.utility_cfg)}, Study.stage_utility),
+          lambda s: {**section_settings(s.cfg.utility), "classifier": result_settings(s.utility_cfg)},
+          Study.stage_utility),
     Stage("report", lambda s: ("prepare", "split", "gan", "judge", "feature_judge", "generate", "detection", "metrics",
                                "utility"),
           lambda s: [s.out / "report.html"], lambda s: {"version": 1, "name": s.cfg.name}, Study.stage_report),

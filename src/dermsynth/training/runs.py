@@ -76,7 +76,7 @@ def open_run_folder(opts: RunOptions, kind: str) -> FolderLock:
     check_folder(out, "run")
     created = not out.exists()
     if opts.resume == "auto" and (created or not any(p.name != LOCK for p in out.iterdir())):
-        raise DataError(f"--resume auto: {out} holds no run to resume")
+        raise FolderError(f"--resume auto: {out} holds no run to resume")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
