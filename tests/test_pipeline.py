@@ -254,3 +254,15 @@ def test_options_added_later_at_their_neutral_value_leave_old_studies_up_to_date
     assert _settings(bounds) == _settings(cfg)  # the guard's bounds change nothing a finished run computed
     projected = gan_config(load_yaml(REPO / "configs" / "projected.yaml"))
     assert _settings(projected)["generator"]["arch"] == "fastgan"  # a non-neutral value stays in the key
+
+
+def test_the_utility_section_keys_the_options_the_file_wrote_and_no_later_default(tmp_path):
+    from dermsynth.pipeline import load_study, section_settings
+
+    first = tmp_path / "first.yaml"
+    first.write_text("utility: {seeds: [0, 1]}\n")
+    written = tmp_path / "written.yaml"
+    written.write_text("utility: {seeds: [0, 1], ratio: 0.5}\n")  # a later option, at its default value
+    plain = section_settings(load_study(first)[0].utility)
+    assert set(plain) == {"preset", "set", "seeds", "topup_to", "synthetic_per_class"}  # as the first studies keyed it
+    assert section_settings(load_study(written)[0].utility) == {**plain, "ratio": 0.5}

@@ -242,7 +242,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def to_plain(obj: Any) -> Any:
     """A config as plain YAML/JSON-friendly values (paths as strings)."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
     if isinstance(obj, (list, tuple)):
         return [to_plain(v) for v in obj]
     if isinstance(obj, dict):

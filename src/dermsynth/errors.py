@@ -10,7 +10,8 @@ The command line prints one line, ``error: <message>``, never a traceback, and e
        FolderError           a folder dermsynth must not write, replace or delete (not its own, or in use)
        StorageError          the operating system refused a write (disk full, permission), with what and where
        CheckpointError       a checkpoint is of another kind, another version, damaged, or does not fit
-       WeightsError          pretrained weights (Inception, EfficientNet-Lite0) are missing or wrong
+       WeightsError          the FID Inception weights are missing or wrong
+       BackboneWeightsError  the EfficientNet-Lite0 ImageNet weights are missing or wrong
     3  DivergenceError       training diverged (NaN, inf, or past a bound); the last good checkpoint is kept
 
 This module imports nothing of dermsynth, so that every layer can raise these.

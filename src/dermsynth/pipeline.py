@@ -115,6 +115,8 @@ class UtilitySection(UtilityConfig):
     preset: str = "classifier-paper.yaml"
     set: tuple[str, ...] = ()
     external: str | None = None
+    given: tuple[str, ...] = field(default=(), init=False, repr=False)
+    """The options the study file wrote (they enter the stage key as they always did)."""
 
 
 @dataclass
@@ -149,11 +151,12 @@ so that a study made before they existed stays up to date."""
 
 def section_settings(section: Any) -> dict[str, Any]:
     """A study section as the JSON values its stage key hashes (the utility section's later options only
-    where they differ from their defaults)."""
+    where the file wrote them or they differ from their defaults)."""
     plain = json.loads(json.dumps(to_plain(section)))
     if isinstance(section, UtilitySection):
-        default = to_plain(UtilitySection())
-        plain = {k: v for k, v in plain.items() if k in _UTILITY_FIRST or json.loads(json.dumps(default[k])) != v}
+        default = json.loads(json.dumps(to_plain(UtilitySection())))
+        kept = set(_UTILITY_FIRST) | set(section.given)
+        plain = {k: v for k, v in plain.items() if k in kept or default[k] != v}
     return plain
 
 
@@ -182,6 +185,8 @@ def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
         problems += found
         if not found:
             sections[name] = dataclasses.replace(getattr(defaults, name), **typed)
+            if name == "utility":
+                sections[name].given = tuple(typed)
     if problems:
         raise ConfigError(f"{path}: invalid study config:\n  - " + "\n  - ".join(problems))
     return StudyConfig(**sections), path.parent

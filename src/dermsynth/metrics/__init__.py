@@ -55,13 +55,14 @@ Adding one: a module with its function, an entry here, and a test against a know
 METRICS: dict[str, Callable[..., dict]] = {name: m.compute for name, m in REGISTRY.items()}
 
 
-def cell(value: float | None, column: Column) -> str:
-    return number(value, column.digits, column.scale)
+def cell(value: float | None, column: Column, missing: str = "") -> str:
+    return number(value, column.digits, column.scale, missing=missing)
 
 
-def overall_table(blocks: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+def overall_table(blocks: dict[str, dict], missing: str = "") -> tuple[list[str], list[list[str]]]:
     """``{row label: metric block}`` (a block maps metric name -> {"overall", "per_class", "mean"}) as table
-    headers and rows of text: every registered metric's columns, then the mean per-class FID."""
+    headers and rows of text: every registered metric's columns, then the mean per-class FID; ``missing``
+    stands for a number not computed."""
     names = [n for n in REGISTRY if any(n in b for b in blocks.values())]
     columns = [c for n in names for c in REGISTRY[n].columns]
     headers = ["comparison", *[c.header for c in columns]]
@@ -71,19 +72,19 @@ def overall_table(blocks: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for label, block in blocks.items():
         overall = {k: v for n in names if n in block for k, v in block[n]["overall"].items()}
-        row = [label, *[cell(overall.get(c.key), c) for c in columns]]
+        row = [label, *[cell(overall.get(c.key), c, missing) for c in columns]]
         if per_fid:
-            row.append(cell(block.get("fid", {}).get("mean", {}).get("fid"), REGISTRY["fid"].columns[0]))
+            row.append(cell(block.get("fid", {}).get("mean", {}).get("fid"), REGISTRY["fid"].columns[0], missing))
         rows.append(row)
     return headers, rows
 
 
-def per_class_table(block: dict, classes: tuple[str, ...]) -> tuple[list[str], list[list[str]]]:
+def per_class_table(block: dict, classes: tuple[str, ...], missing: str = "") -> tuple[list[str], list[list[str]]]:
     """The per-class numbers of a metric block, one row per class present."""
     shown = [(n, c) for n in REGISTRY if n in block for c in REGISTRY[n].columns if c.key in REGISTRY[n].per_class]
     headers = ["class", *[c.header for _, c in shown]]
     present = [k for k in classes if any(k in block[n]["per_class"] for n, _ in shown)]
-    rows = [[k, *[cell(block[n]["per_class"].get(k, {}).get(c.key), c) for n, c in shown]] for k in present]
+    rows = [[k, *[cell(block[n]["per_class"].get(k, {}).get(c.key), c, missing) for n, c in shown]] for k in present]
     return headers, rows
 
 

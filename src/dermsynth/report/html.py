@@ -125,8 +125,8 @@ def _metrics_section(run: Path) -> str:
             which = ("the judge's (the Table III classifier)" if feature in (None, "judge")
                      else f"a classifier of their own ({html.escape(str(feature.get('name')))}, feature-judge/)")
             out += f"<p>Penultimate-layer features of {which}.</p>"
-        out += _table(*overall_table(comparisons(block)), f"metrics-{space}")
-        headers, rows = per_class_table(block["generated_vs_train"], CLASSES)
+        out += _table(*overall_table(comparisons(block), missing="–"), f"metrics-{space}")
+        headers, rows = per_class_table(block["generated_vs_train"], CLASSES, missing="–")
         if rows:
             out += _table(headers, rows, f"per-class-{space}")
         if "memorisation" in block:
