@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -51,3 +52,30 @@ def test_prepare_builds_cache(ham, tmp_path):
     assert result.exit_code == 0, result.output
     assert "28 images at 32px" in result.output
     assert list((tmp_path / "c").glob("*/manifest.json"))
+
+
+def test_presets_by_name_from_any_folder_and_the_list(tmp_path, monkeypatch):
+    from dermsynth.config import PRESETS, find_preset
+
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here
+    result = run("presets")
+    assert result.exit_code == 0
+    listed = {line.split()[0] for line in result.output.splitlines()}
+    assert listed == {p.stem for p in PRESETS.glob("*.yaml")} and {"best", "run-demo"} <= listed
+    result = run("train-gan", "--config", "best", "--data", tmp_path, "--out", tmp_path / "r", "--dry-run")
+    assert result.exit_code == 0 and "name: best" in result.output
+    assert find_preset("demo", study=True) == PRESETS / "run-demo.yaml"
+    assert find_preset("classifier-effnet.yaml") == PRESETS / "classifier-effnet.yaml"
+    (tmp_path / "best").write_text("name: mine\n")  # a file of that name wins over the preset
+    assert find_preset("best") == Path("best")
+    result = CliRunner().invoke(main, ["train-gan", "--config", "bset", "--data", str(tmp_path), "--out",
+                                       str(tmp_path / "r"), "--dry-run"])
+    assert result.exit_code == 2 and "no preset of that name" in result.output and "best" in result.output
+
+
+def test_python_m_dermsynth_is_the_command_line():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "dermsynth", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("dermsynth, version ")

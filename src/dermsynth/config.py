@@ -224,6 +224,36 @@ def from_dict(cls: type, values: dict[str, Any] | None, what: str) -> Any:
     return cls(**typed)
 
 
+PRESETS = Path(__file__).resolve().parent / "presets"
+"""The presets shipped inside the package (the repository's configs/ links here)."""
+
+
+def presets() -> dict[str, str]:
+    """Every shipped preset's name and the first sentence of the comment it opens with."""
+    out = {}
+    for path in sorted(PRESETS.glob("*.yaml")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        words = " ".join(line.lstrip("#").strip() for line in lines[:next(
+            (i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))])
+        sentence = words.split(". ")[0].rstrip(".")
+        out[path.stem] = sentence if len(sentence) <= 100 else sentence[:99].rsplit(" ", 1)[0] + " ..."
+    return out
+
+
+def find_preset(name: str | Path, study: bool = False) -> Path:
+    """A config file: a path that exists, else a shipped preset by name (``best``, ``classifier-effnet.yaml``;
+    for a study also ``demo`` for run-demo.yaml)."""
+    path = Path(name)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    stem = path.name.removesuffix(".yaml")
+    for candidate in ([f"run-{stem}", stem] if study else [stem]):
+        if (PRESETS / f"{candidate}.yaml").is_file():
+            return PRESETS / f"{candidate}.yaml"
+    raise ConfigError(f"{name}: no such file, and no preset of that name (presets: {', '.join(presets())}; "
+                      "`dermsynth presets` describes them)")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:

@@ -37,6 +37,7 @@ from dermsynth.checkpoint import list_states
 from dermsynth.config import (
     ConfigError,
     classifier_config,
+    find_preset,
     gan_config,
     load_yaml,
     result_settings,
@@ -252,9 +253,10 @@ class Study:
         return self.out / folder / "classifier.pt"
 
     def _path(self, name: str) -> Path:
-        """A path from the study file: relative to its folder, or absolute."""
+        """A path from the study file: relative to its folder, or absolute; else a shipped preset's name."""
         path = Path(name)
-        return path if path.is_absolute() else self.base / path
+        path = path if path.is_absolute() else self.base / path
+        return path if path.exists() else find_preset(name)
 
     def _with_split(self, section: Preset | UtilitySection) -> dict[str, Any]:
         """A preset's YAML with the study's split in place of its own (the overrides come on top)."""
