@@ -235,7 +235,13 @@ def train_gan_cmd(config_path: Path, data_root: Path, out: Path, split_file: Pat
 @main.command()
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
               help="generator.pt snapshot or a full training state.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder to write (HAM10000 layout).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder to write.")
+@click.option("--layout", default="ham10000", show_default=True, type=click.Choice(["ham10000", "imagefolder"]),
+              help="ham10000: images/ and HAM10000_metadata.csv; imagefolder: one folder per class (torchvision's "
+                   "ImageFolder) and metadata.csv.")
+@click.option("--format", "image_format", default="png", show_default=True, type=click.Choice(["png", "jpg"]),
+              help="Image files; either way each is marked synthetic in the file (PNG text, JPEG comment).")
+@click.option("--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG quality.")
 @click.option("--per-class", default=100, show_default=True, type=int)
 @click.option("--max-per-class", default=MAX_PER_CLASS, show_default=True, type=int,
               help="Refuse a larger --per-class (a typo would fill the disk); raise it if you mean it.")
@@ -245,15 +251,17 @@ def train_gan_cmd(config_path: Path, data_root: Path, out: Path, split_file: Pat
 @click.option("--overwrite", is_flag=True,
               help="Replace an earlier export (only one dermsynth made), once the new one is complete.")
 @_clean_errors
-def generate(checkpoint: Path, out: Path, per_class: int, max_per_class: int, classes: str | None, seed: int,
-             device: str, overwrite: bool) -> None:
-    """Write synthetic images (PNG tagged as synthetic) with metadata and a class grid."""
+def generate(checkpoint: Path, out: Path, layout: str, image_format: str, quality: int, per_class: int,
+             max_per_class: int, classes: str | None, seed: int, device: str, overwrite: bool) -> None:
+    """Write synthetic images (each file tagged as synthetic) with metadata and a class grid."""
     from dermsynth.generate import generate_images
 
     root = generate_images(checkpoint, out, per_class=per_class, classes=classes, seed=seed,
-                           overwrite=overwrite, device=device, max_per_class=max_per_class)
-    click.echo(f"synthetic images in {root / 'images'}; metadata {root / 'HAM10000_metadata.csv'}; "
-               f"grid {root / 'grid.png'}")
+                           overwrite=overwrite, device=device, max_per_class=max_per_class, layout=layout,
+                           image_format=image_format, quality=quality)
+    metadata = "HAM10000_metadata.csv" if layout == "ham10000" else "metadata.csv"
+    where = root / "images" if layout == "ham10000" else f"{root}/<class>/"
+    click.echo(f"synthetic images in {where}; metadata {root / metadata}; grid {root / 'grid.png'}")
 
 
 @main.command("train-classifier")

@@ -2,10 +2,12 @@
 
 ``generate_images`` loads an inference snapshot (or a full training state),
 draws ``per_class`` images of each requested class and writes them in the
-HAM10000 layout: ``images/*.png`` and ``HAM10000_metadata.csv`` with columns
-image_id, lesion_id, dx, synthetic (=1), seed and checkpoint_sha256. Every PNG
-carries text chunks (``synthetic=1``, ``generator``, ``checkpoint_sha256``,
-``seed``, ``dx``) so a synthetic image can never pass for a patient's. Noise for
+HAM10000 layout (``images/`` and ``HAM10000_metadata.csv``) or the ImageFolder
+layout (one folder per class and ``metadata.csv``); the metadata columns are
+image_id, lesion_id, dx, synthetic (=1), seed, checkpoint_sha256 and file. Every
+image carries ``synthetic=1``, ``generator``, ``checkpoint_sha256``, ``seed``
+and ``dx`` in the file (PNG text chunks or a JPEG comment) so a synthetic image
+can never pass for a patient's. Noise for
 class c is drawn from a generator seeded by (seed, c): the same seed gives the
 same images, whichever other classes are asked for.
 """
@@ -25,7 +27,7 @@ from dermsynth.checkpoint import SNAPSHOT_FORMAT, STATE_FORMAT, CheckpointError,
 from dermsynth.config import MAX_SEED
 from dermsynth.data.ham10000 import write_metadata
 from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError
-from dermsynth.figures import labelled_grid, save_synthetic_png, to_uint8
+from dermsynth.figures import labelled_grid, save_synthetic_image, save_synthetic_png, to_uint8
 from dermsynth.models.generator import Generator, GeneratorConfig, build_generator
 from dermsynth.storage import (
     FolderError,
@@ -39,6 +41,9 @@ from dermsynth.storage import (
     storage_error,
     write_marker,
 )
+
+LAYOUTS = ("ham10000", "imagefolder")
+IMAGE_FORMATS = ("png", "jpg")
 
 PIXEL_NOISE_SEED = 1 << 40  # offset: the per-pixel noise stream never shares a seed with a class's z stream
 
@@ -99,8 +104,16 @@ def generate_images(
     device: str = "cpu",
     progress: bool = True,
     max_per_class: int = MAX_PER_CLASS,
+    layout: str = "ham10000",
+    image_format: str = "png",
+    quality: int = 95,
 ) -> Path:
-    """Write ``per_class`` synthetic images of each class in the HAM10000 layout; returns ``out``.
+    """Write ``per_class`` synthetic images of each class; returns ``out``.
+
+    ``layout`` ham10000: ``images/`` and ``HAM10000_metadata.csv``; imagefolder: one folder per class
+    (``nv/``, ``mel/`` ..., what torchvision's ImageFolder and most training scripts read) and
+    ``metadata.csv``. ``image_format`` png (text chunks) or jpg (a comment, at ``quality``): every file is
+    marked synthetic either way.
 
     The export is written into a hidden folder beside ``out`` and renamed into place when complete. With
     ``overwrite`` an earlier export is replaced only then, and only if dermsynth made it (its marker says
@@ -110,6 +123,9 @@ def generate_images(
     if out.name in ("", ".."):
         out = out.resolve()  # the export is swapped in beside its folder: that needs the folder's name
     names = parse_classes(classes)
+    if layout not in LAYOUTS or image_format not in IMAGE_FORMATS or not 1 <= quality <= 100:
+        raise DataError(f"layout must be one of {', '.join(LAYOUTS)}, format one of {', '.join(IMAGE_FORMATS)} "
+                        f"and quality in [1, 100]; got {layout!r}, {image_format!r}, {quality}")
     if not 1 <= per_class <= max_per_class:
         raise DataError(f"--per-class must be between 1 and {max_per_class:,}, got {per_class:,}"
                         + (" (raise the limit with --max-per-class)" if per_class > max_per_class else ""))
@@ -130,7 +146,7 @@ def generate_images(
         try:
             tmp.mkdir()
             write_marker(tmp, "export")
-            _write_export(G, tmp, names, per_class, seed, digest, device, progress)
+            _write_export(G, tmp, names, per_class, seed, digest, device, progress, layout, image_format, quality)
             if out.exists():  # an empty folder, or an export of ours (checked above): swap, then delete it
                 out.rename(old)
                 try:
@@ -175,8 +191,7 @@ def _remove_leftover(folder: Path) -> None:
 
 
 def _write_export(G, folder: Path, names: list[str], per_class: int, seed: int, digest: str, device: str,
-                  progress: bool) -> None:
-    (folder / "images").mkdir()
+                  progress: bool, layout: str = "ham10000", image_format: str = "png", quality: int = 95) -> None:
     rows, grid_images = [], []
     bar = tqdm(total=per_class * len(names), desc="generating", unit="img", disable=not progress)
     for name in names:
@@ -187,14 +202,18 @@ def _write_export(G, folder: Path, names: list[str], per_class: int, seed: int, 
                 grid_images.append(batch[: min(8, per_class)])
             for image in batch:
                 image_id = f"SYN_{name}_{seed}_{k:05d}"
-                save_synthetic_png(image, folder / "images" / f"{image_id}.png", dx=name, seed=seed,
-                                   generator="dermsynth", checkpoint_sha256=digest)
+                where = folder / ("images" if layout == "ham10000" else name)
+                where.mkdir(exist_ok=True)
+                save_synthetic_image(image, where / f"{image_id}.{image_format}", quality, dx=name, seed=seed,
+                                     generator="dermsynth", checkpoint_sha256=digest)
                 rows.append({"lesion_id": image_id, "image_id": image_id, "dx": name, "synthetic": 1,
-                             "seed": seed, "checkpoint_sha256": digest})
+                             "seed": seed, "checkpoint_sha256": digest,
+                             "file": (where / f"{image_id}.{image_format}").relative_to(folder).as_posix()})
                 k += 1
                 bar.update()
     bar.close()
-    write_metadata(folder / "HAM10000_metadata.csv", rows, ("synthetic", "seed", "checkpoint_sha256"))
+    metadata = "HAM10000_metadata.csv" if layout == "ham10000" else "metadata.csv"
+    write_metadata(folder / metadata, rows, ("synthetic", "seed", "checkpoint_sha256", "file"))
     cols = min(len(g) for g in grid_images)
     grid = labelled_grid(np.concatenate([g[:cols] for g in grid_images]), names,
                          f"checkpoint {digest[:12]}, seed {seed}")

@@ -106,8 +106,21 @@ def test_generation_is_deterministic_tagged_and_guarded(phantom_data, tmp_path):
     png = Image.open(a / "images" / name)
     assert png.text["synthetic"] == "1" and len(png.text["checkpoint_sha256"]) == 64
     rows = (a / "HAM10000_metadata.csv").read_text().splitlines()
-    assert rows[0] == "lesion_id,image_id,dx,synthetic,seed,checkpoint_sha256" and len(rows) == 15
-    assert (a / "grid.png").is_file()
+    assert rows[0] == "lesion_id,image_id,dx,synthetic,seed,checkpoint_sha256,file" and len(rows) == 15
+    assert rows[1].endswith(",images/SYN_nv_3_00000.png") and (a / "grid.png").is_file()
+    # The ImageFolder layout as JPEGs: the same images (up to JPEG), one folder per class, tagged in the file,
+    # and readable by dermsynth's class-folder reader.
+    from dermsynth.data import open_index
+
+    f = generate_images(run / "generator.pt", tmp_path / "f", per_class=2, classes="df,nv", seed=3, progress=False,
+                        layout="imagefolder", image_format="jpg", quality=98)
+    assert sorted(p.name for p in f.iterdir() if p.is_dir()) == ["df", "nv"]
+    jpg = Image.open(f / "nv" / "SYN_nv_3_00001.jpg")
+    assert b"synthetic=1" in jpg.info["comment"] and b"checkpoint_sha256=" in jpg.info["comment"]
+    assert np.abs(np.asarray(jpg, dtype=int) - np.asarray(Image.open(a / "images" / name), dtype=int)).mean() < 8
+    meta = (f / "metadata.csv").read_text().splitlines()
+    assert len(meta) == 5 and meta[1].endswith(",df/SYN_df_3_00000.jpg")
+    assert sorted(r.dx for r in open_index(f).records) == ["df", "df", "nv", "nv"]
     with pytest.raises(Exception, match="--overwrite"):
         generate_images(run / "generator.pt", a, per_class=1, progress=False)
     with pytest.raises(Exception, match="unknown class"):
