@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "dermsynth"
 
 LAYERS = (
-    ("__init__", "errors", "storage", "distributed", "checkpoint", "augment", "figures", "tables"),  # base: no dermsynth above
+    ("_version", "errors", "storage", "distributed", "checkpoint", "augment", "figures", "tables"),  # base: no dermsynth above
     ("data",),
     ("models",),
     ("config",),
@@ -21,7 +21,8 @@ LAYERS = (
     ("metrics", "evaluation"),
     ("report",),
     ("pipeline",),
-    ("cli", "__main__"),
+    ("api",),
+    ("cli", "__main__", "__init__"),  # the package root re-exports the public API
 )
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from dermsynth import __version__
+from dermsynth._version import __version__
 from dermsynth.config import MAX_SEED, DataConfig, SplitConfig, find_preset, presets
 from dermsynth.errors import ConfigError, DataError, DermsynthError
 from dermsynth.evaluation.gan import MEASURES

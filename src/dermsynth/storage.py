@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from dermsynth import __version__
+from dermsynth._version import __version__
 from dermsynth.errors import FolderError, StorageError
 
 MARKER = ".dermsynth-folder.json"

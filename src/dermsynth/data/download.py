@@ -37,7 +37,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from tqdm import tqdm
 
-import dermsynth
+from dermsynth._version import __version__
 from dermsynth.data.ham10000 import read_ham10000
 from dermsynth.data.index import DataError
 from dermsynth.errors import DownloadError
@@ -46,7 +46,7 @@ DEFAULT_BASE_URL = "https://dataverse.harvard.edu"
 BASE_URL_ENV = "DERMSYNTH_DATAVERSE_URL"
 HAM10000_PERSISTENT_ID = "doi:10.7910/DVN/DBW86T"
 CHUNK_BYTES = 1 << 20
-USER_AGENT = f"dermsynth/{dermsynth.__version__} (+python urllib)"
+USER_AGENT = f"dermsynth/{__version__} (+python urllib)"
 HINT = (
     f"Check the network connection; to use another Dataverse server pass --base-url "
     f"(or set {BASE_URL_ENV}); or download HAM10000_images_part_1.zip, "

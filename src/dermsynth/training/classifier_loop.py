@@ -34,7 +34,7 @@ import yaml
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from tqdm import tqdm
 
-from dermsynth import __version__
+from dermsynth._version import __version__
 from dermsynth.augment import color_jitter, dihedral, random_resized_crop
 from dermsynth.checkpoint import (
     CLASSIFIER_FORMAT,

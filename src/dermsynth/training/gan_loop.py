@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from dermsynth import __version__
+from dermsynth._version import __version__
 from dermsynth import distributed as dist
 from dermsynth.augment import diff_augment, dihedral
 from dermsynth.checkpoint import (

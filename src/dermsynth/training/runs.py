@@ -16,7 +16,7 @@ from typing import Callable, ContextManager
 import numpy as np
 import torch
 
-from dermsynth import __version__
+from dermsynth._version import __version__
 from dermsynth import distributed as dist
 from dermsynth.data.cache import load_cache
 from dermsynth.data.index import DataError, DatasetIndex, open_index
