@@ -63,3 +63,16 @@ def test_the_public_names_are_few_and_documented():
     for name in ("Generator", "SyntheticDataset", "load_generator"):
         assert getattr(dermsynth, name).__doc__, name
     assert dermsynth.CLASSES[0] == "nv" and dermsynth.__version__
+
+
+def test_the_readme_snippet_runs(tiny_gan, monkeypatch, tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("```python\nimport torch\nimport dermsynth")
+    code = readme[start + len("```python"): readme.index("```", start + 10)]
+    code = code.replace('"demo/run/gan/generator.pt"', repr(str(tiny_gan / "generator.pt")))
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - our own README
+    assert scope["x"].shape[0] == 16 and scope["images"].shape[0] == 16
