@@ -12,7 +12,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "dermsynth"
 
 LAYERS = (
-    ("_version", "errors", "storage", "distributed", "checkpoint", "augment", "figures", "tables"),  # base: no dermsynth above
+    # the base: they import no other layer
+    ("_version", "errors", "storage", "distributed", "checkpoint", "augment", "figures", "tables", "model_card"),
     ("data",),
     ("models",),
     ("config",),

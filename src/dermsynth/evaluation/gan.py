@@ -37,6 +37,7 @@ from dermsynth.metrics import REGISTRY, overall_table, per_class, per_class_tabl
 from dermsynth.metrics.features import extract
 from dermsynth.metrics.inception import InceptionFeatures, WeightsError
 from dermsynth.metrics.memorisation import memorisation, plot_memorisation, summary
+from dermsynth.model_card import add_metrics
 from dermsynth.storage import atomic_write_text, sha256_file
 from dermsynth.tables import markdown_table
 
@@ -208,6 +209,7 @@ def evaluate_gan(generator: str | Path, data_root: str | Path, out: str | Path,
     report["elapsed_s"] = round(time.perf_counter() - start, 1)
     atomic_write_text(out / "evaluation.json", json.dumps(report, indent=1, default=float))
     atomic_write_text(out / "evaluation.md", evaluation_markdown(report))
+    card_metrics(generator, report)
     return report
 
 
@@ -234,6 +236,24 @@ def evaluation_markdown(report: dict) -> str:
     if "utility" in report:
         lines += ["## Utility", "", (Path("utility") / "utility.md").as_posix(), ""]
     return "\n".join(lines) + "\n"
+
+
+def card_metrics(generator: Path, report: dict) -> bool:
+    """Add the headline figures of an evaluation to the model card beside the generator (if it has one)."""
+    measured = {}
+    for space, block in report["feature_spaces"].items():
+        gen = block["generated_vs_train"]
+        if "fid" in gen:
+            measured[f"{space} FID"] = round(gen["fid"]["overall"]["fid"], 1)
+        if "kid" in gen:
+            measured[f"{space} KID x1000"] = round(1000 * gen["kid"]["overall"]["kid"], 1)
+    if report.get("detection"):
+        rows = report["detection"]
+        measured["Table III mean detection %"] = round(float(np.mean([r["detection_pct"] for r in rows])), 1)
+    if not measured:
+        return False
+    return add_metrics(generator, measured, f"evaluate gan, {report['n_generated']} generated vs "
+                                            f"{report['n_real_train']} real train images")
 
 
 def comparisons(block: dict) -> dict[str, dict]:

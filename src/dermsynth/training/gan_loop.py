@@ -33,8 +33,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from dermsynth._version import __version__
 from dermsynth import distributed as dist
+from dermsynth._version import __version__
 from dermsynth.augment import diff_augment, dihedral
 from dermsynth.checkpoint import (
     SNAPSHOT_FORMAT,
@@ -54,11 +54,20 @@ from dermsynth.config import CLASS_SAMPLING, GanConfig, to_plain
 from dermsynth.data.index import CLASSES, DataError
 from dermsynth.errors import DivergenceError
 from dermsynth.figures import class_grid, from_uint8, plot_gan_stats, save_synthetic_png, to_uint8
+from dermsynth.model_card import HAM10000_TERMS, OTHER_TERMS, write_model_card
 from dermsynth.models.discriminator import build_discriminator
 from dermsynth.models.generator import build_generator
 from dermsynth.storage import atomic_write_json, atomic_write_text
 from dermsynth.training import gan_losses
-from dermsynth.training.runs import RunOptions, autocast, open_run_folder, prepare_data, provenance, truncate_stats
+from dermsynth.training.runs import (
+    RunOptions,
+    autocast,
+    hardware,
+    open_run_folder,
+    prepare_data,
+    provenance,
+    truncate_stats,
+)
 
 
 def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
@@ -368,6 +377,7 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
     trained_on = {"train_image_ids": [cached.image_ids[i] for i in train_rows],
                   "train_lesion_ids": sorted({cached.lesion_ids[i] for i in train_rows}),
                   "split_sha256": split.sha256()}
+    card = _card_facts(cfg, index, split, cached.labels[train_rows], device)
 
     trainer = Trainer(cfg, device)
     trainer.load_data(cached.images[train_rows], cached.labels[train_rows])
@@ -402,6 +412,9 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
             return
         save_state(state, out / "checkpoints", trainer.step, cfg.train.keep_checkpoints)
         save_atomic({**trainer.snapshot(), **trained_on}, out / "generator.pt")
+        write_model_card(out / "generator.pt", {**card, "training": {
+            **card["training"], "steps": trainer.step, "kimg": round(trainer.images_seen / 1000, 3),
+            "minutes": round((time.perf_counter() - start) / 60, 1)}})
         with torch.no_grad(), seeded(cfg.train.seed + 12345):
             grid = to_uint8(trainer.G_ema(fixed_z.to(device), fixed_labels.to(device)))
         (out / "samples").mkdir(exist_ok=True)
@@ -485,6 +498,25 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
 
 
 _SESSION_RESULTS = ("finished", "steps", "kimg", "elapsed_s", "stopped_early", "rank_weights_agree", "rank_checksums")
+
+
+def _card_facts(cfg: GanConfig, index, split, train_labels: np.ndarray, device: torch.device) -> dict:
+    """What the model card says of the weights, from the run's config and data (training length added later)."""
+    counts = np.bincount(np.asarray(train_labels), minlength=len(CLASSES))
+    info = hardware(device)
+    return {
+        "preset": cfg.name, "seed": cfg.train.seed, "dermsynth_version": __version__,
+        "resolution": cfg.generator.resolution, "classes": list(CLASSES), "z_dim": cfg.generator.z_dim,
+        "generator_arch": cfg.generator.arch, "discriminator_arch": cfg.discriminator.arch,
+        "data": {"name": Path(str(index.root)).name, "source": index.source, "fingerprint": index.fingerprint(),
+                 "split_sha256": split.sha256(), "train_images": int(counts.sum()),
+                 "train_images_per_class": {c: int(n) for c, n in zip(CLASSES, counts)}},
+        "training": {"hardware": info.get("gpu") or f"{info['device']}, {info['torch_threads']} thread(s), "
+                                                     f"{info['world_size']} process(es)",
+                     "torch": torch.__version__},
+        # HAM10000's own lesion ids (HAM_0000118 ...) say the images are HAM10000's, whatever the folder's name.
+        "terms": HAM10000_TERMS if any(r.lesion_id.startswith("HAM_") for r in index.records) else OTHER_TERMS,
+    }
 
 
 def _start_record(cfg, device, index, split, out: Path, resume_path: Path | None, trainer: Trainer,

@@ -1,0 +1,47 @@
+"""The model card beside every generator snapshot: its fields, the data's terms, metrics added by evaluate gan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dermsynth.evaluation.gan import card_metrics
+from dermsynth.model_card import CARD, FACTS, HAM10000_TERMS, OTHER_TERMS
+from tests.conftest import TINY_GAN, write_ham
+
+
+def test_training_writes_the_card_with_what_the_weights_learnt_from(tiny_gan):
+    card = (tiny_gan / CARD).read_text()
+    facts = json.loads((tiny_gan / FACTS).read_text())
+    run = json.loads((tiny_gan / "run.json").read_text())
+    assert facts["preset"] == "data-efficient" and facts["resolution"] == 32 and facts["classes"][0] == "nv"
+    assert facts["data"]["split_sha256"] == run["split_sha256"] and facts["data"]["train_images"] == run["train_images"]
+    assert sum(facts["data"]["train_images_per_class"].values()) == run["train_images"]
+    assert facts["training"]["steps"] > 0 and facts["training"]["kimg"] > 0
+    assert facts["terms"] == OTHER_TERMS  # phantom data: not HAM10000's terms
+    for text in ("synthetic (GAN-generated), not a patient's", "## Training data", "## Intended use",
+                 "Not for diagnosis", "## Terms", run["split_sha256"][:16], "Nothing yet"):
+        assert text in card, text
+
+
+def test_evaluate_gan_adds_its_figures_and_ham10000_data_gets_its_licence(tiny_gan, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_gan, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints", ".dermsynth*"))
+    report = {"n_generated": 10, "n_real_train": 10, "detection": [{"detection_pct": 40.0}, {"detection_pct": 20.0}],
+              "feature_spaces": {"inception": {"generated_vs_train": {"fid": {"overall": {"fid": 123.456}},
+                                                                      "kid": {"overall": {"kid": 0.0456}}}}}}
+    assert card_metrics(tmp_path / "run" / "generator.pt", report)
+    card = (tmp_path / "run" / CARD).read_text()
+    assert "inception FID 123.5" in card and "inception KID x1000 45.6" in card and "mean detection % 30.0" in card
+    assert not card_metrics(tmp_path / "elsewhere" / "generator.pt", report)  # no card there: nothing written
+    # A run on HAM10000 (its lesion ids) says the dataset's CC BY-NC-SA terms.
+    from dermsynth.config import gan_config, load_yaml
+    from dermsynth.training.gan_loop import RunOptions, train_gan
+
+    ham = write_ham(tmp_path / "ham", per_class=4)
+    cfg = gan_config(load_yaml(Path(__file__).resolve().parents[1] / "configs/paper.yaml"),
+                     TINY_GAN + ["train.total_kimg=0.016"], data_root=ham)
+    run = train_gan(cfg, RunOptions(out=tmp_path / "ham-run", progress=False))
+    assert json.loads((run / FACTS).read_text())["terms"] == HAM10000_TERMS
+    assert "CC BY-NC-SA 4.0" in (run / CARD).read_text()
