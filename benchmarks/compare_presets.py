@@ -45,6 +45,7 @@ def main() -> None:
     from dermsynth.data import CLASSES, open_index
     from dermsynth.data.cache import default_cache_dir, load_cache
     from dermsynth.data.splits import load_split
+    from dermsynth.evaluation.detection import detection_rows
     from dermsynth.generate import load_generator, sample
     from dermsynth.metrics.frechet import fid
     from dermsynth.models.classifier import (
@@ -86,11 +87,11 @@ def main() -> None:
             images = sample(G, k, args.per_class, args.seed)
             if images.shape[1] != meta["resolution"]:
                 raise SystemExit(f"{run}: generator makes {images.shape[1]} px images, judge wants {meta['resolution']}")
-            probs = predict_proba(judge, images)
+            table3 = detection_rows({c: predict_proba(judge, images)}, None)[0]  # Table III's own row
             feats = penultimate_features(judge, images)
             per_class[c] = {
-                "detection_pct": float(100 * (probs.argmax(1) == k).mean()),
-                "confidence_pct": float(100 * probs[:, k].mean()),
+                "detection_pct": table3["detection_pct"],
+                "confidence_pct": table3["avg_confidence_pct"],
                 "judge_fd": fid(feats, real_train_f[train_y == k])["fid"],
             }
             generated.append(images)
