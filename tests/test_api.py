@@ -58,6 +58,11 @@ def test_the_dataset_reads_an_export_of_either_layout(tiny_gan, tmp_path):
         assert image.dtype == torch.float32 and image.shape[0] == 3 and label in (1, 6)
 
 
+def test_the_dataset_refuses_a_folder_that_is_not_an_export(phantom_data):
+    with pytest.raises(dermsynth.errors.DataError, match="not an export of `dermsynth generate`"):
+        dermsynth.SyntheticDataset(phantom_data)  # real (here phantom) data must never pass for synthetic
+
+
 def test_the_public_names_are_few_and_documented():
     assert set(dermsynth.__all__) == {"CLASSES", "Generator", "SyntheticDataset", "__version__", "load_generator"}
     for name in ("Generator", "SyntheticDataset", "load_generator"):

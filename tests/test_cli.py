@@ -65,6 +65,8 @@ def test_presets_by_name_from_any_folder_and_the_list(tmp_path, monkeypatch):
     result = run("train-gan", "--config", "best", "--data", tmp_path, "--out", tmp_path / "r", "--dry-run")
     assert result.exit_code == 0 and "name: best" in result.output
     assert find_preset("demo", study=True) == PRESETS / "run-demo.yaml"
+    (tmp_path / "demo").mkdir()  # `make demo` leaves ./demo/: a folder is not a config
+    assert find_preset("demo", study=True) == PRESETS / "run-demo.yaml"
     assert find_preset("classifier-effnet.yaml") == PRESETS / "classifier-effnet.yaml"
     (tmp_path / "best").write_text("name: mine\n")  # a file of that name wins over the preset
     assert find_preset("best") == Path("best")

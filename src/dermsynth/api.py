@@ -3,7 +3,7 @@
     import dermsynth
 
     G = dermsynth.load_generator("runs/best/generator.pt")
-    images = G.sample("df", 16, seed=0)          # uint8 (16, H, W, 3): the images `dermsynth generate` writes
+    images = G.sample("df", 16, seed=0)          # uint8 (16, H, W, 3): what `generate --per-class 16` writes
     batch = G.sample_tensor("df", 16, seed=0)    # float (16, 3, H, W) in [-1, 1]
 
     synthetic = dermsynth.SyntheticDataset(G, per_class={"df": 500, "vasc": 500})
@@ -29,6 +29,7 @@ from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError, open_index
 from dermsynth.figures import from_uint8
 from dermsynth.generate import load_generator as _load_generator
 from dermsynth.generate import sample as _sample
+from dermsynth.storage import is_owned
 
 
 class Generator:
@@ -42,8 +43,9 @@ class Generator:
         """Class names in label order."""
 
     def sample(self, dx: str | int, n: int, seed: int = 0) -> np.ndarray:
-        """``n`` uint8 images (N, H, W, 3) of class ``dx`` (a name such as "mel" or a label 0-6): image k is
-        the k-th image ``dermsynth generate --seed SEED`` writes for that class."""
+        """``n`` uint8 images (N, H, W, 3) of class ``dx`` (a name such as "mel" or a label 0-6): the images
+        ``dermsynth generate --per-class N --seed SEED`` writes for that class. (For generators with per-pixel
+        noise, fastgan, image k depends on N too: ask for the same N to get the same images.)"""
         return _sample(self.network, _label(dx), n, seed, device=self.device)
 
     def sample_tensor(self, dx: str | int, n: int, seed: int = 0) -> torch.Tensor:
@@ -62,8 +64,9 @@ class SyntheticDataset(torch.utils.data.Dataset):
     an export folder of ``dermsynth generate`` (either layout).
 
     Drawn on the fly, ``per_class`` images of each class (an int for every class, or a dict by class
-    name) from noise seed ``seed``: the images ``dermsynth generate --seed SEED`` writes. Each worker draws
-    a class the first time it needs one, all of that class at once, and keeps it.
+    name) from noise seed ``seed``: the images ``dermsynth generate --per-class N --seed SEED`` writes. Each
+    worker draws a class the first time it needs one, all of that class at once, and keeps it (memory: N
+    images per class touched, per worker). An export folder must be one ``dermsynth generate`` wrote.
     """
 
     def __init__(self, source: Generator | str | Path, per_class: int | dict[str, int] = 100, seed: int = 0,
@@ -72,6 +75,9 @@ class SyntheticDataset(torch.utils.data.Dataset):
         self._drawn: dict[int, np.ndarray] = {}
         path = Path(source) if isinstance(source, (str, Path)) else None
         if path is not None and path.is_dir():  # an export
+            if not is_owned(path, "export"):
+                raise DataError(f"{path} is not an export of `dermsynth generate` (no export marker): real images "
+                                "must not be served as synthetic ones")
             index = open_index(path)
             if not all(r.path is not None for r in index.records):
                 raise DataError(f"{path}: not an export of image files")

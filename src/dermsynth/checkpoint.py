@@ -109,7 +109,10 @@ def seeded(seed: int):
     function of the seed (and of how the noise is batched), and restoring it keeps a training run's random
     stream unchanged by the sample grids it draws, so a resumed run stays bit-identical.
     """
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    # Only devices this process already uses: forking them all would start CUDA, which a DataLoader worker
+    # forked from a CUDA process must not do (and a CPU generator draws nothing there).
+    in_use = torch.cuda.is_available() and torch.cuda.is_initialized()
+    devices = list(range(torch.cuda.device_count())) if in_use else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield

@@ -244,7 +244,7 @@ def find_preset(name: str | Path, study: bool = False) -> Path:
     """A config file: a path that exists, else a shipped preset by name (``best``, ``classifier-effnet.yaml``;
     for a study also ``demo`` for run-demo.yaml)."""
     path = Path(name)
-    if path.exists() or len(path.parts) != 1:
+    if path.is_file() or len(path.parts) != 1:  # a folder named like a preset (./demo after make demo) is not one
         return path
     stem = path.name.removesuffix(".yaml")
     for candidate in ([f"run-{stem}", stem] if study else [stem]):

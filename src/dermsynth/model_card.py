@@ -30,10 +30,10 @@ OTHER_TERMS = ("The terms of the training data apply to these weights and the im
 
 
 def write_model_card(generator: Path, facts: dict[str, Any]) -> Path:
-    """Write the card beside ``generator`` from ``facts``, keeping the metrics an earlier card recorded."""
+    """Write the card beside ``generator`` from ``facts``: a new snapshot, so no metrics yet (those of earlier
+    weights would not describe it)."""
     folder = Path(generator).parent
-    earlier = _facts(folder)
-    facts = {**facts, "metrics": {**earlier.get("metrics", {}), **facts.get("metrics", {})}}
+    facts = {**facts, "metrics": {}}
     atomic_write_json(folder / FACTS, facts)
     atomic_write_text(folder / CARD, render(facts))
     return folder / CARD
@@ -116,7 +116,7 @@ def render(facts: dict[str, Any]) -> str:
         "- Not for diagnosis, not for any clinical decision, and not as a stand-in for patients' images in a "
         "validation or test set.",
         "- Known limits: short training runs give images far from real ones (see the README's measured FID and "
-        "utility figures); rare classes (df, vasc) had about a hundred train images each.",
+        "utility figures); classes with few train images (see the counts above) are learnt least well.",
         "",
         "## Terms",
         "",

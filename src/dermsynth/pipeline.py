@@ -256,7 +256,7 @@ class Study:
         """A path from the study file: relative to its folder, or absolute; else a shipped preset's name."""
         path = Path(name)
         path = path if path.is_absolute() else self.base / path
-        return path if path.exists() else find_preset(name)
+        return path if path.is_file() else find_preset(name)
 
     def _with_split(self, section: Preset | UtilitySection) -> dict[str, Any]:
         """A preset's YAML with the study's split in place of its own (the overrides come on top)."""
@@ -458,7 +458,8 @@ class Study:
         external = self.cfg.utility.external
         run_utility(self.out / "gan" / "generator.pt", self.data, self.out / "split.json", self.utility_cfg, folder,
                     utility=self.utility, judge=self.out / "judge" / "classifier.pt",
-                    external=self._path(external) if external else None, progress=self.progress)
+                    external=(Path(external) if Path(external).is_absolute() else self.base / external)
+                    if external else None, progress=self.progress)
 
     def stage_report(self, key: str) -> None:
         from dermsynth.report.html import write_report

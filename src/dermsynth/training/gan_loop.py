@@ -514,8 +514,10 @@ def _card_facts(cfg: GanConfig, index, split, train_labels: np.ndarray, device: 
         "training": {"hardware": info.get("gpu") or f"{info['device']}, {info['torch_threads']} thread(s), "
                                                      f"{info['world_size']} process(es)",
                      "torch": torch.__version__},
-        # HAM10000's own lesion ids (HAM_0000118 ...) say the images are HAM10000's, whatever the folder's name.
-        "terms": HAM10000_TERMS if any(r.lesion_id.startswith("HAM_") for r in index.records) else OTHER_TERMS,
+        # HAM10000's own lesion ids (HAM_0000118 ...) or DermaMNIST (made from it) say the images are HAM10000's,
+        # whatever the folder's name.
+        "terms": HAM10000_TERMS if index.source == "dermamnist" or any(r.lesion_id.startswith("HAM_")
+                                                                       for r in index.records) else OTHER_TERMS,
     }
 
 
