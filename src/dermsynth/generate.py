@@ -60,6 +60,16 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     return G.to(device).eval(), ckpt
 
 
+def trained_against(ckpt: dict) -> str | None:
+    """The discriminator a generator checkpoint was trained against (snapshots record it; a full training
+    state has its config; older snapshots only their preset's name), or None if unknown."""
+    if ckpt.get("discriminator_arch"):
+        return ckpt["discriminator_arch"]
+    if "config" in ckpt:
+        return ckpt["config"].get("discriminator", {}).get("arch")
+    return "projected" if ckpt.get("preset") == "projected" else None
+
+
 @torch.no_grad()
 def sample(G: Generator, label: int, n: int, seed: int, batch: int = 64, device="cpu") -> np.ndarray:
     """``n`` uint8 images of class ``label`` from noise seeded by (seed, label); a generator's per-pixel noise

@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dermsynth.checkpoint import load_checkpoint
 from dermsynth.data.cache import crop_resize
 from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError, check_nonempty, open_index
 from dermsynth.evaluation.classification import check_no_leakage, classification_metrics, score_dataset
-from dermsynth.generate import load_generator, parse_classes, sample
+from dermsynth.generate import load_generator, parse_classes, sample, trained_against
 from dermsynth.models.classifier import TTA, load_classifier, predict_proba
 from dermsynth.storage import atomic_write_text, sha256_file
 from dermsynth.tables import number
@@ -62,13 +61,11 @@ def at_judge_resolution(images: np.ndarray, resolution: int, crop: str) -> np.nd
 
 
 def images_from_generator(
-    generator: str | Path, classes: list[str], per_class: int, seed: int, resolution: int, crop: str,
-    device: str = "cpu",
+    G, classes: list[str], per_class: int, seed: int, resolution: int, crop: str, device: str = "cpu",
 ) -> dict[str, np.ndarray]:
-    """``per_class`` uint8 images of each class from a generator, as ``dermsynth generate`` draws them."""
+    """``per_class`` uint8 images of each class from a loaded generator, as ``dermsynth generate`` draws them."""
     if per_class < 1:
         raise DataError(f"--per-class must be >= 1, got {per_class}")
-    G, _ = load_generator(generator, device)
     return {
         name: at_judge_resolution(sample(G, CLASS_TO_LABEL[name], per_class, seed, device=device), resolution, crop)
         for name in classes
@@ -166,13 +163,11 @@ def evaluate_detection(
     resolution, crop = int(meta["resolution"]), meta["crop"]
     if generator is not None:
         names = parse_classes(classes)
-        by_class = images_from_generator(generator, names, per_class, seed, resolution, crop, device)
+        G, snapshot = load_generator(generator, device)
+        by_class = images_from_generator(G, names, per_class, seed, resolution, crop, device)
         source = {"generator": str(generator), "generator_sha256": sha256_file(generator), "seed": seed,
                   "per_class": per_class,
                   "description": f"{per_class} per class from `{generator}`, seed {seed}"}
-        snapshot = load_checkpoint(generator)
-        trained_against = snapshot.get("discriminator_arch") or (
-            "projected" if snapshot.get("preset") == "projected" else None)
     else:
         names = parse_classes(classes) if classes else None
         by_class = images_from_folder(images, names, resolution, crop, meta)
@@ -192,7 +187,8 @@ def evaluate_detection(
     else:
         notes.append("real-test recall % is empty: pass --data DIR (the judge's data) to fill in the ceiling.")
         print("warning: no --data given; the real-test recall (ceiling) column is left empty", file=sys.stderr)
-    if generator is not None and trained_against == "projected" and meta["model_config"].get("arch") == "effnet":
+    effnet = meta["model_config"].get("arch") == "effnet"
+    if generator is not None and effnet and trained_against(snapshot) == "projected":
         shared = ("the judge is EfficientNet-Lite0 from ImageNet weights, the network whose features the projected "
                   "discriminator trained this generator against: its detection rates favour this generator and "
                   "are not an independent measure; judge it with a classifier trained from scratch as well.")

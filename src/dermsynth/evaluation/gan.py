@@ -32,7 +32,7 @@ import numpy as np
 from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import load_split
-from dermsynth.generate import load_generator, sample
+from dermsynth.generate import load_generator, sample, trained_against
 from dermsynth.metrics import REGISTRY, overall_table, per_class, per_class_table
 from dermsynth.metrics.features import extract
 from dermsynth.metrics.inception import InceptionFeatures, WeightsError
@@ -166,9 +166,7 @@ def evaluate_gan(generator: str | Path, data_root: str | Path, out: str | Path,
     if any(m in measures for m in FEATURE_MEASURES):
         if judge is not None and "judge" in wanted_spaces:
             space = JudgeFeatures(judge)
-            trained_against = snapshot.get("discriminator_arch") or (
-                "projected" if snapshot.get("preset") == "projected" else None)
-            if space.model.cfg.arch == "effnet" and trained_against == "projected":
+            if space.model.cfg.arch == "effnet" and trained_against(snapshot) == "projected":
                 raise DataError(f"{judge} is EfficientNet-Lite0 from ImageNet weights, the features the projected "
                                 "discriminator trained this generator against: its judge-space FID would not be "
                                 "independent. Pass a judge trained from scratch (e.g. configs/classifier-paper.yaml)")

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dermsynth.checkpoint import list_states, load_checkpoint
+from dermsynth.checkpoint import list_states
 from dermsynth.config import ClassifierRunConfig, ConfigError, from_dict, result_settings
 from dermsynth.data.index import CLASSES, DataError, open_index
 from dermsynth.data.splits import load_split
@@ -214,8 +214,7 @@ def run_utility(
     for r in index.records:
         if part_of.get(r.image_id) == "train":
             real_counts[r.dx] += 1
-    G, _ = load_generator(generator)
-    snapshot = load_checkpoint(generator)
+    G, snapshot = load_generator(generator)
     checked = check_generator_data(snapshot, generator, split, index)
     if G.cfg.resolution != cfg.data.resolution:
         raise DataError(f"the generator makes {G.cfg.resolution} px images; the classifier config wants "
