@@ -121,30 +121,32 @@ def test_crash_leaves_no_half_dataset(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def learnability(tmp_path_factory):
-    """60 images per class drawn at 64 px, classified at 32 px; a third of the lesions held out."""
+    """60 images per class drawn at 64 px, classified at 32 px; the package's lesion-grouped split."""
     bench = _load_benchmark()
-    root = make_phantom(tmp_path_factory.mktemp("learn") / "phantom", per_class=60, size=64, seed=0)
-    images, labels, lesions = bench.load_images(root, resolution=32)
-    test = bench.grouped_split(lesions, 1 / 3, seed=0)
-    assert not set(lesions[test]) & set(lesions[~test])
-    return bench, (images[~test], labels[~test], images[test], labels[test])
+    base = tmp_path_factory.mktemp("learn")
+    root = make_phantom(base / "phantom", per_class=60, size=64, seed=0)
+    parts = bench.parts(root, resolution=32, seed=0, cache_dir=base / "cache")
+    lesions = {r.image_id: r.lesion_id for r in open_index(root).records}
+    split = bench.make_split(open_index(root), bench.FRACTIONS, 0)
+    assert not {lesions[i] for i in split.parts["train"]} & {lesions[i] for i in split.parts["test"]}
+    return bench, base, root, parts
 
 
 @pytest.mark.slow
 def test_small_cnn_learns_the_classes(learnability):
-    bench, data = learnability
+    bench, base, root, _ = learnability
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # two threads on two busy cores run ~5x slower than one
     try:
-        score = bench.train_cnn(*data, epochs=20, seed=0)
+        score = bench.train_cnn(root, base / "cnn", resolution=32, epochs=20, seed=0, cache_dir=base / "cache")
     finally:
         torch.set_num_threads(threads)
     assert score > 0.5, f"CNN balanced accuracy {score:.3f} (chance 0.143)"
 
 
 def test_colour_alone_does_not_give_the_answer(learnability):
-    bench, data = learnability
-    scores = bench.colour_baselines(*data)
+    bench, _, _, parts = learnability
+    scores = bench.colour_baselines(*parts["train"], *parts["test"])
     assert max(scores.values()) < 0.95, scores
     # ...but colour is not meaningless either: the classes differ in colour on average.
     assert min(scores.values()) > 1.5 / len(CLASSES), scores
