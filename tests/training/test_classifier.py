@@ -110,6 +110,12 @@ def test_cli_trains_resnet_with_weighted_loss_and_resumes_exactly(phantom_data, 
     strip = lambda path: [{k: v for k, v in json.loads(line).items() if k not in ("images_per_s", "elapsed_s")}
                           for line in path.read_text().splitlines()]  # noqa: E731
     assert strip(straight / "stats.jsonl") == strip(parted / "stats.jsonl")
+    # run.json keeps the first session: its start, its outcome and where the second one took over.
+    first, record = json.loads((straight / "run.json").read_text()), json.loads((parted / "run.json").read_text())
+    assert record["started"] == first["started"] and record["epochs"] == 3 and record["kind"] == "classifier"
+    (session,) = record["resumed"]
+    assert session["epoch"] == 2 and session["from"].endswith("state-00000002.pt")
+    assert session["previous_session"]["epochs"] == 3 and "changed" not in session
 
 
 def test_saved_split_reuse_patience_and_the_config_dry_run(tiny_judge, phantom_data, tmp_path):

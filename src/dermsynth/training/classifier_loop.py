@@ -20,7 +20,6 @@ the global RNG that drives dropout and augmentation.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -30,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from tqdm import tqdm
 
@@ -40,7 +38,6 @@ from dermsynth.checkpoint import (
     CLASSIFIER_FORMAT,
     CLASSIFIER_STATE_FORMAT,
     CheckpointError,
-    error_summary,
     find_resume,
     load_checkpoint,
     rng_state,
@@ -54,8 +51,19 @@ from dermsynth.data.index import CLASSES, DataError
 from dermsynth.errors import DivergenceError
 from dermsynth.figures import from_uint8
 from dermsynth.models.classifier import Classifier, predict_proba
-from dermsynth.storage import atomic_write_json, atomic_write_text
-from dermsynth.training.runs import RunOptions, autocast, open_run_folder, prepare_data, provenance, truncate_stats
+from dermsynth.training.runs import (
+    RunOptions,
+    StatsLog,
+    autocast,
+    device_images,
+    finish_record,
+    open_run_folder,
+    prepare_data,
+    progress_bar,
+    resume_trainer,
+    start_record,
+    truncate_stats,
+)
 
 
 def epoch_order(labels: torch.Tensor, imbalance: str, seed: int, epoch: int,
@@ -150,15 +158,9 @@ class ClassifierTrainer:
         ``synthetic`` marks the train images that are synthetic; with ``synthetic_share``
         the batches are class-balanced with that share of synthetic images (:func:`epoch_order`).
         """
-        self.images = torch.from_numpy(np.array(train_images, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous()
-        self.images = self.images.to(self.device)
-        self.labels = torch.from_numpy(np.asarray(train_labels, dtype=np.int64)).to(self.device)
+        self.images, self.labels = device_images(train_images, train_labels, self.cfg.train.batch_size, self.device)
         self.val_images, self.val_labels = np.asarray(val_images), np.asarray(val_labels, dtype=np.int64)
         self.steps_per_epoch = len(self.images) // self.cfg.train.batch_size
-        if self.steps_per_epoch < 1:
-            raise DataError(
-                f"the train part has {len(self.images)} images, fewer than one batch of {self.cfg.train.batch_size}"
-            )
         mask = np.zeros(len(train_labels), bool) if synthetic is None else np.asarray(synthetic, bool)
         self.synthetic = torch.from_numpy(mask)
         self.synthetic_share = synthetic_share
@@ -305,30 +307,18 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
     trainer.load_data(train_images, train_labels, cached.images[val_rows], cached.labels[val_rows],
                       is_synthetic, synthetic_share)
     if resume_path is not None:
-        state = load_checkpoint(resume_path, expect=CLASSIFIER_STATE_FORMAT)
-        try:
-            trainer.load_state_dict(state)
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise CheckpointError(f"{resume_path}: does not fit this config's model or optimiser ({error_summary(e)})") from None
+        resume_trainer(trainer, resume_path, CLASSIFIER_STATE_FORMAT, "model or optimiser")
         print(f"resumed from {resume_path} after epoch {trainer.epoch}")
         # Lines written after that state (by the run that stopped) are written again below.
         truncate_stats(out / "stats.jsonl", "epoch", trainer.epoch)
 
     train_counts = Counter(CLASSES[i] for i in cached.labels[train_rows])
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_plain(cfg), sort_keys=False))
-    run_info = {
-        "kind": "classifier",
-        **provenance(cfg, device, index, split),
-        "train_images": len(train_rows) if use_real else 0,
-        "train_lesions": len(train_lesions),
-        "val_images": len(val_rows),
-        "train_images_per_class": {c: train_counts.get(c, 0) if use_real else 0 for c in CLASSES},
-        "synthetic_train_images_per_class": {c: synthetic_counts.get(c, 0) for c in CLASSES},
-        "synthetic_share_per_class": synthetic_share,
-        "initialised_from": None if init_from is None else str(init_from),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    atomic_write_json(out / "run.json", run_info)
+    run_info = start_record(
+        cfg, device, index, split, out, resume_path, {"epoch": trainer.epoch}, kind="classifier",
+        train_images=len(train_rows) if use_real else 0, train_lesions=len(train_lesions), val_images=len(val_rows),
+        train_images_per_class={c: train_counts.get(c, 0) if use_real else 0 for c in CLASSES},
+        synthetic_train_images_per_class={c: synthetic_counts.get(c, 0) for c in CLASSES},
+        synthetic_share_per_class=synthetic_share, initialised_from=None if init_from is None else str(init_from))
 
     def snapshot() -> dict:
         return {
@@ -352,48 +342,42 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
         }
 
     t = cfg.train
-    bar = tqdm(total=t.epochs * trainer.steps_per_epoch * t.batch_size,
-               initial=min(trainer.images_seen, t.epochs * trainer.steps_per_epoch * t.batch_size),
-               unit="img", unit_scale=True, desc=f"train-classifier {cfg.name}", disable=not opts.progress,
-               file=sys.stderr)
+    bar = progress_bar(t.epochs * trainer.steps_per_epoch * t.batch_size, trainer.images_seen,
+                       f"train-classifier {cfg.name}", opts.progress)
     start = time.perf_counter() - trainer.elapsed_s
     stopped_early = False
+    stats_file = StatsLog(out / "stats.jsonl")
     try:
-        with open(out / "stats.jsonl", "a", encoding="utf-8") as stats_file:
-            while trainer.epoch < t.epochs:
-                if t.patience and trainer.epoch - trainer.best_epoch >= t.patience:
-                    stopped_early = True
-                    break
-                line = trainer.train_epoch(on_step=bar.update)
-                line.update(trainer.validate())
-                is_best = line["val_balanced_accuracy"] > trainer.best_score
-                if is_best:
-                    trainer.best_score, trainer.best_epoch = line["val_balanced_accuracy"], trainer.epoch
-                    save_atomic(snapshot(), out / "classifier.pt")
-                trainer.elapsed_s = time.perf_counter() - start
-                line = {"epoch": trainer.epoch, **{k: v if k == "lr" else round(v, 6) for k, v in line.items()},
-                        "best_epoch": trainer.best_epoch, "elapsed_s": round(trainer.elapsed_s, 2)}
-                stats_file.write(json.dumps(line) + "\n")
-                stats_file.flush()
-                tqdm.write(
-                    f"epoch {trainer.epoch:4d}  loss {line['train_loss']:.4f}  "
-                    f"val bal.acc {line['val_balanced_accuracy']:.4f}  val acc {line['val_accuracy']:.4f}  "
-                    f"lr {line['lr']:.2e}  {line['images_per_s']:.0f} img/s" + ("  *best" if is_best else ""),
-                    file=sys.stdout,
-                )
-                if trainer.epoch % t.checkpoint_epochs == 0 or trainer.epoch == t.epochs:
-                    save_state(trainer.state_dict(), out / "checkpoints", trainer.epoch, t.keep_checkpoints)
+        while trainer.epoch < t.epochs:
+            if t.patience and trainer.epoch - trainer.best_epoch >= t.patience:
+                stopped_early = True
+                break
+            line = trainer.train_epoch(on_step=bar.update)
+            line.update(trainer.validate())
+            is_best = line["val_balanced_accuracy"] > trainer.best_score
+            if is_best:
+                trainer.best_score, trainer.best_epoch = line["val_balanced_accuracy"], trainer.epoch
+                save_atomic(snapshot(), out / "classifier.pt")
+            trainer.elapsed_s = time.perf_counter() - start
+            line = {"epoch": trainer.epoch, **{k: v if k == "lr" else round(v, 6) for k, v in line.items()},
+                    "best_epoch": trainer.best_epoch, "elapsed_s": round(trainer.elapsed_s, 2)}
+            stats_file.write(line)
+            tqdm.write(
+                f"epoch {trainer.epoch:4d}  loss {line['train_loss']:.4f}  "
+                f"val bal.acc {line['val_balanced_accuracy']:.4f}  val acc {line['val_accuracy']:.4f}  "
+                f"lr {line['lr']:.2e}  {line['images_per_s']:.0f} img/s" + ("  *best" if is_best else ""),
+                file=sys.stdout,
+            )
+            if trainer.epoch % t.checkpoint_epochs == 0 or trainer.epoch == t.epochs:
+                save_state(trainer.state_dict(), out / "checkpoints", trainer.epoch, t.keep_checkpoints)
         if not state_path(out / "checkpoints", trainer.epoch).is_file():
             save_state(trainer.state_dict(), out / "checkpoints", trainer.epoch, t.keep_checkpoints)
     finally:
         bar.close()
-
-    run_info.update(
-        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), epochs=trainer.epoch, best_epoch=trainer.best_epoch,
-        best_val_balanced_accuracy=round(trainer.best_score, 6), stopped_early=stopped_early,
-        elapsed_s=round(trainer.elapsed_s, 2),
-    )
-    atomic_write_json(out / "run.json", run_info)
+        stats_file.close()
+    finish_record(out, run_info, epochs=trainer.epoch, best_epoch=trainer.best_epoch,
+                  best_val_balanced_accuracy=round(trainer.best_score, 6), stopped_early=stopped_early,
+                  elapsed_s=round(trainer.elapsed_s, 2))
     print(f"done: {trainer.epoch} epochs; best epoch {trainer.best_epoch} (val balanced accuracy "
           f"{trainer.best_score:.4f}); snapshot {out / 'classifier.pt'}")
     return out

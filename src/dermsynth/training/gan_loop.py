@@ -18,20 +18,16 @@ and writes into the run folder:
 from __future__ import annotations
 
 import copy
-import json
 import math
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
-from tqdm import tqdm
 
 from dermsynth import distributed as dist
 from dermsynth._version import __version__
@@ -39,11 +35,8 @@ from dermsynth.augment import diff_augment, dihedral
 from dermsynth.checkpoint import (
     SNAPSHOT_FORMAT,
     STATE_FORMAT,
-    CheckpointError,
-    error_summary,
     find_resume,
     list_states,
-    load_checkpoint,
     rng_state,
     save_atomic,
     save_state,
@@ -57,15 +50,19 @@ from dermsynth.figures import class_grid, from_uint8, plot_gan_stats, save_synth
 from dermsynth.model_card import HAM10000_TERMS, OTHER_TERMS, write_model_card
 from dermsynth.models.discriminator import build_discriminator
 from dermsynth.models.generator import build_generator
-from dermsynth.storage import atomic_write_json, atomic_write_text
 from dermsynth.training import gan_losses
 from dermsynth.training.runs import (
     RunOptions,
+    StatsLog,
     autocast,
+    device_images,
+    finish_record,
     hardware,
     open_run_folder,
     prepare_data,
-    provenance,
+    progress_bar,
+    resume_trainer,
+    start_record,
     truncate_stats,
 )
 
@@ -116,17 +113,12 @@ class Trainer:
 
     def load_data(self, images: np.ndarray, labels: np.ndarray) -> None:
         """Train images as a uint8 (N, 3, R, R) tensor on the device, with labels."""
-        self.images = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous().to(self.device)
-        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(self.device)
+        self.images, self.labels = device_images(images, labels, self.cfg.train.batch_size, self.device)
         self.sampler = DistributedSampler(
             range(len(self.images)), num_replicas=self.world, rank=dist.rank(),
             shuffle=True, seed=self.cfg.train.seed, drop_last=True,
         )
-        self.steps_per_epoch = len(self.sampler) // self.batch_per_gpu
-        if self.steps_per_epoch < 1:
-            raise DataError(
-                f"the train part has {len(self.images)} images, fewer than one batch of {self.cfg.train.batch_size}"
-            )
+        self.steps_per_epoch = len(self.sampler) // self.batch_per_gpu  # >= 1: device_images refuses fewer
         self._order: list[int] | None = None
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -382,29 +374,22 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
     trainer = Trainer(cfg, device)
     trainer.load_data(cached.images[train_rows], cached.labels[train_rows])
     if resume_path is not None:
-        state = load_checkpoint(resume_path, expect=STATE_FORMAT)
-        try:
-            trainer.load_state_dict(state)
-        except (RuntimeError, KeyError, ValueError, IndexError) as e:
-            raise CheckpointError(f"{resume_path}: does not fit this config's networks or optimisers ({error_summary(e)}); "
-                                  f"the run's own config is {out / 'config.yaml'}") from None
+        resume_trainer(trainer, resume_path, STATE_FORMAT, "networks or optimisers")
         dist.print0(f"resumed from {resume_path} at step {trainer.step} ({trainer.images_seen / 1000:.1f} kimg)")
     total_steps = trainer.total_steps()
 
     # Written only now that the run has started (or resumed) for sure: a failed resume rewrites nothing.
     if dist.is_main():
-        run_info = _start_record(cfg, device, index, split, out, resume_path, trainer,
-                                 train_images=len(train_rows), total_steps=total_steps)
-        atomic_write_text(out / "config.yaml", yaml.safe_dump(to_plain(cfg), sort_keys=False))
+        run_info = start_record(cfg, device, index, split, out, resume_path, {"step": trainer.step},
+                                train_images=len(train_rows), total_steps=total_steps)
         truncate_stats(out / "stats.jsonl", "step", trainer.step)
-        atomic_write_json(out / "run.json", run_info)
 
     fixed_z, fixed_labels = _fixed_noise(cfg)
     steps_per_tick = max(1, round(cfg.train.tick_kimg * 1000 / cfg.train.batch_size))
-    stats_file = open(out / "stats.jsonl", "a", encoding="utf-8") if dist.is_main() else None
+    stats_file = StatsLog(out / "stats.jsonl", enabled=dist.is_main())
     writer = _tensorboard(out) if dist.is_main() else None
-    bar = tqdm(total=total_steps * cfg.train.batch_size, initial=trainer.images_seen, unit="img", unit_scale=True,
-               desc=f"train-gan {cfg.name}", disable=not (opts.progress and dist.is_main()), file=sys.stderr)
+    bar = progress_bar(total_steps * cfg.train.batch_size, trainer.images_seen, f"train-gan {cfg.name}",
+                       opts.progress and dist.is_main())
 
     def write_snapshot() -> None:
         state = trainer.state_dict()  # on every rank: it gathers each rank's RNG state
@@ -458,9 +443,8 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
                     "diffaugment": cfg.train.diffaugment,
                     "dihedral": cfg.train.dihedral,
                 }
+                stats_file.write(line)
                 if dist.is_main():
-                    stats_file.write(json.dumps(line) + "\n")
-                    stats_file.flush()
                     if writer is not None:
                         for k in keys:
                             writer.add_scalar(k, line[k], trainer.images_seen)
@@ -474,8 +458,7 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
     finally:
         interrupt.restore()
         bar.close()
-        if stats_file is not None:
-            stats_file.close()
+        stats_file.close()
         if writer is not None:
             writer.close()
 
@@ -484,20 +467,14 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
         checksums = dist.all_gather_objects(float(sum(p.double().sum() for p in trainer.G.parameters())))
     agree = all(c == checksums[0] for c in checksums)
     if dist.is_main():
-        run_info.update(
-            finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            steps=trainer.step, kimg=trainer.images_seen / 1000, elapsed_s=round(trainer.elapsed_s, 2),
-            stopped_early=stopped_early, rank_weights_agree=agree, rank_checksums=checksums,
-        )
-        atomic_write_json(out / "run.json", run_info)
+        finish_record(out, run_info, steps=trainer.step, kimg=trainer.images_seen / 1000,
+                      elapsed_s=round(trainer.elapsed_s, 2), stopped_early=stopped_early, rank_weights_agree=agree,
+                      rank_checksums=checksums)
         dist.print0(f"done: {trainer.step} steps, {trainer.images_seen / 1000:.1f} kimg in "
                     f"{trainer.elapsed_s / 60:.1f} min; generator snapshot {out / 'generator.pt'}")
     if not agree:
         raise RuntimeError(f"processes ended with different generator weights: {checksums}")
     return out
-
-
-_SESSION_RESULTS = ("finished", "steps", "kimg", "elapsed_s", "stopped_early", "rank_weights_agree", "rank_checksums")
 
 
 def _card_facts(cfg: GanConfig, index, split, train_labels: np.ndarray, device: torch.device) -> dict:
@@ -519,45 +496,6 @@ def _card_facts(cfg: GanConfig, index, split, train_labels: np.ndarray, device: 
         "terms": HAM10000_TERMS if index.source == "dermamnist" or any(r.lesion_id.startswith("HAM_")
                                                                        for r in index.records) else OTHER_TERMS,
     }
-
-
-def _start_record(cfg, device, index, split, out: Path, resume_path: Path | None, trainer: Trainer,
-                  **fields) -> dict:
-    """run.json at the start of a session. A resumed run keeps every field of its earlier record (the last
-    session's outcome, moved into this session's entry of ``resumed`` with the options that changed)."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    previous = {}
-    if resume_path is not None and (out / "run.json").is_file():
-        try:
-            previous = json.loads((out / "run.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            previous = {}
-    ended = {k: previous.pop(k) for k in _SESSION_RESULTS if k in previous}  # the last session's outcome
-    record = {**previous, **provenance(cfg, device, index, split), **fields, "started": previous.get("started", now)}
-    if resume_path is not None:
-        session = {"from": str(resume_path), "step": trainer.step, "at": now, "previous_session": ended}
-        changed = _changed_options(out / "config.yaml", to_plain(cfg))
-        if changed:
-            session["changed"] = changed
-        record["resumed"] = previous.get("resumed", []) + [session]
-    return record
-
-
-def _changed_options(saved: Path, now: dict) -> dict:
-    """``{"section.key": [before, now]}`` between a run's saved config.yaml and the config it resumes with."""
-    try:
-        before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-    changed = {}
-    for section, values in now.items():
-        if not isinstance(values, dict):
-            continue
-        old = before.get(section) if isinstance(before.get(section), dict) else {}
-        for key, value in values.items():
-            if key in old and old[key] != value:
-                changed[f"{section}.{key}"] = [old[key], value]
-    return changed
 
 
 class _GracefulStop:

@@ -1,5 +1,6 @@
 """What both training loops share: run options, the run folder (its lock and the refusal to overwrite what is
-not ours), the data set-up (index, split, cache), autocast, provenance and the stats.jsonl bookkeeping."""
+not ours), the data set-up (index, split, cache), train images on the device, autocast, resuming a training
+state, run.json (provenance, sessions), the progress bar and the stats.jsonl bookkeeping."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import platform
 import shutil
 import sys
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +17,13 @@ from typing import Callable, ContextManager
 
 import numpy as np
 import torch
+import yaml
+from tqdm import tqdm
 
-from dermsynth._version import __version__
 from dermsynth import distributed as dist
+from dermsynth._version import __version__
+from dermsynth.checkpoint import CheckpointError, error_summary, load_checkpoint
+from dermsynth.config import to_plain
 from dermsynth.data.cache import load_cache
 from dermsynth.data.index import DataError, DatasetIndex, open_index
 from dermsynth.data.splits import Split, load_split, make_split, save_split
@@ -26,6 +32,7 @@ from dermsynth.storage import (
     MARKER,
     FolderError,
     FolderLock,
+    atomic_write_json,
     atomic_write_text,
     check_folder,
     check_replaceable,
@@ -205,3 +212,99 @@ def truncate_stats(path: Path, key: str, last: int) -> None:
     kept = [row for row in rows if row.get(key, 0) <= last]
     if len(kept) != len(rows):
         atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
+
+
+def device_images(images: np.ndarray, labels: np.ndarray, batch_size: int, device: torch.device
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train images as a uint8 (N, 3, R, R) tensor on the device, and their labels; refused below one batch."""
+    if len(images) < batch_size:
+        raise DataError(f"the train part has {len(images)} images, fewer than one batch of {batch_size}")
+    tensor = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous().to(device)
+    return tensor, torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
+
+
+def resume_trainer(trainer, path: Path, expect: str, what: str) -> None:
+    """Load the training state at ``path`` into ``trainer``; one that does not fit its ``what`` (networks,
+    optimisers) is a :class:`CheckpointError` naming the run's own config."""
+    state = load_checkpoint(path, expect=expect)
+    try:
+        trainer.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, IndexError) as e:
+        raise CheckpointError(f"{path}: does not fit this config's {what} ({error_summary(e)}); "
+                              f"the run's own config is {path.parent.parent / 'config.yaml'}") from None
+
+
+SESSION_RESULTS = ("finished", "steps", "epochs", "kimg", "elapsed_s", "stopped_early", "best_epoch",
+                   "best_val_balanced_accuracy", "rank_weights_agree", "rank_checksums")
+"""run.json fields a session ends with; a resumed run moves them into its entry of ``resumed``."""
+
+
+def start_record(cfg, device: torch.device, index: DatasetIndex, split: Split, out: Path, resume_path: Path | None,
+                 position: dict, **fields) -> dict:
+    """Write config.yaml and run.json at the start of a session; returns the record. A resumed run keeps every
+    field of its earlier record: the last session's outcome moves into this session's entry of ``resumed``,
+    with ``position`` (step or epoch) and the options that changed."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    previous = {}
+    if resume_path is not None and (out / "run.json").is_file():
+        try:
+            previous = json.loads((out / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            previous = {}
+    ended = {k: previous.pop(k) for k in SESSION_RESULTS if k in previous}
+    record = {**previous, **provenance(cfg, device, index, split), **fields, "started": previous.get("started", now)}
+    if resume_path is not None:
+        session = {"from": str(resume_path), **position, "at": now, "previous_session": ended}
+        changed = _changed_options(out / "config.yaml", to_plain(cfg))
+        if changed:
+            session["changed"] = changed
+        record["resumed"] = previous.get("resumed", []) + [session]
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_plain(cfg), sort_keys=False))
+    atomic_write_json(out / "run.json", record)
+    return record
+
+
+def finish_record(out: Path, record: dict, **results) -> None:
+    """run.json at the end of a session: the record with when it finished and the session's ``results``."""
+    record.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **results)
+    atomic_write_json(out / "run.json", record)
+
+
+def _changed_options(saved: Path, now: dict) -> dict:
+    """``{"section.key": [before, now]}`` between a run's saved config.yaml and the config it resumes with."""
+    try:
+        before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    changed = {}
+    for section, values in now.items():
+        if not isinstance(values, dict):
+            continue
+        old = before.get(section) if isinstance(before.get(section), dict) else {}
+        for key, value in values.items():
+            if key in old and old[key] != value:
+                changed[f"{section}.{key}"] = [old[key], value]
+    return changed
+
+
+def progress_bar(total: int, done: int, desc: str, enabled: bool) -> tqdm:
+    """A progress bar on stderr counted in images, starting at ``done`` (a resumed run)."""
+    return tqdm(total=total, initial=min(done, total), unit="img", unit_scale=True, desc=desc, disable=not enabled,
+                file=sys.stderr)
+
+
+class StatsLog:
+    """A run's stats.jsonl, appended one JSON line at a time and flushed (a crash loses no written line);
+    ``enabled=False`` (a DDP rank other than 0) writes nothing."""
+
+    def __init__(self, path: Path, enabled: bool = True) -> None:
+        self._file = open(path, "a", encoding="utf-8") if enabled else None
+
+    def write(self, line: dict) -> None:
+        if self._file is not None:
+            self._file.write(json.dumps(line) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
