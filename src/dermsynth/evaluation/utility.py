@@ -238,21 +238,21 @@ def run_utility(
     sources = {"generator": sha256_file(generator), "split": split.sha256(),
                "judge": sha256_file(judge) if judge_model else None}
 
-    runs = []
+    synthetic, used = {}, {}
     for arm in utility.arms:
         counts = synthetic_counts(real_counts, arm, utility)
         source = filtered if arm == "filter" else pool
         chosen = {c: source[c][: counts[c]] for c in CLASSES if counts[c] > 0 and c in source}
-        synthetic = None
-        if chosen:
-            synthetic = (np.concatenate(list(chosen.values())),
-                         np.concatenate([np.full(len(x), CLASSES.index(c)) for c, x in chosen.items()]))
-        used = {c: int(len(chosen.get(c, ()))) for c in CLASSES}
-        for seed in utility.seeds:
-            made_by = _fingerprint(arm, seed, cfg, utility, sources, used)
-            record = _train_arm(arm, seed, cfg, utility, out, Path(split_file), data_root, synthetic, scoring,
+        synthetic[arm] = (np.concatenate(list(chosen.values())), np.concatenate(
+            [np.full(len(x), CLASSES.index(c)) for c, x in chosen.items()])) if chosen else None
+        used[arm] = {c: int(len(chosen.get(c, ()))) for c in CLASSES}
+    runs = []
+    for seed in utility.seeds:  # seed by seed: a study stopped early has every arm for the first seeds
+        for arm in utility.arms:
+            made_by = _fingerprint(arm, seed, cfg, utility, sources, used[arm])
+            record = _train_arm(arm, seed, cfg, utility, out, Path(split_file), data_root, synthetic[arm], scoring,
                                 made_by, progress)
-            runs.append({**record, "synthetic_per_class": used})
+            runs.append({**record, "synthetic_per_class": used[arm]})
     result = {"runs": runs, "summary": summarise(runs, utility.arms, "test"), "real_train_per_class": real_counts,
               "generator": str(generator), "generator_check": checked, "classifier": cfg.name,
               "config": dataclasses.asdict(utility), "filter_acceptance": acceptance or None}
