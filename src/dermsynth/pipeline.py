@@ -36,6 +36,8 @@ from typing import Any, Callable
 from dermsynth.checkpoint import list_states
 from dermsynth.config import (
     ConfigError,
+    PhantomConfig,
+    SplitConfig,
     classifier_config,
     find_preset,
     gan_config,
@@ -75,23 +77,6 @@ class Preset:
 
 
 @dataclass
-class PhantomSection:
-    """Phantom data drawn when no --data is given (not medical data)."""
-
-    per_class: int = 60
-    size: int = 64
-    seed: int = 0
-
-
-@dataclass
-class SplitSection:
-    """The lesion-grouped split every stage shares."""
-
-    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
-    seed: int = 0
-
-
-@dataclass
 class Sampling:
     """How many images per class, drawn from which noise seed."""
 
@@ -126,8 +111,10 @@ class StudyConfig:
 
     name: str = "study"
     """Name shown in the report."""
-    phantom: PhantomSection = field(default_factory=PhantomSection)
-    split: SplitSection = field(default_factory=SplitSection)
+    phantom: PhantomConfig = field(default_factory=lambda: PhantomConfig(per_class=60, size=64))
+    """Phantom data drawn when no --data is given (not medical data)."""
+    split: SplitConfig = field(default_factory=SplitConfig)
+    """The lesion-grouped split every stage shares."""
     gan: Preset = field(default_factory=lambda: Preset("best.yaml"))
     """GAN preset and overrides."""
     judge: Preset = field(default_factory=lambda: Preset("classifier-resnet.yaml"))
@@ -184,10 +171,12 @@ def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
             continue
         typed, found = typed_values(type(getattr(defaults, name)), value, name)
         problems += found
-        if not found:
-            sections[name] = dataclasses.replace(getattr(defaults, name), **typed)
-            if name == "utility":
-                sections[name].given = tuple(typed)
+        try:  # typed values only; then the section's own checks (split fractions that do not sum to 1)
+            sections[name] = dataclasses.replace(getattr(defaults, name), **typed) if not found else None
+        except (ConfigError, ValueError) as e:
+            problems.append(str(e).replace("\n  - ", " "))
+        if name == "utility" and sections.get(name) is not None:
+            sections[name].given = tuple(typed)
     if problems:
         raise ConfigError(f"{path}: invalid study config:\n  - " + "\n  - ".join(problems))
     return StudyConfig(**sections), path.parent

@@ -229,12 +229,14 @@ def test_study_with_a_mistyped_override_is_refused_up_front(tmp_path):
 
 def test_study_sections_are_typed_and_every_problem_named(tmp_path):
     study = tmp_path / "study.yaml"
-    study.write_text("phantom: {per_class: abc, size: 6.4e1}\ngenerate: 5\nutility: {seeds: [0, x], topup: 3}\n")
+    study.write_text("phantom: {per_class: abc, size: 6.4e1}\nsplit: {fractions: [0.5, 0.1, 0.1]}\ngenerate: 5\n"
+                     "utility: {seeds: [0, x], topup: 3}\n")
     code = CliRunner().invoke(main, ["run", "--config", str(study), "--out", str(tmp_path / "out")])
     assert code.exit_code == 2 and isinstance(code.exception, SystemExit)
     assert code.output == (
         f"error: {study}: invalid study config:\n"
         "  - phantom.per_class: expected an integer, got 'abc'\n"
+        "  - invalid split config: split.fractions: must sum to 1, got 0.7\n"
         "  - generate: expected a mapping of options, got 5\n"
         "  - utility: unknown option(s) topup (known: arms, external, filter_confidence, filter_max_draws, preset, "
         "pretrain_epochs, ratio, real_fraction, seeds, set, synthetic_per_class, synthetic_seed, topup_to)\n"
