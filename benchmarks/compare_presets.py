@@ -86,7 +86,8 @@ def main() -> None:
         for k, c in enumerate(CLASSES):
             images = sample(G, k, args.per_class, args.seed)
             if images.shape[1] != meta["resolution"]:
-                raise SystemExit(f"{run}: generator makes {images.shape[1]} px images, judge wants {meta['resolution']}")
+                raise SystemExit(f"{run}: generator makes {images.shape[1]} px images, "
+                                 f"judge wants {meta['resolution']}")
             table3 = detection_rows({c: predict_proba(judge, images)}, None)[0]  # Table III's own row
             feats = penultimate_features(judge, images)
             per_class[c] = {

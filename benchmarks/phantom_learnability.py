@@ -110,7 +110,8 @@ def main() -> None:
     parser.add_argument("--widths", type=str, default="16,32,64", help="CNN stage widths")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (more is slower on busy cores)")
-    parser.add_argument("--out", type=Path, default=None, help="keep the data and the CNN's run here (default: temporary)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="keep the data and the CNN's run here (default: temporary)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 

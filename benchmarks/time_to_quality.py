@@ -255,7 +255,8 @@ def markdown(results: dict) -> str:
         cells = [f"{f(inc.get('per_class_fid', {}).get(c))} / {f(inc.get('per_class_diversity', {}).get(c), 2)} / "
                  f"{f(t3.get(c, {}).get('detection_pct'), 0)} of {f(t3.get(c, {}).get('ceiling_pct'), 0)}"
                  for c in CLASSES]
-        mem = f"{f(e.get('inception', {}).get('memorisation_flagged_pct'), 2)} / {f(jud.get('memorisation_flagged_pct'), 2)}"
+        mem = (f"{f(e.get('inception', {}).get('memorisation_flagged_pct'), 2)} / "
+               f"{f(jud.get('memorisation_flagged_pct'), 2)}")
         lines.append(f"| {preset} ({e['minute']:g} min) | " + " | ".join(cells) + f" | {mem} |")
     return "\n".join(lines) + "\n"
 

@@ -86,3 +86,12 @@ def test_no_import_cycle():
         if module not in state:
             visit(module, [module])
     assert not cycles, "\n".join(cycles)
+
+
+def test_lines_fit_120_columns():
+    """No line of code, tests or benchmarks is wider than 120 columns (the width the code is written to)."""
+    root = Path(__file__).resolve().parents[1]
+    long = [f"{path.relative_to(root)}:{n}" for folder in ("src", "tests", "benchmarks")
+            for path in sorted((root / folder).rglob("*.py"))
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if len(line) > 120]
+    assert not long, long

@@ -90,6 +90,28 @@ def run_options(example: str):
     return decorate
 
 
+def _train(kind: str, config_path: Path, data_root: Path, overrides: tuple[str, ...], dry_run: bool,
+           **options) -> None:
+    """Build a GAN or classifier config from a preset and overrides; print it (``dry_run``) or train it."""
+    import yaml
+
+    from dermsynth.config import classifier_config, gan_config, load_yaml, to_plain
+    from dermsynth.training.runs import RunOptions
+
+    build = gan_config if kind == "gan" else classifier_config
+    cfg = build(load_yaml(find_preset(config_path)), list(overrides), data_root=data_root)
+    if dry_run:
+        click.echo(yaml.safe_dump(to_plain(cfg), sort_keys=False))
+    elif kind == "gan":
+        from dermsynth.training.gan_loop import train_gan
+
+        train_gan(cfg, RunOptions(**options))
+    else:
+        from dermsynth.training.classifier_loop import train_classifier
+
+        train_classifier(cfg, RunOptions(**options))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dermsynth")
 def main() -> None:
@@ -216,20 +238,10 @@ def train_gan_cmd(config_path: Path, data_root: Path, out: Path, split_file: Pat
                   overwrite: bool, overrides: tuple[str, ...], dry_run: bool, no_progress: bool,
                   backbone_weights: Path | None) -> None:
     """Train the conditional GAN on the train part of the split (torchrun for several GPUs)."""
-    import yaml
-
-    from dermsynth.config import gan_config, load_yaml, to_plain
-
     if backbone_weights is not None:  # quoted as a YAML string: a path may hold '#' or read as null
         overrides = (*overrides, f"discriminator.backbone_weights={json.dumps(str(backbone_weights.resolve()))}")
-    cfg = gan_config(load_yaml(find_preset(config_path)), list(overrides), data_root=data_root)
-    if dry_run:
-        click.echo(yaml.safe_dump(to_plain(cfg), sort_keys=False))
-        return
-    from dermsynth.training.gan_loop import RunOptions, train_gan
-
-    train_gan(cfg, RunOptions(out=out, split_file=split_file, resume=resume, overwrite=overwrite,
-                              progress=not no_progress))
+    _train("gan", config_path, data_root, overrides, dry_run, out=out, split_file=split_file, resume=resume,
+           overwrite=overwrite, progress=not no_progress)
 
 
 @main.command()
@@ -271,21 +283,8 @@ def train_classifier_cmd(config_path: Path, data_root: Path, out: Path, split_fi
                          resume: str | None, overwrite: bool, overrides: tuple[str, ...], dry_run: bool,
                          no_progress: bool) -> None:
     """Train a judge classifier on the train part of the split; the best val epoch is kept."""
-    import yaml
-
-    from dermsynth.config import classifier_config, load_yaml, to_plain
-
-    cfg = classifier_config(load_yaml(find_preset(config_path)), list(overrides), data_root=data_root)
-    if dry_run:
-        click.echo(yaml.safe_dump(to_plain(cfg), sort_keys=False))
-        return
-    from dermsynth.training.classifier_loop import train_classifier
-    from dermsynth.training.gan_loop import RunOptions
-
-    train_classifier(cfg, RunOptions(out=out, split_file=split_file, resume=resume, overwrite=overwrite,
-                                     progress=not no_progress))
-
-
+    _train("classifier", config_path, data_root, overrides, dry_run, out=out, split_file=split_file, resume=resume,
+           overwrite=overwrite, progress=not no_progress)
 
 
 @main.command("evaluate-classifier")
@@ -351,25 +350,6 @@ def detection(judge: Path, generator: Path | None, images: Path | None, data_roo
     click.echo(f"Table III written to {out} (table3.md, table3.csv, table3.json)")
 
 
-def _key_values(items: tuple[str, ...], flag: str) -> dict:
-    """``("arms=[real,topup]", "seeds=[0,1]")`` -> a dict of YAML values; every bad item named at once."""
-    import yaml
-
-    out, problems = {}, []
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            problems.append(f"{flag} {item!r}: expected KEY=VALUE, e.g. seeds=[0,1,2]")
-            continue
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            problems.append(f"{flag} {item!r}: the value is not valid YAML ({getattr(e, 'problem', None) or e})")
-    if problems:
-        raise ConfigError("; ".join(problems))
-    return out
-
-
 @evaluate.command("gan")
 @click.option("--generator", required=True, type=click.Path(path_type=Path), help="generator.pt snapshot.")
 @click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="The GAN's data root.")
@@ -403,12 +383,12 @@ def _key_values(items: tuple[str, ...], flag: str) -> dict:
 def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split_file: Path | None, measures: str,
                      out: Path | None, inception_weights: Path | None, feature_cache: Path | None,
                      utility_config: Path | None, utility_options: tuple[str, ...], utility_seeds: str | None,
-                     utility_topup_to: int | None, external: Path | None, overrides: tuple[str, ...], seed: int, no_progress: bool) -> None:
+                     utility_topup_to: int | None, external: Path | None, overrides: tuple[str, ...], seed: int,
+                     no_progress: bool) -> None:
     """FID/KID/precision/recall (overall and per class), memorisation, Table III and utility, to JSON and Markdown."""
-    from dermsynth.config import classifier_config, load_yaml
+    from dermsynth.config import classifier_config, load_yaml, parse_assignments
     from dermsynth.data.cache import default_cache_dir
     from dermsynth.evaluation.gan import EvaluationConfig, evaluate_gan, parse_measures
-
     from dermsynth.evaluation.utility import utility_config as make_utility_config
 
     chosen = parse_measures(measures)
@@ -417,7 +397,7 @@ def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split
         if utility_config is None:
             raise ConfigError("the utility measure needs --utility-config (or leave it out of --measures)")
         cfg = classifier_config(load_yaml(find_preset(utility_config)), list(overrides), data_root=data_root)
-        options = _key_values(utility_options, "--utility")
+        options = parse_assignments(utility_options, "--utility", "seeds=[0,1,2]")
         if utility_seeds is not None:
             options["seeds"] = [s.strip() for s in utility_seeds.split(",") if s.strip()]
         if utility_topup_to is not None:
@@ -442,7 +422,8 @@ def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split
               help="Data root [default: draw the built-in phantom data (not medical data) into RUN].")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Study folder.")
 @click.option("--stages", default="all", show_default=True,
-              help="Comma-separated subset of prepare,split,gan,judge,feature_judge,generate,detection,metrics,utility,report.")
+              help="Comma-separated subset of prepare,split,gan,judge,feature_judge,generate,detection,metrics,"
+                   "utility,report.")
 @click.option("--overwrite", is_flag=True, help="Start the study folder afresh instead of continuing it.")
 @NO_PROGRESS
 @_clean_errors

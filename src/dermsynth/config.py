@@ -439,21 +439,28 @@ GAN_SECTIONS = {
 }
 
 
-def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
-    """``["train.epochs=2", "loss.kind=hinge"]`` -> nested dict, values parsed as YAML; every bad item named."""
-    out: dict[str, dict[str, Any]] = {}
+def parse_assignments(items: list[str] | tuple[str, ...], flag: str, example: str,
+                      sectioned: bool = False) -> dict[str, Any]:
+    """``["seeds=[0,1]"]`` -> ``{"seeds": [0, 1]}``; ``sectioned``: ``["train.epochs=2"]`` -> ``{"train":
+    {"epochs": 2}}``. Values are parsed as YAML; every bad item is named at once."""
+    out: dict[str, Any] = {}
     problems = []
     for item in items:
         key, sep, value = item.partition("=")
-        section, dot, name = key.partition(".")
-        if not sep or not dot or not name:
-            problems.append(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. train.epochs=2")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not key.strip() or (sectioned and not (dot and section and name)):
+            problems.append(f"{flag} {item!r}: expected {'SECTION.' if sectioned else ''}KEY=VALUE, e.g. {example}")
             continue
         try:
-            out.setdefault(section, {})[name] = yaml.safe_load(value)
+            value = yaml.safe_load(value)
         except yaml.YAMLError as e:
-            problems.append(f"--set {item!r}: the value is not valid YAML ({getattr(e, 'problem', None) or e})")
-    _raise_if(problems, "--set option(s)")
+            problems.append(f"{flag} {item!r}: the value is not valid YAML ({getattr(e, 'problem', None) or e})")
+            continue
+        if sectioned:
+            out.setdefault(section, {})[name] = value
+        else:
+            out[key.strip()] = value
+    _raise_if(problems, f"{flag} option(s)")
     return out
 
 
@@ -472,7 +479,7 @@ def build_sections(
     """
     raw = dict(raw)
     problems = []
-    for section, values in parse_overrides(overrides or []).items():
+    for section, values in parse_assignments(overrides or [], "--set", "train.epochs=2", sectioned=True).items():
         if section not in section_classes:
             problems.append(f"--set: unknown section {section!r} (known: {', '.join(section_classes)})")
         elif raw.get(section) is None:
@@ -511,7 +518,8 @@ def build_sections(
     return name, sections, problems
 
 
-def gan_config(raw: dict[str, Any], overrides: list[str] | None = None, data_root: str | Path | None = None) -> GanConfig:
+def gan_config(raw: dict[str, Any], overrides: list[str] | None = None,
+               data_root: str | Path | None = None) -> GanConfig:
     """Build and check a :class:`GanConfig` from a preset's dict; every problem is reported at once."""
     name, sections, problems = build_sections(raw, overrides, data_root, GAN_SECTIONS, ("generator", "discriminator"))
     if not problems:

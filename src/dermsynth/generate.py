@@ -56,7 +56,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
         G = build_generator(GeneratorConfig(**gen_cfg))
         G.load_state_dict(ckpt["G_ema"])
     except (TypeError, ValueError, KeyError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: its generator weights do not fit its generator config ({error_summary(e)})") from None
+        raise CheckpointError(f"{path}: its generator weights do not fit its generator config "
+                              f"({error_summary(e)})") from None
     return G.to(device).eval(), ckpt
 
 

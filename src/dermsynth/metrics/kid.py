@@ -32,7 +32,8 @@ def kid(real: np.ndarray, fake: np.ndarray, subsets: int = 100, subset_size: int
         raise ValueError("KID needs at least 2 feature vectors on each side")
     rng = np.random.default_rng(seed)
     values = [
-        mmd2_unbiased(real[rng.choice(len(real), size, replace=False)], fake[rng.choice(len(fake), size, replace=False)])
+        mmd2_unbiased(real[rng.choice(len(real), size, replace=False)],
+                      fake[rng.choice(len(fake), size, replace=False)])
         for _ in range(subsets)
     ]
     return {"kid": float(np.mean(values)), "kid_std": float(np.std(values))}

@@ -73,7 +73,8 @@ def plot_memorisation(result: dict, synthetic_images: np.ndarray, train_images: 
                label=f"near-copy threshold ({result['percentile']:g} % of real test images are closer)")
     ax.set_xlabel("distance in feature space")
     ax.legend(fontsize=8)
-    ax.set_title(f"memorisation: {result['n_flagged']} of {result['n_synthetic']} synthetic images flagged", fontsize=10)
+    ax.set_title(f"memorisation: {result['n_flagged']} of {result['n_synthetic']} synthetic images flagged",
+                 fontsize=10)
     for j, i in enumerate(order):
         for row, (img, label) in enumerate(((synthetic_images[i], "synthetic"),
                                             (train_images[result["synthetic_nearest"][i]], "nearest training"))):

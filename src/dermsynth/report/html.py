@@ -171,7 +171,8 @@ def _provenance_section(run: Path) -> str:
     rows.append(["total", prov.get("total_seconds")])
     out += (f"<p>Data fingerprint {prov['data_fingerprint'][:16]}; split sha256 "
             f"{(prov.get('split_sha256') or '')[:16]}; seed of the split {prov['study']['split'].get('seed')}, "
-            f"of the GAN {prov['gan_config']['train']['seed']}, of the judge {prov['judge_config']['train']['seed']}.</p>")
+            f"of the GAN {prov['gan_config']['train']['seed']}, "
+            f"of the judge {prov['judge_config']['train']['seed']}.</p>")
     out += _table(["package", "version"], [[k, v] for k, v in prov["versions"].items()], "versions")
     out += _table(["hardware", ""], [[k, v] for k, v in prov["hardware"].items()], "hardware")
     out += _table(["stage", "seconds"], rows, "timings")

@@ -280,7 +280,7 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
     train_ids = [cached.image_ids[i] for i in train_rows]
     train_lesions = sorted({cached.lesion_ids[i] for i in train_rows})
 
-    train_images = np.asarray(cached.images[train_rows]) if use_real else np.zeros((0, *cached.images.shape[1:]), np.uint8)
+    train_images = np.asarray(cached.images[train_rows if use_real else train_rows[:0]])
     train_labels = np.asarray(cached.labels[train_rows]) if use_real else np.zeros(0, np.int64)
     synthetic_counts = Counter()
     n_real = len(train_labels)
