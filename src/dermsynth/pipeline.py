@@ -25,13 +25,16 @@ training stage that was interrupted resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+import torch
+import yaml
 
 from dermsynth.checkpoint import list_states
 from dermsynth.config import (
@@ -46,8 +49,16 @@ from dermsynth.config import (
     to_plain,
     typed_values,
 )
+from dermsynth.data.cache import default_cache_dir, load_cache
 from dermsynth.data.index import DataError, open_index
-from dermsynth.evaluation.utility import UtilityConfig, utility_config
+from dermsynth.data.phantom import make_phantom
+from dermsynth.data.splits import make_split, save_split
+from dermsynth.data.summary import format_class_table
+from dermsynth.evaluation.detection import evaluate_detection
+from dermsynth.evaluation.gan import EvaluationConfig, evaluate_gan
+from dermsynth.evaluation.utility import UtilityConfig, run_utility, utility_config
+from dermsynth.generate import generate_images
+from dermsynth.report.html import write_report
 from dermsynth.storage import (
     LOCK,
     FolderError,
@@ -63,6 +74,9 @@ from dermsynth.storage import (
     storage_error,
     write_marker,
 )
+from dermsynth.training.classifier_loop import train_classifier
+from dermsynth.training.gan_loop import train_gan
+from dermsynth.training.runs import RunOptions, hardware, versions
 
 SAME_AS_JUDGE = "judge"
 """``feature_judge.preset`` value: the judge's own penultimate features are the judge space (no second network)."""
@@ -295,8 +309,6 @@ class Study:
     def _run(self, stages: tuple[str, ...]) -> Path:
         (self.out / "stages").mkdir(exist_ok=True)
         if self.uses_phantom and not (self.data / "HAM10000_metadata.csv").is_file():
-            from dermsynth.data.phantom import make_phantom
-
             make_phantom(self.data, per_class=self.cfg.phantom.per_class, size=self.cfg.phantom.size,
                          seed=self.cfg.phantom.seed, overwrite=True)
         self.index = open_index(self.data)
@@ -328,9 +340,6 @@ class Study:
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def _write_provenance(self, timings: dict) -> None:
-        import torch
-
-        from dermsynth.training.runs import hardware, versions
 
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         split_file = self.out / "split.json"
@@ -356,9 +365,6 @@ class Study:
         A run folder trained outside the study (for example under torchrun) with exactly
         the study's resolved config counts as the same run and is continued, not replaced.
         """
-        import yaml
-
-        from dermsynth.training.runs import RunOptions
 
         started = self.out / "stages" / f"{stage}.started"
         same = started.is_file() and started.read_text() == key
@@ -373,9 +379,6 @@ class Study:
                           resume="auto" if same and has_state else None, progress=self.progress)
 
     def stage_prepare(self, key: str) -> None:
-        from dermsynth.data.cache import load_cache
-        from dermsynth.data.summary import format_class_table
-
         print(format_class_table(self.index), flush=True)
         resolutions = {self.gan_cfg.data.resolution, self.judge_cfg.data.resolution}
         if self.feature_judge_cfg is not None:
@@ -390,24 +393,16 @@ class Study:
         })
 
     def stage_split(self, key: str) -> None:
-        from dermsynth.data.splits import make_split, save_split
-
         split = make_split(self.index, self.cfg.split.fractions, self.cfg.split.seed)
         save_split(split, self.out / "split.json", self.index)
 
     def stage_gan(self, key: str) -> None:
-        from dermsynth.training.gan_loop import train_gan
-
         train_gan(self.gan_cfg, self._training_options("gan", self.out / "gan", key, self.gan_cfg))
 
     def stage_judge(self, key: str) -> None:
-        from dermsynth.training.classifier_loop import train_classifier
-
         train_classifier(self.judge_cfg, self._training_options("judge", self.out / "judge", key, self.judge_cfg))
 
     def stage_feature_judge(self, key: str) -> None:
-        from dermsynth.training.classifier_loop import train_classifier
-
         if self.feature_judge_cfg is None:
             print("[feature_judge] the judge's own features are the judge space", flush=True)
             return
@@ -416,8 +411,6 @@ class Study:
                          self._training_options("feature_judge", folder, key, self.feature_judge_cfg))
 
     def stage_generate(self, key: str) -> None:
-        from dermsynth.generate import generate_images
-
         folder = self.out / "synthetic"
         if folder.exists() and not is_owned(folder, "export"):
             remove_folder(folder)  # the study's own export, written before exports carried a marker
@@ -425,25 +418,18 @@ class Study:
                         seed=self.cfg.generate.seed, overwrite=True, progress=self.progress)
 
     def stage_detection(self, key: str) -> None:
-        from dermsynth.evaluation.detection import evaluate_detection
-
         evaluate_detection(self.out / "judge" / "classifier.pt", self.out / "eval" / "table3",
                            generator=self.out / "gan" / "generator.pt", data_root=self.data,
                            per_class=self.cfg.detection.per_class, seed=self.cfg.detection.seed,
                            progress=self.progress)
 
     def stage_metrics(self, key: str) -> None:
-        from dermsynth.data.cache import default_cache_dir
-        from dermsynth.evaluation.gan import EvaluationConfig, evaluate_gan
-
         evaluate_gan(self.out / "gan" / "generator.pt", self.data, self.out / "eval", EvaluationConfig(
             measures=self.cfg.metrics.measures, spaces=self.cfg.metrics.spaces,
             judge=self.feature_judge_path(), split_file=self.out / "split.json",
             feature_cache=default_cache_dir() / "features"), progress=self.progress)
 
     def stage_utility(self, key: str) -> None:
-        from dermsynth.evaluation.utility import run_utility
-
         folder = self.out / "eval" / "utility"  # each run checks its own fingerprint: only changed ones retrain
         external = self.cfg.utility.external
         run_utility(self.out / "gan" / "generator.pt", self.data, self.out / "split.json", self.utility_cfg, folder,
@@ -452,8 +438,6 @@ class Study:
                     if external else None, progress=self.progress)
 
     def stage_report(self, key: str) -> None:
-        from dermsynth.report.html import write_report
-
         write_report(self.out)
 
 
