@@ -18,6 +18,7 @@ def test_training_writes_the_card_with_what_the_weights_learnt_from(tiny_gan):
     assert facts["data"]["split_sha256"] == run["split_sha256"] and facts["data"]["train_images"] == run["train_images"]
     assert sum(facts["data"]["train_images_per_class"].values()) == run["train_images"]
     assert facts["training"]["steps"] > 0 and facts["training"]["kimg"] > 0
+    assert facts["training"]["hardware"].endswith("thread(s), 1 process(es)")  # DDP runs count their processes
     assert facts["terms"] == OTHER_TERMS  # phantom data: not HAM10000's terms
     for text in ("synthetic (GAN-generated), not a patient's", "## Training data", "## Intended use",
                  "Not for diagnosis", "## Terms", run["split_sha256"][:16], "## Measured"):

@@ -481,6 +481,7 @@ def _card_facts(cfg: GanConfig, index, split, train_labels: np.ndarray, device: 
     """What the model card says of the weights, from the run's config and data (training length added later)."""
     counts = np.bincount(np.asarray(train_labels), minlength=len(CLASSES))
     info = hardware(device)
+    where = info.get("gpu") or f"{info['device']}, {info['torch_threads']} thread(s)"  # one GPU per process
     return {
         "preset": cfg.name, "seed": cfg.train.seed, "dermsynth_version": __version__,
         "resolution": cfg.generator.resolution, "classes": list(CLASSES), "z_dim": cfg.generator.z_dim,
@@ -488,8 +489,7 @@ def _card_facts(cfg: GanConfig, index, split, train_labels: np.ndarray, device: 
         "data": {"name": Path(str(index.root)).name, "source": index.source, "fingerprint": index.fingerprint(),
                  "split_sha256": split.sha256(), "train_images": int(counts.sum()),
                  "train_images_per_class": {c: int(n) for c, n in zip(CLASSES, counts)}},
-        "training": {"hardware": info.get("gpu") or f"{info['device']}, {info['torch_threads']} thread(s), "
-                                                     f"{info['world_size']} process(es)",
+        "training": {"hardware": f"{where}, {info['world_size']} process(es)",
                      "torch": torch.__version__},
         # HAM10000's own lesion ids (HAM_0000118 ...) or DermaMNIST (made from it) say the images are HAM10000's,
         # whatever the folder's name.
