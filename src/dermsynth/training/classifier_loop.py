@@ -51,19 +51,8 @@ from dermsynth.data.index import CLASSES, DataError
 from dermsynth.errors import DivergenceError
 from dermsynth.figures import from_uint8
 from dermsynth.models.classifier import Classifier, predict_proba
-from dermsynth.training.runs import (
-    RunOptions,
-    StatsLog,
-    autocast,
-    device_images,
-    finish_record,
-    open_run_folder,
-    prepare_data,
-    progress_bar,
-    resume_trainer,
-    start_record,
-    truncate_stats,
-)
+from dermsynth.training.runs import (RunOptions, StatsLog, autocast, device_images, finish_record, open_run_folder,
+                                     prepare_data, progress_bar, resume_trainer, start_record, truncate_stats)
 
 
 def epoch_order(labels: torch.Tensor, imbalance: str, seed: int, epoch: int,
