@@ -25,6 +25,7 @@ these helpers.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -89,13 +90,14 @@ def train_cnn(root: Path, out: Path, resolution: int, epochs: int, seed: int, ca
               widths: tuple[int, ...] = (16, 32, 64)) -> float:
     """Train the ``classifier-tiny`` judge on ``root`` (the same split as :func:`parts`) into ``out``;
     its balanced accuracy on the test part."""
-    overrides = [f"data.resolution={resolution}", f"model.resolution={resolution}", f"data.cache_dir={cache_dir}",
+    overrides = [f"data.resolution={resolution}", f"model.resolution={resolution}",
+                 f"data.cache_dir={json.dumps(str(cache_dir))}",  # quoted: a path may hold '#' or ': '
                  f"model.widths={list(widths)}", f"train.epochs={epochs}", f"train.seed={seed}",
                  f"split.fractions={list(FRACTIONS)}", f"split.seed={seed}",
                  # 60 images a class: dropout and colour jitter cost more than they give (0.57 vs 0.84 measured)
                  "model.conv_dropout=0", "model.head_dropout=0", "model.dense_units=64", "train.color_jitter=0"]
     cfg = classifier_config(load_yaml(find_preset("classifier-tiny")), overrides, data_root=root)
-    run = train_classifier(cfg, RunOptions(out=out, progress=False))
+    run = train_classifier(cfg, RunOptions(out=out, overwrite=True, progress=False))  # --out: rerun in place
     model, meta = load_classifier(run / "classifier.pt")
     scored = score_dataset(model, meta, root, "test", cache_dir=cache_dir, progress=False)
     return float(classification_metrics(scored.labels, scored.proba)["balanced_accuracy"])

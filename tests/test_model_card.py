@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
+import torch
+
+from dermsynth.config import find_preset, gan_config, load_yaml
 from dermsynth.evaluation.gan import card_metrics
 from dermsynth.model_card import CARD, FACTS, HAM10000_TERMS, OTHER_TERMS, render
+from dermsynth.training import gan_loop
 from tests.conftest import TINY_GAN, write_ham
 
 
@@ -18,7 +24,7 @@ def test_training_writes_the_card_with_what_the_weights_learnt_from(tiny_gan):
     assert facts["data"]["split_sha256"] == run["split_sha256"] and facts["data"]["train_images"] == run["train_images"]
     assert sum(facts["data"]["train_images_per_class"].values()) == run["train_images"]
     assert facts["training"]["steps"] > 0 and facts["training"]["kimg"] > 0
-    assert facts["training"]["hardware"].endswith("thread(s), 1 process(es)")  # DDP runs count their processes
+    assert facts["training"]["hardware"].endswith(", 1 process(es)")  # DDP runs count their processes
     assert facts["terms"] == OTHER_TERMS  # phantom data: not HAM10000's terms
     for text in ("synthetic (GAN-generated), not a patient's", "## Training data", "## Intended use",
                  "Not for diagnosis", "## Terms", run["split_sha256"][:16], "## Measured"):
@@ -48,3 +54,12 @@ def test_evaluate_gan_adds_its_figures_and_ham10000_data_gets_its_licence(tiny_g
     run = train_gan(cfg, RunOptions(out=tmp_path / "ham-run", progress=False))
     assert json.loads((run / FACTS).read_text())["terms"] == HAM10000_TERMS
     assert "CC BY-NC-SA 4.0" in (run / CARD).read_text()
+
+
+def test_the_hardware_line_names_the_gpu_and_the_process_count(monkeypatch):
+    monkeypatch.setattr(gan_loop, "hardware", lambda device: {"device": "cuda:0", "gpu": "NVIDIA H100", "world_size": 4,
+                                                              "torch_threads": 8})
+    index = SimpleNamespace(root="data/x", source="folder", fingerprint=lambda: "f", records=[])
+    facts = gan_loop._card_facts(gan_config(load_yaml(find_preset("demo"))), index, SimpleNamespace(sha256=lambda: "s"),
+                                 np.zeros(3, np.int64), torch.device("cuda:0"))
+    assert facts["training"]["hardware"] == "NVIDIA H100, 4 process(es)"

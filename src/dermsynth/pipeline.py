@@ -185,11 +185,14 @@ def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
             continue
         typed, found = typed_values(type(getattr(defaults, name)), value, name)
         problems += found
-        try:  # typed values only; then the section's own checks (split fractions that do not sum to 1)
-            sections[name] = dataclasses.replace(getattr(defaults, name), **typed) if not found else None
+        if found:
+            continue
+        try:  # the section's own checks (split fractions that do not sum to 1): each problem on its own line
+            sections[name] = dataclasses.replace(getattr(defaults, name), **typed)
         except (ConfigError, ValueError) as e:
-            problems.append(str(e).replace("\n  - ", " "))
-        if name == "utility" and sections.get(name) is not None:
+            problems += [line.removeprefix("  - ") for line in str(e).splitlines()[1:]] or [str(e)]
+            continue
+        if name == "utility":
             sections[name].given = tuple(typed)
     if problems:
         raise ConfigError(f"{path}: invalid study config:\n  - " + "\n  - ".join(problems))
@@ -340,7 +343,6 @@ class Study:
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def _write_provenance(self, timings: dict) -> None:
-
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         split_file = self.out / "split.json"
         payload = {
@@ -351,7 +353,8 @@ class Study:
             "split_sha256": sha256_file(split_file) if split_file.is_file() else None,
             "gan_config": to_plain(self.gan_cfg),
             "judge_config": to_plain(self.judge_cfg),
-            "feature_judge_config": to_plain(self.feature_judge_cfg) if self.feature_judge_cfg else SAME_AS_JUDGE,
+            "feature_judge_config": (SAME_AS_JUDGE if self.feature_judge_cfg is None
+                                     else to_plain(self.feature_judge_cfg)),
             "versions": versions(),
             "hardware": hardware(device),
             "stage_seconds": timings,
@@ -365,7 +368,6 @@ class Study:
         A run folder trained outside the study (for example under torchrun) with exactly
         the study's resolved config counts as the same run and is continued, not replaced.
         """
-
         started = self.out / "stages" / f"{stage}.started"
         same = started.is_file() and started.read_text() == key
         if not same and (folder / "config.yaml").is_file():

@@ -139,6 +139,8 @@ def test_every_arm_runs_through_the_cli_and_only_changed_runs_train_again(tiny_g
     folder = out / "utility"
     saved = json.loads((folder / "utility.json").read_text())
     assert len(saved["runs"]) == 2 * len(ARMS) and set(saved["summary"]["arms"]) == set(ARMS)
+    # seed by seed: every arm of seed 0 is trained before any of seed 1 (a study stopped early can be compared)
+    assert [(r["seed"], r["arm"]) for r in saved["runs"]] == [(s, a) for s in (0, 1) for a in ARMS]
     assert set(saved["summary"]["differences"]) == set(ARMS) - {"real"}
     assert saved["generator_check"].startswith("checked against the ids recorded in")
     for r in saved["runs"]:

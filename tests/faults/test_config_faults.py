@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 import dermsynth.config as config
 from dermsynth.cli import main
-from dermsynth.config import ConfigError, PhantomConfig, classifier_config, from_dict, gan_config, load_yaml
+from dermsynth.config import (ConfigError, PhantomConfig, classifier_config, from_dict, gan_config, load_yaml,
+                              parse_assignments)
 from dermsynth.pipeline import Study
 from tests.conftest import read_rows
 
@@ -152,6 +153,22 @@ def test_set_value_that_is_not_yaml_is_named():
                                     "the value is not valid YAML (")
 
 
+@pytest.mark.parametrize("item", ["=5", "train.=3", ".x=1", "train", "train.epochs"])
+def test_set_item_without_section_key_and_value_is_named(item):
+    refused(dry_run(item), f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. train.epochs=2", what="--set option(s)")
+
+
+def test_utility_options_are_parsed_and_every_bad_one_named():
+    assert parse_assignments(("seeds=[0, 1]", " topup_to = 12", "arms=[real,filter]"), "--utility", "seeds=[0]") == \
+        {"seeds": [0, 1], "topup_to": 12, "arms": ["real", "filter"]}
+    with pytest.raises(ConfigError) as e:
+        parse_assignments(("seeds", "=3", "arms=[real"), "--utility", "seeds=[0,1,2]")
+    assert str(e.value).startswith(
+        "invalid --utility option(s):\n  - --utility 'seeds': expected KEY=VALUE, e.g. seeds=[0,1,2]\n"
+        "  - --utility '=3': expected KEY=VALUE, e.g. seeds=[0,1,2]\n"
+        "  - --utility 'arms=[real': the value is not valid YAML (")
+
+
 def test_set_unknown_section_is_reported_with_the_other_problems():
     refused(dry_run("trian.epochs=2", "train.batch_size=abc"),
             "--set: unknown section 'trian' (known: data, split, generator, discriminator, loss, optim, train)",
@@ -236,7 +253,7 @@ def test_study_sections_are_typed_and_every_problem_named(tmp_path):
     assert code.output == (
         f"error: {study}: invalid study config:\n"
         "  - phantom.per_class: expected an integer, got 'abc'\n"
-        "  - invalid split config: split.fractions: must sum to 1, got 0.7\n"
+        "  - split.fractions: must sum to 1, got 0.7\n"
         "  - generate: expected a mapping of options, got 5\n"
         "  - utility: unknown option(s) topup (known: arms, external, filter_confidence, filter_max_draws, preset, "
         "pretrain_epochs, ratio, real_fraction, seeds, set, synthetic_per_class, synthetic_seed, topup_to)\n"

@@ -18,7 +18,9 @@ from dermsynth.models.classifier import load_classifier
 from dermsynth.augment import color_jitter, dihedral_view, random_resized_crop
 from dermsynth.checkpoint import list_states, load_checkpoint
 from dermsynth.training.classifier_loop import class_weights, epoch_order, lr_at, train_classifier
+from dermsynth.errors import DataError
 from dermsynth.training.gan_loop import RunOptions
+from dermsynth.training.runs import device_images
 from tests.conftest import TINY_CLASSIFIER
 
 REPO = Path(__file__).resolve().parents[2]
@@ -214,3 +216,10 @@ def test_init_from_starts_from_the_given_classifier_and_refuses_another_model(ti
     with pytest.raises(CheckpointError, match="model config differs"):
         train_classifier(wider, RunOptions(out=tmp_path / "wider", progress=False),
                          init_from=tiny_judge / "classifier.pt")
+
+
+def test_train_images_go_to_the_device_as_uint8_nchw_and_need_one_batch():
+    images, labels = device_images(np.full((4, 8, 8, 3), 7, np.uint8), [0, 1, 2, 3], 4, torch.device("cpu"))
+    assert images.shape == (4, 3, 8, 8) and images.dtype == torch.uint8 and labels.tolist() == [0, 1, 2, 3]
+    with pytest.raises(DataError, match="the train part has 3 images, fewer than one batch of 4"):
+        device_images(np.zeros((3, 8, 8, 3), np.uint8), [0, 1, 2], 4, torch.device("cpu"))

@@ -238,19 +238,19 @@ def run_utility(
     sources = {"generator": sha256_file(generator), "split": split.sha256(),
                "judge": sha256_file(judge) if judge_model else None}
 
-    synthetic, used = {}, {}
+    chosen = {}  # per arm and class: views into the pools (one arm's images are joined at a time, below)
     for arm in utility.arms:
         counts = synthetic_counts(real_counts, arm, utility)
         source = filtered if arm == "filter" else pool
-        chosen = {c: source[c][: counts[c]] for c in CLASSES if counts[c] > 0 and c in source}
-        synthetic[arm] = (np.concatenate(list(chosen.values())), np.concatenate(
-            [np.full(len(x), CLASSES.index(c)) for c, x in chosen.items()])) if chosen else None
-        used[arm] = {c: int(len(chosen.get(c, ()))) for c in CLASSES}
+        chosen[arm] = {c: source[c][: counts[c]] for c in CLASSES if counts[c] > 0 and c in source}
+    used = {arm: {c: int(len(images.get(c, ()))) for c in CLASSES} for arm, images in chosen.items()}
     runs = []
     for seed in utility.seeds:  # seed by seed: a study stopped early has every arm for the first seeds
         for arm in utility.arms:
+            synthetic = (np.concatenate(list(chosen[arm].values())), np.concatenate(
+                [np.full(len(x), CLASSES.index(c)) for c, x in chosen[arm].items()])) if chosen[arm] else None
             made_by = _fingerprint(arm, seed, cfg, utility, sources, used[arm])
-            record = _train_arm(arm, seed, cfg, utility, out, Path(split_file), data_root, synthetic[arm], scoring,
+            record = _train_arm(arm, seed, cfg, utility, out, Path(split_file), data_root, synthetic, scoring,
                                 made_by, progress)
             runs.append({**record, "synthetic_per_class": used[arm]})
     result = {"runs": runs, "summary": summarise(runs, utility.arms, "test"), "real_train_per_class": real_counts,

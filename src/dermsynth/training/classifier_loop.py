@@ -269,8 +269,8 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
     train_ids = [cached.image_ids[i] for i in train_rows]
     train_lesions = sorted({cached.lesion_ids[i] for i in train_rows})
 
-    train_images = np.asarray(cached.images[train_rows if use_real else train_rows[:0]])
-    train_labels = np.asarray(cached.labels[train_rows]) if use_real else np.zeros(0, np.int64)
+    real_rows = train_rows if use_real else train_rows[:0]
+    train_images, train_labels = np.asarray(cached.images[real_rows]), np.asarray(cached.labels[real_rows], np.int64)
     synthetic_counts = Counter()
     n_real = len(train_labels)
     if synthetic is not None:
@@ -296,7 +296,7 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
     trainer.load_data(train_images, train_labels, cached.images[val_rows], cached.labels[val_rows],
                       is_synthetic, synthetic_share)
     if resume_path is not None:
-        resume_trainer(trainer, resume_path, CLASSIFIER_STATE_FORMAT, "model or optimiser")
+        resume_trainer(trainer, resume_path, CLASSIFIER_STATE_FORMAT, "model or optimiser", out)
         print(f"resumed from {resume_path} after epoch {trainer.epoch}")
         # Lines written after that state (by the run that stopped) are written again below.
         truncate_stats(out / "stats.jsonl", "epoch", trainer.epoch)

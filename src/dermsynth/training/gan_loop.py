@@ -374,15 +374,15 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
     trainer = Trainer(cfg, device)
     trainer.load_data(cached.images[train_rows], cached.labels[train_rows])
     if resume_path is not None:
-        resume_trainer(trainer, resume_path, STATE_FORMAT, "networks or optimisers")
+        resume_trainer(trainer, resume_path, STATE_FORMAT, "networks or optimisers", out)
         dist.print0(f"resumed from {resume_path} at step {trainer.step} ({trainer.images_seen / 1000:.1f} kimg)")
     total_steps = trainer.total_steps()
 
     # Written only now that the run has started (or resumed) for sure: a failed resume rewrites nothing.
     if dist.is_main():
+        truncate_stats(out / "stats.jsonl", "step", trainer.step)  # lines past the state are written again
         run_info = start_record(cfg, device, index, split, out, resume_path, {"step": trainer.step},
                                 train_images=len(train_rows), total_steps=total_steps)
-        truncate_stats(out / "stats.jsonl", "step", trainer.step)
 
     fixed_z, fixed_labels = _fixed_noise(cfg)
     steps_per_tick = max(1, round(cfg.train.tick_kimg * 1000 / cfg.train.batch_size))

@@ -223,15 +223,16 @@ def device_images(images: np.ndarray, labels: np.ndarray, batch_size: int, devic
     return tensor, torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
 
 
-def resume_trainer(trainer, path: Path, expect: str, what: str) -> None:
+def resume_trainer(trainer, path: Path, expect: str, what: str, out: Path) -> None:
     """Load the training state at ``path`` into ``trainer``; one that does not fit its ``what`` (networks,
-    optimisers) is a :class:`CheckpointError` naming the run's own config."""
+    optimisers) is a :class:`CheckpointError` naming the config of run folder ``out`` where it has one."""
     state = load_checkpoint(path, expect=expect)
     try:
         trainer.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError, IndexError) as e:
-        raise CheckpointError(f"{path}: does not fit this config's {what} ({error_summary(e)}); "
-                              f"the run's own config is {path.parent.parent / 'config.yaml'}") from None
+        config = out / "config.yaml"
+        where = f"; the run's own config is {config}" if config.is_file() else ""
+        raise CheckpointError(f"{path}: does not fit this config's {what} ({error_summary(e)}){where}") from None
 
 
 SESSION_RESULTS = ("finished", "steps", "epochs", "kimg", "elapsed_s", "stopped_early", "best_epoch",
