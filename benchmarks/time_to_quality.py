@@ -292,14 +292,14 @@ def sheet(args: argparse.Namespace) -> None:
     from dermsynth.data import CLASSES, open_index
     from dermsynth.data.cache import load_cache
     from dermsynth.data.splits import load_split
-    from dermsynth.figures import labelled_grid, save_synthetic_png
+    from dermsynth.figures import labelled_grid, save_synthetic_image
     from dermsynth.generate import load_generator, sample
 
     G, meta = load_generator(args.snapshot)
     fake = np.concatenate([sample(G, k, args.per_class, args.seed) for k in range(len(CLASSES))])
     title = f"{meta.get('preset')} after {meta.get('images_seen', 0) / 1000:.1f} kimg ({args.snapshot.name})"
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_synthetic_png(labelled_grid(fake, list(CLASSES), title), args.out, preset=meta.get("preset"))
+    save_synthetic_image(labelled_grid(fake, list(CLASSES), title), args.out, preset=meta.get("preset"))
     print(f"synthetic grid: {args.out}")
     if args.real_out is None:
         return

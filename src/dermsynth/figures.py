@@ -74,14 +74,10 @@ def labelled_grid(images: np.ndarray, class_names: list[str], title: str = "", s
     return out
 
 
-def save_synthetic_png(image: Image.Image | np.ndarray, path: Path, **text: str) -> None:
-    """A PNG marked as synthetic in its text chunks (``synthetic=1``, a comment, and ``text``)."""
-    save_synthetic_image(image, path, **text)
-
-
 def save_synthetic_image(image: Image.Image | np.ndarray, path: Path, quality: int = 95, **text: str) -> None:
-    """An image marked as synthetic in the file itself: PNG text chunks, or a JPEG comment (.jpg/.jpeg,
-    at ``quality``) holding the same ``synthetic=1; key=value`` pairs."""
+    """An image marked as synthetic in the file itself: PNG text chunks (``synthetic=1``, a comment and
+    ``text``), or a JPEG comment (.jpg/.jpeg, at ``quality``) holding the same ``synthetic=1; key=value``
+    pairs."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     pairs = {"synthetic": "1", **{k: str(v) for k, v in text.items()}}
@@ -90,10 +86,9 @@ def save_synthetic_image(image: Image.Image | np.ndarray, path: Path, quality: i
         image.save(path, quality=quality, comment=comment.encode())
         return
     info = PngImagePlugin.PngInfo()
-    info.add_text("synthetic", "1")
     info.add_text("Comment", SYNTHETIC_TAG)
-    for key, value in text.items():
-        info.add_text(key, str(value))
+    for key, value in pairs.items():
+        info.add_text(key, value)
     image.save(path, pnginfo=info)
 
 

@@ -27,7 +27,7 @@ from dermsynth.checkpoint import SNAPSHOT_FORMAT, STATE_FORMAT, CheckpointError,
 from dermsynth.config import MAX_SEED
 from dermsynth.data.ham10000 import write_metadata
 from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError
-from dermsynth.figures import labelled_grid, save_synthetic_image, save_synthetic_png, to_uint8
+from dermsynth.figures import labelled_grid, save_synthetic_image, to_uint8
 from dermsynth.models.generator import Generator, GeneratorConfig, build_generator
 from dermsynth.storage import (
     FolderError,
@@ -207,19 +207,20 @@ def _write_export(G, folder: Path, names: list[str], per_class: int, seed: int, 
     bar = tqdm(total=per_class * len(names), desc="generating", unit="img", disable=not progress)
     for name in names:
         label = CLASS_TO_LABEL[name]
+        where = folder / ("images" if layout == "ham10000" else name)
+        where.mkdir(exist_ok=True)
         k = 0
         for batch in sample_batches(G, label, per_class, seed, device=device):
             if k == 0:
                 grid_images.append(batch[: min(8, per_class)])
             for image in batch:
                 image_id = f"SYN_{name}_{seed}_{k:05d}"
-                where = folder / ("images" if layout == "ham10000" else name)
-                where.mkdir(exist_ok=True)
-                save_synthetic_image(image, where / f"{image_id}.{image_format}", quality, dx=name, seed=seed,
-                                     generator="dermsynth", checkpoint_sha256=digest)
+                path = where / f"{image_id}.{image_format}"
+                save_synthetic_image(image, path, quality, dx=name, seed=seed, generator="dermsynth",
+                                     checkpoint_sha256=digest)
                 rows.append({"lesion_id": image_id, "image_id": image_id, "dx": name, "synthetic": 1,
                              "seed": seed, "checkpoint_sha256": digest,
-                             "file": (where / f"{image_id}.{image_format}").relative_to(folder).as_posix()})
+                             "file": path.relative_to(folder).as_posix()})
                 k += 1
                 bar.update()
     bar.close()
@@ -228,4 +229,4 @@ def _write_export(G, folder: Path, names: list[str], per_class: int, seed: int, 
     cols = min(len(g) for g in grid_images)
     grid = labelled_grid(np.concatenate([g[:cols] for g in grid_images]), names,
                          f"checkpoint {digest[:12]}, seed {seed}")
-    save_synthetic_png(grid, folder / "grid.png", checkpoint_sha256=digest, seed=seed)
+    save_synthetic_image(grid, folder / "grid.png", checkpoint_sha256=digest, seed=seed)

@@ -166,8 +166,8 @@ def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
     """A study file as a typed :class:`StudyConfig`, every problem named at once, and the file's folder."""
     path = Path(path)
     raw = load_yaml(path)
-    known = {f.name: f for f in dataclasses.fields(StudyConfig)}
-    unknown = sorted(set(raw) - set(known), key=str)
+    known = {f.name for f in dataclasses.fields(StudyConfig)}
+    unknown = sorted(set(raw) - known, key=str)
     problems = [f"unknown section(s) {', '.join(map(str, unknown))} (known: {', '.join(sorted(known))})"] \
         if unknown else []
     defaults = StudyConfig()

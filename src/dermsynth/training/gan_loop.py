@@ -46,7 +46,7 @@ from dermsynth.checkpoint import (
 from dermsynth.config import CLASS_SAMPLING, GanConfig, to_plain
 from dermsynth.data.index import CLASSES, DataError
 from dermsynth.errors import DivergenceError
-from dermsynth.figures import class_grid, from_uint8, plot_gan_stats, save_synthetic_png, to_uint8
+from dermsynth.figures import class_grid, from_uint8, plot_gan_stats, save_synthetic_image, to_uint8
 from dermsynth.model_card import HAM10000_TERMS, OTHER_TERMS, write_model_card
 from dermsynth.models.discriminator import build_discriminator
 from dermsynth.models.generator import build_generator
@@ -403,8 +403,8 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
         with torch.no_grad(), seeded(cfg.train.seed + 12345):
             grid = to_uint8(trainer.G_ema(fixed_z.to(device), fixed_labels.to(device)))
         (out / "samples").mkdir(exist_ok=True)
-        save_synthetic_png(class_grid(grid, len(CLASSES)), out / "samples" / f"fakes-{trainer.step:08d}.png",
-                           step=trainer.step)
+        save_synthetic_image(class_grid(grid, len(CLASSES)), out / "samples" / f"fakes-{trainer.step:08d}.png",
+                             step=trainer.step)
         plot_gan_stats(out / "stats.jsonl", out / "loss_curves.png")
 
     start = time.perf_counter() - trainer.elapsed_s
