@@ -1,11 +1,12 @@
-"""One prepared GPU run: CUDA tests, training throughput, a few minutes of `best`, FID/KID 10k; one JSON.
+"""One prepared GPU run: CUDA tests, training throughput, a few minutes of each candidate preset, FID/KID 10k.
 
 Called by ``benchmarks/gpu_run.sh PACK RESULTS`` (which puts the packed wheels and ``src`` on the path), on a
 machine with one CUDA GPU and PyTorch, without network. Every step prints and records its time; a failing
 step is recorded with the end of its output and the run goes on. RESULTS receives at most 8 files:
-``gpu_run.json``, ``loss_curves.png``, ``samples.png``, ``generator.pt`` (and the wrapper's log). The run keeps
-to ``--budget-s`` (460 s): `best` trains for ``--train-minutes`` (4) or what the budget leaves after the tests
-and the throughput, less a minute for the FID. The plain loop decodes the pack's 64 px JPEGs, cheaper than a
+``gpu_run.json`` (with each preset's last stats line), ``samples-PRESET.png`` and ``generator-PRESET.pt`` for
+each of the (at most 3) ``--presets``, and the wrapper's log. The run keeps to ``--budget-s`` (460 s): each
+preset trains for ``--train-minutes`` (4 in all, shared equally) or what the budget leaves after the tests and
+the throughput, less time for the FIDs. The plain loop decodes the pack's 64 px JPEGs, cheaper than a
 notebook decoding the 600x450 originals: its figures flatter the plain loop.
 
 ``--smoke`` runs every step on CPU with phantom data and tiny lengths (about a minute): the test suite runs
@@ -32,7 +33,8 @@ from time_to_quality import proportional_labels  # noqa: E402
 
 TINY = ["data.resolution=32", "generator.base_channels=8", "generator.max_channels=32",
         "discriminator.base_channels=8", "discriminator.max_channels=32", "train.batch_size=8",
-        "train.tick_kimg=0.032", "train.snapshot_ticks=2", "train.grid_columns=2"]
+        "train.tick_kimg=0.032", "train.snapshot_ticks=2", "train.grid_columns=2", "discriminator.head_channels=16",
+        "discriminator.cmap_dim=8", "discriminator.pixel_channels=8", "generator.embed_dim=8"]
 
 
 class Steps:
@@ -114,15 +116,16 @@ def throughput(data: Path, device: str, batches: list[int], steps: int, warmup: 
     return rows
 
 
-def train_best(data: Path, run: Path, device: str, minutes: float, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "dermsynth.cli", "train-gan", "--config", str(REPO / "configs" / "best.yaml"),
+def train_preset(preset: str, data: Path, run: Path, device: str, minutes: float, extra: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "dermsynth.cli", "train-gan", "--config", str(REPO / "configs" / f"{preset}.yaml"),
            "--data", str(data), "--out", str(run), "--no-progress", "--set", f"train.max_minutes={minutes}",
            *[x for s in extra for x in ("--set", s)]]
     command(cmd, timeout_s=minutes * 60 + 120)
     info = json.loads((run / "run.json").read_text())
     stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines() if line.strip()]
     return {"kimg": info.get("kimg"), "steps": info.get("steps"), "elapsed_s": info.get("elapsed_s"),
-            "images_per_s_last_tick": stats[-1]["images_per_s"] if stats else None, "device": device}
+            "images_per_s_last_tick": stats[-1]["images_per_s"] if stats else None, "device": device,
+            "last_stats": stats[-1] if stats else None}
 
 
 def generate(run: Path, data: Path, device: str, n: int, into: dict) -> dict:
@@ -151,19 +154,22 @@ def generate(run: Path, data: Path, device: str, n: int, into: dict) -> dict:
     return {"n_generated": n, "seconds": round(seconds, 2), "images_per_s": round(n / seconds, 1)}
 
 
-def fid_kid(images: dict, device: str, inception: Path | None) -> dict:
-    """Inception FID/KID of the generated images against the real train part, features on ``device``."""
+def fid_kid(images: dict, device: str, inception: Path | None, real_features: dict) -> dict:
+    """Inception FID/KID of the generated images against the real train part, features on ``device``; the real
+    features are computed once (kept in ``real_features``) for every preset."""
     from dermsynth.metrics import METRICS
     from dermsynth.metrics.inception import InceptionFeatures
 
     real, fake = images["real"], images["fake"]
     net = InceptionFeatures(inception, device=device, download=False)
     t0 = time.perf_counter()
-    real_f, fake_f = net(real), net(fake)
+    if "real" not in real_features:
+        real_features["real"] = net(real)
+    real_f, fake_f = real_features["real"], net(fake)
     seconds = time.perf_counter() - t0
     return {"n_generated": len(fake), "n_real_train": len(real), "fid": METRICS["fid"](real_f, fake_f)["fid"],
             "kid": METRICS["kid"](real_f, fake_f, subset_size=min(1000, len(fake), len(real)))["kid"],
-            "inception_s": round(seconds, 1), "inception_images_per_s": round((len(real) + len(fake)) / seconds, 1)}
+            "inception_s": round(seconds, 1), "inception_images_per_s": round(len(fake) / seconds, 1)}
 
 
 def main() -> None:
@@ -171,7 +177,9 @@ def main() -> None:
     p.add_argument("pack", type=Path, help="folder made by benchmarks/device_pack.sh (its ham64/ data)")
     p.add_argument("results", type=Path)
     p.add_argument("--smoke", action="store_true", help="CPU, phantom data, tiny lengths")
-    p.add_argument("--train-minutes", type=float, default=4.0, help="at most; less if the budget is short")
+    p.add_argument("--presets", default="best,projected,hybrid", help="candidate presets, trained one after another")
+    p.add_argument("--train-minutes", type=float, default=4.0,
+                   help="all presets together, at most; less if the budget is short")
     p.add_argument("--budget-s", type=float, default=460, help="the whole run's wall-clock budget")
     p.add_argument("--n-fid", type=int, default=10_000)
     p.add_argument("--inception", type=Path, default=None,
@@ -192,7 +200,8 @@ def main() -> None:
         from dermsynth.data.phantom import make_phantom
 
         data = make_phantom(work / "phantom", per_class=12, size=48, seed=0)
-        extra, batches, t_steps, minutes, n_fid = TINY + ["train.total_kimg=0.064"], [8], 2, 0.2, 16
+        # The length is train.total_kimg (8 steps); the time limit only guards against a hang.
+        extra, batches, t_steps, minutes, n_fid = TINY + ["train.total_kimg=0.064"], [8], 2, 6.0, 16
     else:
         data = args.pack / "ham64"
         extra, batches, t_steps, minutes, n_fid = [], [64, 256], 50, args.train_minutes, args.n_fid
@@ -203,19 +212,23 @@ def main() -> None:
                                       str(REPO / "tests" / "test_cuda.py")], 0.3 * left())
     steps.run("throughput", throughput, data, device, batches, t_steps, 1 if args.smoke else 10,
               2 if args.smoke else 8, 2 if args.smoke else None, max(60.0, left() - minutes * 60 - 60))
-    run = work / "best"
-    minutes = max(0.2 if args.smoke else 1.0, min(minutes, (left() - 50) / 60))  # leave time for the FID
-    steps.record["train_minutes"] = round(minutes, 2)
-    steps.run("train_best", train_best, data, run, device, minutes, extra)
-    images: dict = {}
-    steps.run("generate", generate, run, data, device, n_fid, images)
-    steps.run("fid_kid", fid_kid, images, device, inception)
-    for name, target in (("loss_curves.png", "loss_curves.png"), ("generator.pt", "generator.pt")):
-        if (run / name).is_file():
-            shutil.copyfile(run / name, args.results / target)
-    grids = sorted((run / "samples").glob("fakes-*.png")) if (run / "samples").is_dir() else []
-    if grids:
-        shutil.copyfile(grids[-1], args.results / "samples.png")
+    presets = [x.strip() for x in args.presets.split(",") if x.strip()][:3]  # 3 x 2 files + json + log = 8
+    real_features: dict = {}
+    for k, preset in enumerate(presets):
+        run = work / preset
+        # An equal share of what is left for the presets not yet trained, less ~40 s each for generation and FID.
+        share = max(0.2 if args.smoke else 1.0, min(minutes / len(presets), (left() - 40 * (len(presets) - k))
+                                                     / 60 / (len(presets) - k)))
+        steps.record.setdefault("train_minutes", {})[preset] = round(share, 2)
+        steps.run(f"train_{preset}", train_preset, preset, data, run, device, share, extra)
+        images: dict = {}
+        steps.run(f"generate_{preset}", generate, run, data, device, n_fid, images)
+        steps.run(f"fid_kid_{preset}", fid_kid, images, device, inception, real_features)
+        if (run / "generator.pt").is_file():
+            shutil.copyfile(run / "generator.pt", args.results / f"generator-{preset}.pt")
+        grids = sorted((run / "samples").glob("fakes-*.png")) if (run / "samples").is_dir() else []
+        if grids:
+            shutil.copyfile(grids[-1], args.results / f"samples-{preset}.png")
     steps.record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     steps.save()
     shutil.rmtree(work, ignore_errors=True)  # this script's own scratch folder

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One prepared GPU run (issue 12): CUDA tests, GAN throughput, a few minutes of `best`, FID/KID 10k.
+# One prepared GPU run (issue 12): CUDA tests, GAN throughput, a few minutes of each candidate preset (best,
+# projected, hybrid), FID/KID 10k of each.
 #
 #   benchmarks/gpu_run.sh PACK_DIR RESULTS_DIR [--smoke] [--train-minutes 4] [--n-fid 10000]
 #

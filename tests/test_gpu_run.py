@@ -23,19 +23,25 @@ def test_gpu_run_smoke_runs_every_step_and_returns_at_most_8_files(tmp_path):
                           env={**os.environ, "PYTHON": sys.executable, "TMPDIR": str(tmp_path)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = json.loads((results / "gpu_run.json").read_text())
-    assert list(record["steps"]) == ["environment", "cuda_tests", "throughput", "train_best", "generate", "fid_kid"]
+    presets = ("best", "projected", "hybrid")  # every candidate preset
+    assert list(record["steps"]) == ["environment", "cuda_tests", "throughput"] + [
+        f"{step}_{p}" for p in presets for step in ("train", "generate", "fid_kid")]
     failed = {k: v.get("error") for k, v in record["steps"].items() if not v["ok"]}
     assert not failed, failed
     assert all(v["seconds"] >= 0 for v in record["steps"].values()) and record["smoke"] is True
     variants = {r["variant"] for r in record["steps"]["throughput"]["result"]}
     assert {"plain (PIL decode per step, DataLoader)", "dermsynth fp32"} <= variants
     assert all("error" not in r for r in record["steps"]["throughput"]["result"])
-    assert record["steps"]["generate"]["result"]["n_generated"] == 16
-    assert record["steps"]["fid_kid"]["result"]["fid"] > 0
+    for p in presets:
+        assert record["steps"][f"generate_{p}"]["result"]["n_generated"] == 16
+        assert record["steps"][f"fid_kid_{p}"]["result"]["fid"] > 0
+        assert record["steps"][f"train_{p}"]["result"]["last_stats"]["step"] > 0
     files = sorted(p.name for p in results.iterdir())
-    assert files == ["generator.pt", "gpu_run.json", "gpu_run.log", "loss_curves.png", "samples.png"]
+    assert files == sorted(["gpu_run.json", "gpu_run.log"] + [f"{kind}-{p}.{ext}" for p in presets
+                                                               for kind, ext in (("generator", "pt"), ("samples", "png"))])
+    assert len(files) <= 8
     assert all(p.stat().st_size < 16 * 2**20 for p in results.iterdir())
-    assert "[fid_kid] done in" in done.stdout
+    assert "[fid_kid_hybrid] done in" in done.stdout
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("dermsynth-")]  # scratch folders removed
 
 
@@ -45,8 +51,8 @@ def test_a_failing_step_is_recorded_and_the_run_goes_on(tmp_path):
                     "--inception", str(tmp_path / "missing.pt")], capture_output=True, text=True, timeout=600,
                    env={**os.environ, "PYTHON": sys.executable, "TMPDIR": str(tmp_path)})
     steps = json.loads((results / "gpu_run.json").read_text())["steps"]
-    assert steps["fid_kid"]["ok"] is False and "missing.pt" in steps["fid_kid"]["error"]
-    assert steps["train_best"]["ok"] and steps["generate"]["ok"] and (results / "generator.pt").is_file()
+    assert steps["fid_kid_best"]["ok"] is False and "missing.pt" in steps["fid_kid_best"]["error"]
+    assert steps["train_best"]["ok"] and steps["generate_best"]["ok"] and (results / "generator-best.pt").is_file()
 
 
 @pytest.mark.shared_data

@@ -298,14 +298,20 @@ class LossConfig:
     kind: str = "bce"
     """bce (non-saturating, the paper), hinge or wgan."""
     gp_weight: float = 0.0
-    """Weight of the WGAN-GP gradient penalty on interpolates (the paper: 10); 0 disables."""
+    """Weight of the WGAN-GP gradient penalty on interpolates (the paper: 10; hybrid: of the pixel critic);
+    0 disables."""
     r1_gamma: float = 0.0
-    """R1 penalty weight gamma (the penalty is gamma/2 * E||grad D(x)||^2); 0 disables."""
+    """R1 penalty weight gamma (the penalty is gamma/2 * E||grad D(x)||^2; hybrid: of the pixel critic);
+    0 disables."""
     r1_interval: int = 16
     """Lazy regularisation: apply R1 every this many D steps, weighted by the interval."""
     mode_seeking: float = 0.0
     """Weight of MSGAN's mode-seeking term in G's loss (pairs of images of one class from two noises must
     differ); 0 disables."""
+    pixel_weight: float = 1.0
+    """hybrid discriminator: weight of the pixel critic's adversarial term, in D's loss and G's alike."""
+    feature_weight: float = 1.0
+    """hybrid discriminator: weight of the frozen-feature heads' adversarial term, in D's loss and G's alike."""
 
     def problems(self) -> list[str]:
         out = []
@@ -313,6 +319,8 @@ class LossConfig:
             out.append(f"loss.kind {self.kind!r} is not one of {LOSSES}")
         if self.gp_weight < 0 or self.r1_gamma < 0 or self.mode_seeking < 0:
             out.append("loss.gp_weight, loss.r1_gamma and loss.mode_seeking must be >= 0")
+        if self.pixel_weight < 0 or self.feature_weight < 0 or self.pixel_weight + self.feature_weight == 0:
+            out.append("loss.pixel_weight and loss.feature_weight must be >= 0, not both 0")
         if self.r1_interval < 1:
             out.append("loss.r1_interval must be >= 1")
         return out
@@ -523,6 +531,10 @@ def gan_config(raw: dict[str, Any], overrides: list[str] | None = None,
     """Build and check a :class:`GanConfig` from a preset's dict; every problem is reported at once."""
     name, sections, problems = build_sections(raw, overrides, data_root, GAN_SECTIONS, ("generator", "discriminator"))
     if not problems:
+        loss = sections["loss"]
+        if sections["discriminator"].arch != "hybrid" and (loss.pixel_weight, loss.feature_weight) != (1, 1):
+            problems.append("loss.pixel_weight and loss.feature_weight weigh the two heads of a hybrid "
+                            f"discriminator; discriminator.arch is {sections['discriminator'].arch}")
         res = sections["data"].resolution
         if sections["generator"].resolution != res or sections["discriminator"].resolution != res:
             problems.append(
@@ -649,8 +661,8 @@ def classifier_config(
 NEUTRAL_ADDITIONS = {
     "generator": {"arch": "dcgan"},
     "discriminator": {"arch": "dcgan", "backbone_resolution": None, "head_channels": 128, "cmap_dim": 64,
-                      "mbstd_group": 0},
-    "loss": {"mode_seeking": 0.0},
+                      "mbstd_group": 0, "pixel_channels": 32},
+    "loss": {"mode_seeking": 0.0, "pixel_weight": 1.0, "feature_weight": 1.0},
     "train": {"class_sampling": "uniform", "warmup_epochs": 0, "random_resized_crop": 0.0},
 }
 

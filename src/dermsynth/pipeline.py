@@ -58,6 +58,7 @@ from dermsynth.evaluation.detection import evaluate_detection
 from dermsynth.evaluation.gan import EvaluationConfig, evaluate_gan
 from dermsynth.evaluation.utility import UtilityConfig, run_utility, utility_config
 from dermsynth.generate import generate_images
+from dermsynth.models.discriminator import sees_imagenet_features
 from dermsynth.report.html import write_report
 from dermsynth.storage import (
     LOCK,
@@ -244,12 +245,13 @@ class Study:
         self.keys: dict[str, str] = {}
 
     def _space_problems(self) -> list[str]:
-        """The judge space must not share ImageNet features with a projected discriminator."""
+        """The judge space must not share ImageNet features with a projected or hybrid discriminator."""
         space = self.feature_judge_cfg or self.judge_cfg
         if ("judge" in self.cfg.metrics.spaces and space.model.arch == "effnet"
-                and self.gan_cfg.discriminator.arch == "projected"):
+                and sees_imagenet_features(self.gan_cfg.discriminator.arch)):
             which = "the judge" if self.feature_judge_cfg is None else "feature_judge"
-            return [f"{which} ({space.name}) is EfficientNet-Lite0 from ImageNet weights, the features the projected "
+            return [f"{which} ({space.name}) is EfficientNet-Lite0 from ImageNet weights, the features the "
+                    f"{self.gan_cfg.discriminator.arch} "
                     "discriminator trains the generator against: its judge-space FID would not be independent. "
                     "Set feature_judge to a classifier trained from scratch (e.g. classifier-paper.yaml)"]
         return []

@@ -1,11 +1,17 @@
-"""Projected discriminator and FastGAN-style generator: shapes, conditioning, a frozen backbone."""
+"""Projected and hybrid discriminators and the FastGAN-style generator: shapes, conditioning, a frozen backbone."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from dermsynth.models.discriminator import DiscriminatorConfig, ProjectedDiscriminator, build_discriminator
+from dermsynth.models.discriminator import (
+    DiscriminatorConfig,
+    HybridDiscriminator,
+    ProjectedDiscriminator,
+    build_discriminator,
+    sees_imagenet_features,
+)
 from dermsynth.models.generator import FastGenerator, GeneratorConfig, build_generator, excitation_pairs
 
 
@@ -81,10 +87,10 @@ def test_projected_config_checks(tmp_path):
     missing = DiscriminatorConfig(arch="projected", backbone_weights=tmp_path / "missing.pth")
     assert missing.problems() == [f"{tmp_path / 'missing.pth'}: no such EfficientNet-Lite0 weights file"]
     assert DiscriminatorConfig(arch="projected").problems() == []
-    assert "only a projected discriminator" in DiscriminatorConfig(backbone_weights=tmp_path / "w.pth").problems()[0]
+    assert "only a projected or hybrid discriminator" in DiscriminatorConfig(backbone_weights=tmp_path / "w.pth").problems()[0]
     with pytest.raises(ValueError, match="head_channels"):
         DiscriminatorConfig(arch="projected", head_channels=0)
-    with pytest.raises(ValueError, match="discriminator.arch 'vit' is not one of dcgan, projected"):
+    with pytest.raises(ValueError, match="discriminator.arch 'vit' is not one of dcgan, projected, hybrid"):
         DiscriminatorConfig(arch="vit")
     with pytest.raises(ValueError, match="generator.arch 'stylegan' is not one of dcgan, fastgan"):
         GeneratorConfig(arch="stylegan")
@@ -118,3 +124,75 @@ def test_sampling_a_noisy_generator_is_reproducible_and_leaves_the_callers_rng_a
     torch.rand(10)  # whatever the caller did in between
     assert (sample(g, 3, 5, seed=7) == a).all()
     assert (sample(g, 3, 5, seed=8) != a).any()
+
+
+def small_hybrid() -> HybridDiscriminator:
+    return build_discriminator(DiscriminatorConfig(arch="hybrid", resolution=32, base_channels=8, head_channels=16,
+                                                   cmap_dim=8, norm="batch", pixel_channels=8, max_channels=32))
+
+
+def test_hybrid_d_gives_a_pixel_logit_and_the_feature_heads_patch_logits():
+    d = small_hybrid()
+    assert isinstance(d, HybridDiscriminator) and d.head_names == ("pixel", "feature")
+    pixel, feature = d(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3]))
+    assert pixel.shape == (4,) and feature.shape == (4, 148)
+    # The pixel critic: projection conditioning, no BatchNorm (R1 regularises it), its own channel count.
+    assert d.pixel.embed is not None and not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.pixel.modules())
+    assert d.pixel.blocks[0][0].out_channels == 8
+    assert sees_imagenet_features("hybrid") and sees_imagenet_features("projected")
+    assert not sees_imagenet_features("dcgan") and not sees_imagenet_features(None)
+
+
+def test_hybrid_keeps_its_backbone_frozen_when_the_loop_unfreezes_it():
+    torch.manual_seed(0)
+    d = small_hybrid()
+    frozen = {k: v.clone() for k, v in d.feature.projection.state_dict().items()}
+    d.train()
+    d.requires_grad_(True)  # what the loop's D phase does
+    assert not any(p.requires_grad for p in d.feature.projection.parameters())
+    assert all(p.requires_grad for p in d.pixel.parameters()) and all(p.requires_grad for p in d.feature.heads
+                                                                      .parameters())
+    assert not d.feature.projection.backbone.training
+    opt = torch.optim.Adam([p for p in d.parameters() if p.requires_grad], lr=0.1)
+    x = torch.randn(4, 3, 32, 32, requires_grad=True)
+    for _ in range(2):
+        opt.zero_grad()
+        pixel, feature = d(x, torch.tensor([0, 1, 2, 3]))
+        (pixel.mean() + feature.mean()).backward()
+        opt.step()
+    assert all(p.grad is None for p in d.feature.projection.parameters())
+    for k, v in d.feature.projection.state_dict().items():
+        assert torch.equal(v, frozen[k]), k
+    d.requires_grad_(False)
+    assert not any(p.requires_grad for p in d.parameters())
+
+
+def test_every_head_has_an_unconditional_output_and_a_class_projection():
+    torch.manual_seed(0)
+    d = small_hybrid()
+    x = torch.randn(2, 3, 32, 32)
+    same, other = torch.tensor([1, 1]), torch.tensor([5, 5])
+    with torch.no_grad():
+        for _ in range(5):  # spectral norm's power iteration settles, as in training
+            d(x, same)
+        d.eval()
+        # Pixel critic: logit = psi(h) + <embed(y), h>; what is left without the class term is the same for
+        # every class and not zero. (Its embedding is spectrally normalised, so it cannot simply be zeroed.)
+        h = d.pixel.blocks(x).flatten(1)
+        left = [d.pixel(x, y) - (d.pixel.embed(y) * h).sum(1) for y in (same, other)]
+        assert not torch.allclose(d.pixel(x, same), d.pixel(x, other))
+        assert torch.allclose(left[0], left[1], atol=1e-5) and left[0].abs().min() > 0
+        # Feature heads: with the class embeddings zeroed, an unconditional verdict is left.
+        for head in d.feature.heads:
+            head.embed.weight.normal_(0, 1)
+        assert not torch.allclose(d.feature(x, same), d.feature(x, other))
+        for head in d.feature.heads:
+            head.embed.weight.zero_()
+        unconditional = d.feature(x, same)
+        assert unconditional.abs().min() > 0 and torch.equal(unconditional, d.feature(x, other))
+
+
+def test_hybrid_config_checks():
+    with pytest.raises(ValueError, match="pixel_channels"):
+        DiscriminatorConfig(arch="hybrid", pixel_channels=0)
+    assert DiscriminatorConfig(arch="hybrid").problems() == []

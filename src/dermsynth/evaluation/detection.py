@@ -30,6 +30,7 @@ from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError, check_nonem
 from dermsynth.evaluation.classification import check_no_leakage, classification_metrics, score_dataset
 from dermsynth.generate import load_generator, parse_classes, sample, trained_against
 from dermsynth.models.classifier import TTA, load_classifier, predict_proba
+from dermsynth.models.discriminator import sees_imagenet_features
 from dermsynth.storage import atomic_write_text, sha256_file
 from dermsynth.tables import number
 
@@ -188,8 +189,9 @@ def evaluate_detection(
         notes.append("real-test recall % is empty: pass --data DIR (the judge's data) to fill in the ceiling.")
         print("warning: no --data given; the real-test recall (ceiling) column is left empty", file=sys.stderr)
     effnet = meta["model_config"].get("arch") == "effnet"
-    if generator is not None and effnet and trained_against(snapshot) == "projected":
-        shared = ("the judge is EfficientNet-Lite0 from ImageNet weights, the network whose features the projected "
+    if generator is not None and effnet and sees_imagenet_features(trained_against(snapshot)):
+        shared = ("the judge is EfficientNet-Lite0 from ImageNet weights, the network whose features the "
+                  f"{trained_against(snapshot)} "
                   "discriminator trained this generator against: its detection rates favour this generator and "
                   "are not an independent measure; judge it with a classifier trained from scratch as well.")
         notes.append(shared)

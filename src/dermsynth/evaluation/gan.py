@@ -38,6 +38,7 @@ from dermsynth.metrics.features import extract
 from dermsynth.metrics.inception import InceptionFeatures, WeightsError
 from dermsynth.metrics.memorisation import memorisation, plot_memorisation, summary
 from dermsynth.model_card import add_metrics
+from dermsynth.models.discriminator import sees_imagenet_features
 from dermsynth.storage import atomic_write_text, sha256_file
 from dermsynth.tables import markdown_table
 
@@ -166,8 +167,9 @@ def evaluate_gan(generator: str | Path, data_root: str | Path, out: str | Path,
     if any(m in measures for m in FEATURE_MEASURES):
         if judge is not None and "judge" in wanted_spaces:
             space = JudgeFeatures(judge)
-            if space.model.cfg.arch == "effnet" and trained_against(snapshot) == "projected":
-                raise DataError(f"{judge} is EfficientNet-Lite0 from ImageNet weights, the features the projected "
+            if space.model.cfg.arch == "effnet" and sees_imagenet_features(trained_against(snapshot)):
+                raise DataError(f"{judge} is EfficientNet-Lite0 from ImageNet weights, the features the "
+                                f"{trained_against(snapshot)} "
                                 "discriminator trained this generator against: its judge-space FID would not be "
                                 "independent. Pass a judge trained from scratch (e.g. configs/classifier-paper.yaml)")
             spaces.append(space)

