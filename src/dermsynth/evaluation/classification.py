@@ -85,6 +85,7 @@ def score_dataset(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     tta: str = "none",
+    allow_synthetic: bool = False,
 ) -> Scored:
     """Score the ``split`` part of the classifier's saved split (or ``all`` images) of a dataset.
 
@@ -94,7 +95,8 @@ def score_dataset(
     """
     if split not in EVAL_SPLITS:
         raise DataError(f"--split {split!r} is not one of {', '.join(EVAL_SPLITS)}")
-    index = open_index(data_root, fmt, lesions_required=split != "all")  # an external set may lack lesion ids
+    index = open_index(data_root, fmt, lesions_required=split != "all",  # an external set may lack lesion ids
+                       synthetic="allow" if allow_synthetic else "refuse", allow_hint="--allow-synthetic")
     for warning in index.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if split == "all":
@@ -249,6 +251,7 @@ def evaluate_classifier(
     device: str = "cpu",
     progress: bool = True,
     tta: str = "none",
+    allow_synthetic: bool = False,
 ) -> dict:
     """Score a ``classifier.pt`` on ``split`` of a dataset; writes metrics and figure to ``out``; returns the metrics.
 
@@ -259,7 +262,7 @@ def evaluate_classifier(
     if tta not in TTA:
         raise DataError(f"--tta {tta!r} is not one of {', '.join(TTA)}")
     model, meta = load_classifier(checkpoint, device)
-    scored = score_dataset(model, meta, data_root, split, fmt, cache_dir, progress, tta)
+    scored = score_dataset(model, meta, data_root, split, fmt, cache_dir, progress, tta, allow_synthetic)
     metrics = classification_metrics(scored.labels, scored.proba, tuple(meta["classes"]))
     default_name = f"eval-{split}" if tta == "none" else f"eval-{split}-tta-{tta}"
     out = Path(out) if out is not None else checkpoint.parent / default_name

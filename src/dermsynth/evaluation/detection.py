@@ -81,7 +81,8 @@ def images_from_folder(
     ``classes`` None takes every class the folder has. Real images that the
     judge was trained on are refused (the leakage guard).
     """
-    index = open_index(folder)  # its warnings are not shown: an export's grid.png is an expected orphan
+    # Its warnings are not shown: an export's grid.png is an expected orphan. Generated images are expected here.
+    index = open_index(folder, synthetic="expected")
     check_no_leakage([r.image_id for r in index.records], [r.lesion_id for r in index.records], meta,
                      f"images in {folder}")
     if classes is None:
