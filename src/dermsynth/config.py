@@ -75,7 +75,8 @@ class DataConfig:
         if self.on_corrupt not in ("skip", "fail"):
             problems.append(f"data.on_corrupt: {self.on_corrupt!r} is not skip or fail")
         if self.label_conflicts not in LABEL_CONFLICTS:
-            problems.append(f"data.label_conflicts: {self.label_conflicts!r} is not one of {', '.join(LABEL_CONFLICTS)}")
+            problems.append(f"data.label_conflicts: {self.label_conflicts!r} is not one of "
+                            f"{', '.join(LABEL_CONFLICTS)}")
         _raise_if(problems, "data config")
 
 
