@@ -87,7 +87,8 @@ def test_projected_config_checks(tmp_path):
     missing = DiscriminatorConfig(arch="projected", backbone_weights=tmp_path / "missing.pth")
     assert missing.problems() == [f"{tmp_path / 'missing.pth'}: no such EfficientNet-Lite0 weights file"]
     assert DiscriminatorConfig(arch="projected").problems() == []
-    assert "only a projected or hybrid discriminator" in DiscriminatorConfig(backbone_weights=tmp_path / "w.pth").problems()[0]
+    unused = DiscriminatorConfig(backbone_weights=tmp_path / "w.pth").problems()
+    assert "only a projected or hybrid discriminator" in unused[0]
     with pytest.raises(ValueError, match="head_channels"):
         DiscriminatorConfig(arch="projected", head_channels=0)
     with pytest.raises(ValueError, match="discriminator.arch 'vit' is not one of dcgan, projected, hybrid"):
