@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -12,18 +14,29 @@ import click
 from dermsynth._version import __version__
 from dermsynth.config import MAX_SEED, DataConfig, SplitConfig, find_preset, presets
 from dermsynth.data.index import LABEL_CONFLICTS as LABEL_CONFLICT_RULES
-from dermsynth.errors import ConfigError, DataError, DermsynthError
+from dermsynth.errors import ConfigError, DataError, DermsynthError, Interrupted
 from dermsynth.evaluation.gan import MEASURES
 from dermsynth.generate import MAX_PER_CLASS
 
 
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
 def _clean_errors(fn):
-    """An error ends with one clear line on stderr and the exit status of :mod:`dermsynth.errors`, not a traceback."""
+    """An error ends with one clear line on stderr and the exit status of :mod:`dermsynth.errors`, not a traceback;
+    so do SIGINT and SIGTERM (a training run's own handler saves a checkpoint first)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            e = Interrupted(signal.SIGINT)
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
         except DermsynthError as e:
             click.echo(f"error: {e.prefix}{e}", err=True)
             sys.exit(e.exit_code)
