@@ -7,6 +7,7 @@ atomically (temporary file, flush, fsync, rename) and read with
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 import zipfile
@@ -27,9 +28,13 @@ FORMATS = (STATE_FORMAT, SNAPSHOT_FORMAT, CLASSIFIER_STATE_FORMAT, CLASSIFIER_FO
 
 
 def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
-    """Write a checkpoint atomically; on a full disk the old file stays and no temporary file is left."""
-    needed = sum(t.numel() * t.element_size() for t in _tensors(obj))
-    return atomic_write(path, lambda f: torch.save(obj, f), needed_bytes=needed)
+    """Write a checkpoint atomically; on a full disk the old file stays and no temporary file is left.
+
+    Serialised in memory first: torch's zip writer reports a failed write to a file as a RuntimeError about file
+    positions, where a plain write raises the operating system's error (disk full, with how much is free)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, lambda f: f.write(buffer.getbuffer()), needed_bytes=buffer.tell())
 
 
 def _tensors(obj: Any):

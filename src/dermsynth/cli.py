@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import signal
@@ -17,6 +18,7 @@ from dermsynth.data.index import LABEL_CONFLICTS as LABEL_CONFLICT_RULES
 from dermsynth.errors import ConfigError, DataError, DermsynthError, Interrupted
 from dermsynth.evaluation.gan import MEASURES
 from dermsynth.generate import MAX_PER_CLASS
+from dermsynth.storage import storage_error
 
 
 def _raise_interrupted(signum, frame) -> None:
@@ -41,8 +43,10 @@ def _clean_errors(fn):
             click.echo(f"error: {e.prefix}{e}", err=True)
             sys.exit(e.exit_code)
         except OSError as e:  # the operating system refused a read or write: say what and where, in one line
-            where = f" ({e.filename})" if e.filename else ""
-            click.echo(f"error: {e.strerror or e}{where}", err=True)
+            if e.filename and e.errno in (errno.ENOSPC, errno.EDQUOT):  # as dermsynth's own writes say it
+                click.echo(f"error: {storage_error(e, Path(e.filename))}", err=True)
+            else:
+                click.echo(f"error: {e.strerror or e}" + (f" ({e.filename})" if e.filename else ""), err=True)
             sys.exit(2)
 
     return wrapper
