@@ -55,7 +55,16 @@ def load_checkpoint(path: str | Path, expect: str | tuple[str, ...] | None = Non
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():
+            raise CheckpointError(f"{path}: cannot be read as a dermsynth checkpoint (damaged: "
+                                  f"{error_summary(e, 160)})") from None
+        # torch's own message goes on to suggest loading it unsafely: never repeated to the user.
+        raise CheckpointError(
+            f"{path}: refused: it holds Python objects that only unpickling could rebuild, and unpickling can run "
+            "any code the file carries. dermsynth reads checkpoints as tensors, numbers and text only, and every "
+            "file it writes is of that kind: this one was not written by dermsynth, or was altered since") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"{path}: cannot be read as a dermsynth checkpoint (truncated, or not a safe torch file: {first})"
