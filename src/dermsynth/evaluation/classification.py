@@ -15,6 +15,7 @@ was in the classifier's train part. The output folder gets ``metrics.json``,
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 import warnings
@@ -287,11 +288,12 @@ def evaluate_classifier(
         title += f", test-time augmentation: mean of {TTA[tta]} {tta} views"
     atomic_write_text(out / "metrics.md", metrics_markdown(metrics, title))
     plot_confusion(metrics["confusion_matrix"], metrics["classes"], out / "confusion.png", title)
-    with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image_id", "lesion_id", "dx", "predicted", *[f"p_{c}" for c in meta["classes"]]])
-        for image_id, lesion, label, p in zip(scored.image_ids, scored.lesion_ids, scored.labels, scored.proba):
-            writer.writerow([image_id, lesion, meta["classes"][label], meta["classes"][int(p.argmax())],
-                             *[f"{v:.6f}" for v in p]])
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["image_id", "lesion_id", "dx", "predicted", *[f"p_{c}" for c in meta["classes"]]])
+    for image_id, lesion, label, p in zip(scored.image_ids, scored.lesion_ids, scored.labels, scored.proba):
+        writer.writerow([image_id, lesion, meta["classes"][label], meta["classes"][int(p.argmax())],
+                         *[f"{v:.6f}" for v in p]])
+    atomic_write_text(out / "predictions.csv", table.getvalue())
     metrics["out"] = str(out)
     return metrics
