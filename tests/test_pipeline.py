@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -104,6 +105,36 @@ def test_renaming_a_study_rewrites_only_its_report(study, tmp_path, capsys):
         assert "<h1>dermsynth report: renamed study" in (study / "run" / "report.html").read_text()
     finally:
         run_study(tiny_study(study), study / "run", progress=False)  # back to the name the other tests expect
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs: root only")
+def test_a_full_disk_under_the_report_is_one_line_and_keeps_the_old_report(study, tmp_path):
+    config = yaml.safe_load(tiny_study(study).read_text())
+    config["name"] = "renamed study"  # reruns the report stage only
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(yaml.safe_dump(config))
+    used = sum(p.stat().st_size + 4096 for p in (study / "run").rglob("*") if p.is_file())  # tmpfs: 4 KiB pages
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    report = (study / "run" / "report.html").stat().st_size
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={used // 1024 + 1024}k", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        run = disk / "run"
+        shutil.copytree(study / "run", run)
+        # Fill the disk to half a report short of room (what else the rerun writes is small and fits).
+        (disk / "filler").write_bytes(b"\0" * max(0, shutil.disk_usage(disk).free - report // 2))
+        before = (run / "report.html").read_bytes()
+        result = CliRunner().invoke(main, ["run", "--config", str(renamed), "--out", str(run)])
+        assert result.exit_code == 2, result.output
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and errors[0].startswith(f"error: cannot write {run / 'report.html'}: No space left "
+                                                         "on device (") and "MB free" in errors[0]
+        assert (run / "report.html").read_bytes() == before
+        assert not [p.name for p in run.rglob(".*.tmp*")]
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
 def test_an_interrupted_training_stage_resumes(study, capsys):
@@ -237,14 +268,15 @@ def test_options_added_later_at_their_neutral_value_leave_old_studies_up_to_date
     cfg = gan_config(load_yaml(REPO / "configs" / "paper.yaml"))
     judge = classifier_config(load_yaml(REPO / "configs" / "classifier-paper.yaml"))
     old, old_judge = to_plain(cfg), to_plain(judge)  # config.yaml files written before these options existed
-    removed = 0
+    removed = set()
     for section, neutral in NEUTRAL_ADDITIONS.items():
         for key in neutral:
             for plain in (old, old_judge):
                 if key in plain.get(section, {}):
                     del plain[section][key]
-                    removed += 1
-    assert removed == sum(len(n) for n in NEUTRAL_ADDITIONS.values())  # each is an option of one of them
+                    removed.add((section, key))
+    # each is an option of one of them (the data section's of both)
+    assert removed == {(section, key) for section, neutral in NEUTRAL_ADDITIONS.items() for key in neutral}
     assert _settings(old_judge) == _settings(judge)
     del old["discriminator"]["backbone_weights"]
     for key in ("divergence_max_loss", "divergence_max_grad_norm", "divergence_zero_grad_steps"):

@@ -78,7 +78,7 @@ class SyntheticDataset(torch.utils.data.Dataset):
             if not is_owned(path, "export"):
                 raise DataError(f"{path} is not an export of `dermsynth generate` (no export marker): real images "
                                 "must not be served as synthetic ones")
-            index = open_index(path)
+            index = open_index(path, synthetic="expected")
             if not all(r.path is not None for r in index.records):
                 raise DataError(f"{path}: not an export of image files")
             self.generator = None

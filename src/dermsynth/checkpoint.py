@@ -7,6 +7,7 @@ atomically (temporary file, flush, fsync, rename) and read with
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 import zipfile
@@ -27,9 +28,13 @@ FORMATS = (STATE_FORMAT, SNAPSHOT_FORMAT, CLASSIFIER_STATE_FORMAT, CLASSIFIER_FO
 
 
 def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
-    """Write a checkpoint atomically; on a full disk the old file stays and no temporary file is left."""
-    needed = sum(t.numel() * t.element_size() for t in _tensors(obj))
-    return atomic_write(path, lambda f: torch.save(obj, f), needed_bytes=needed)
+    """Write a checkpoint atomically; on a full disk the old file stays and no temporary file is left.
+
+    Serialised in memory first: torch's zip writer reports a failed write to a file as a RuntimeError about file
+    positions, where a plain write raises the operating system's error (disk full, with how much is free)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, lambda f: f.write(buffer.getbuffer()), needed_bytes=buffer.tell())
 
 
 def _tensors(obj: Any):
@@ -50,7 +55,16 @@ def load_checkpoint(path: str | Path, expect: str | tuple[str, ...] | None = Non
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():
+            raise CheckpointError(f"{path}: cannot be read as a dermsynth checkpoint (damaged: "
+                                  f"{error_summary(e, 160)})") from None
+        # torch's own message goes on to suggest loading it unsafely: never repeated to the user.
+        raise CheckpointError(
+            f"{path}: refused: it holds Python objects that only unpickling could rebuild, and unpickling can run "
+            "any code the file carries. dermsynth reads checkpoints as tensors, numbers and text only, and every "
+            "file it writes is of that kind: this one was not written by dermsynth, or was altered since") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"{path}: cannot be read as a dermsynth checkpoint (truncated, or not a safe torch file: {first})"

@@ -2,33 +2,51 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
 
 from dermsynth._version import __version__
 from dermsynth.config import MAX_SEED, DataConfig, SplitConfig, find_preset, presets
-from dermsynth.errors import ConfigError, DataError, DermsynthError
+from dermsynth.data.index import LABEL_CONFLICTS as LABEL_CONFLICT_RULES
+from dermsynth.errors import ConfigError, DataError, DermsynthError, Interrupted
 from dermsynth.evaluation.gan import MEASURES
 from dermsynth.generate import MAX_PER_CLASS
+from dermsynth.storage import storage_error
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signum)
 
 
 def _clean_errors(fn):
-    """An error ends with one clear line on stderr and the exit status of :mod:`dermsynth.errors`, not a traceback."""
+    """An error ends with one clear line on stderr and the exit status of :mod:`dermsynth.errors`, not a traceback;
+    so do SIGINT and SIGTERM (a training run's own handler saves a checkpoint first)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            e = Interrupted(signal.SIGINT)
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
         except DermsynthError as e:
             click.echo(f"error: {e.prefix}{e}", err=True)
             sys.exit(e.exit_code)
         except OSError as e:  # the operating system refused a read or write: say what and where, in one line
-            where = f" ({e.filename})" if e.filename else ""
-            click.echo(f"error: {e.strerror or e}{where}", err=True)
+            if e.filename and e.errno in (errno.ENOSPC, errno.EDQUOT):  # as dermsynth's own writes say it
+                click.echo(f"error: {storage_error(e, Path(e.filename))}", err=True)
+            else:
+                click.echo(f"error: {e.strerror or e}" + (f" ({e.filename})" if e.filename else ""), err=True)
             sys.exit(2)
 
     return wrapper
@@ -39,10 +57,12 @@ def _warn(messages: list[str]) -> None:
         click.echo(f"warning: {message}", err=True)
 
 
-def _open(root: Path, fmt: str):
+def _open(root: Path, fmt: str, allow_synthetic: bool = False, label_conflicts: str = "refuse",
+          follow_links: bool = False):
     from dermsynth.data.index import open_index
 
-    index = open_index(root, fmt)
+    index = open_index(root, fmt, synthetic="allow" if allow_synthetic else "refuse", allow_hint="--allow-synthetic",
+                       label_conflicts=label_conflicts, follow_links=follow_links)
     _warn(index.warnings)
     return index
 
@@ -59,6 +79,25 @@ DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, c
 CACHE_DIR = click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
                          help="Cache folder [default: $DERMSYNTH_CACHE or ~/.cache/dermsynth].")
 NO_PROGRESS = click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
+ALLOW_SYNTHETIC = click.option("--allow-synthetic", is_flag=True,
+                               help="Use images dermsynth generated as if they were data (refused otherwise: they "
+                                    "are not patients' images).")
+
+
+def data_checks(fn):
+    """What a data command refuses unless told otherwise: synthetic images, lesions under two diagnoses, files
+    outside the data root."""
+    for option in (
+        click.option("--follow-links", is_flag=True,
+                     help="Read images behind symbolic links that lead outside the data root (refused otherwise)."),
+        click.option("--label-conflicts", default="refuse", show_default=True,
+                     type=click.Choice(list(LABEL_CONFLICT_RULES)),
+                     help="A lesion filed under two diagnoses: refuse the data, drop the lesion, or keep its most "
+                          "frequent diagnosis (majority; a tie drops it)."),
+        ALLOW_SYNTHETIC,
+    ):
+        fn = option(fn)
+    return fn
 TTA_OPTION = click.option("--tta", default="none", show_default=True, type=click.Choice(["none", "flips", "dihedral"]),
                           help="Test-time augmentation: average the judge's probabilities over 4 flips or all 8 "
                                "flips/rotations.")
@@ -135,12 +174,13 @@ def data() -> None:
 @data.command()
 @click.argument("root", type=click.Path(path_type=Path))
 @FORMAT
+@data_checks
 @_clean_errors
-def summary(root: Path, fmt: str) -> None:
+def summary(root: Path, fmt: str, **checks) -> None:
     """Images and lesions per class (the paper's Table II)."""
     from dermsynth.data.summary import format_class_table
 
-    index = _open(root, fmt)
+    index = _open(root, fmt, **checks)
     click.echo(f"{root} ({index.source})")
     click.echo(format_class_table(index))
 
@@ -153,8 +193,9 @@ def summary(root: Path, fmt: str) -> None:
 @SEED
 @click.option("--force", is_flag=True, help="Replace an existing split file.")
 @FORMAT
+@data_checks
 @_clean_errors
-def split(root: Path, out: Path | None, fractions: str, seed: int, force: bool, fmt: str) -> None:
+def split(root: Path, out: Path | None, fractions: str, seed: int, force: bool, fmt: str, **checks) -> None:
     """Lesion-grouped, class-stratified train/val/test split, saved for every later stage."""
     from dermsynth.data.splits import make_split, save_split
     from dermsynth.data.summary import format_split_table
@@ -167,7 +208,7 @@ def split(root: Path, out: Path | None, fractions: str, seed: int, force: bool, 
     out = out or Path("splits") / f"{Path(root).stem or 'data'}-seed{seed}.json"
     if out.exists() and not force:
         raise DataError(f"{out} exists; pass --force to replace it or --out to write elsewhere")
-    index = _open(root, fmt)
+    index = _open(root, fmt, **checks)
     result = make_split(index, cfg.fractions, cfg.seed)
     save_split(result, out, index)
     click.echo(format_split_table(result, index))
@@ -198,15 +239,16 @@ def phantom(out: Path, per_class: int, size: int, seed: int, overwrite: bool) ->
               help="Undecodable images: skip and list them, or stop.")
 @click.option("--rebuild", is_flag=True, help="Rebuild even if the cache is up to date.")
 @FORMAT
+@data_checks
 @_clean_errors
 def prepare(root: Path, resolution: int, crop: str, cache_dir: Path | None, on_corrupt: str,
-            rebuild: bool, fmt: str) -> None:
+            rebuild: bool, fmt: str, **checks) -> None:
     """Decode, crop and resize every image once into the uint8 cache."""
     from dermsynth.data.cache import load_cache
 
     cfg = DataConfig(root=root, format=fmt, resolution=resolution, crop=crop, cache_dir=cache_dir,
-                     on_corrupt=on_corrupt)
-    index = _open(cfg.root, cfg.format)
+                     on_corrupt=on_corrupt, **checks)
+    index = _open(cfg.root, cfg.format, cfg.allow_synthetic, cfg.label_conflicts, cfg.follow_links)
     cached = load_cache(index, cfg.resolution, cfg.crop, cfg.cache_dir, cfg.on_corrupt, rebuild=rebuild)
     click.echo(f"{len(cached.image_ids)} images at {cfg.resolution}px ({cfg.crop} crop) in {cached.path}")
     if cached.skipped:
@@ -299,14 +341,16 @@ def train_classifier_cmd(config_path: Path, data_root: Path, out: Path, split_fi
 @CACHE_DIR
 @DEVICE
 @NO_PROGRESS
+@ALLOW_SYNTHETIC
 @_clean_errors
 def evaluate_classifier_cmd(checkpoint: Path, data_root: Path, split: str, out: Path | None, tta: str, fmt: str,
-                            cache_dir: Path | None, device: str, no_progress: bool) -> None:
+                            cache_dir: Path | None, device: str, no_progress: bool, allow_synthetic: bool) -> None:
     """Accuracy, balanced accuracy, per-class P/R/F1, macro-F1, AUC and a confusion matrix; leakage refused."""
     from dermsynth.evaluation.classification import evaluate_classifier
 
     metrics = evaluate_classifier(checkpoint, data_root, split=split, out=out, fmt=fmt, cache_dir=cache_dir,
-                                  device=device, progress=not no_progress, tta=tta)
+                                  device=device, progress=not no_progress, tta=tta,
+                                  allow_synthetic=allow_synthetic)
     click.echo((Path(metrics["out"]) / "metrics.md").read_text())
     click.echo(f"metrics, confusion matrix and predictions in {metrics['out']}")
 

@@ -21,6 +21,7 @@ import yaml
 
 from dermsynth.augment import check_policy
 from dermsynth.data.cache import CROPS, RESOLUTIONS
+from dermsynth.data.index import LABEL_CONFLICTS
 from dermsynth.errors import ConfigError
 from dermsynth.models.classifier import ClassifierConfig
 from dermsynth.models.discriminator import DiscriminatorConfig
@@ -52,6 +53,14 @@ class DataConfig:
     """Preprocessing cache folder; None means $DERMSYNTH_CACHE or ~/.cache/dermsynth."""
     on_corrupt: str = "skip"
     """Undecodable image files: skip (listed in the cache's skipped.csv) or fail."""
+    allow_synthetic: bool = False
+    """Train on images dermsynth generated (its export marker, metadata column or file tag): refused unless
+    true, since they are not patients' images; the run's config.yaml records it."""
+    label_conflicts: str = "refuse"
+    """A lesion filed under two diagnoses: refuse the data, drop the lesion, or keep its most frequent
+    diagnosis (majority; a tie drops the lesion)."""
+    follow_links: bool = False
+    """Read images behind symbolic links that lead outside the data root (refused unless true)."""
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -65,6 +74,9 @@ class DataConfig:
             problems.append(f"data.crop: {self.crop!r} is not one of {CROPS}")
         if self.on_corrupt not in ("skip", "fail"):
             problems.append(f"data.on_corrupt: {self.on_corrupt!r} is not skip or fail")
+        if self.label_conflicts not in LABEL_CONFLICTS:
+            problems.append(f"data.label_conflicts: {self.label_conflicts!r} is not one of "
+                            f"{', '.join(LABEL_CONFLICTS)}")
         _raise_if(problems, "data config")
 
 
@@ -663,6 +675,7 @@ NEUTRAL_ADDITIONS = {
     "discriminator": {"arch": "dcgan", "backbone_resolution": None, "head_channels": 128, "cmap_dim": 64,
                       "mbstd_group": 0, "pixel_channels": 32},
     "loss": {"mode_seeking": 0.0, "pixel_weight": 1.0, "feature_weight": 1.0},
+    "data": {"allow_synthetic": False, "label_conflicts": "refuse", "follow_links": False},
     "train": {"class_sampling": "uniform", "warmup_epochs": 0, "random_resized_crop": 0.0},
 }
 

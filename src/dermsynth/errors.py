@@ -13,6 +13,8 @@ The command line prints one line, ``error: <message>``, never a traceback, and e
        WeightsError          the FID Inception weights are missing or wrong
        BackboneWeightsError  the EfficientNet-Lite0 ImageNet weights are missing or wrong
     3  DivergenceError       training diverged (NaN, inf, or past a bound); the last good checkpoint is kept
+  130  Interrupted           Ctrl-C (SIGINT)
+  143  Interrupted           SIGTERM (a scheduler's or `kill`'s stop)
 
 This module imports nothing of dermsynth, so that every layer can raise these.
 """
@@ -75,3 +77,16 @@ class DivergenceError(DermsynthError, RuntimeError):
 
     exit_code = 3
     prefix = "training diverged: "
+
+
+class Interrupted(DermsynthError):
+    """The command was stopped by SIGINT (Ctrl-C) or SIGTERM; files are written atomically, so nothing
+    half-written is left, and a training run has saved a checkpoint to resume from."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name}{' (Ctrl-C)' if name == 'SIGINT' else ''}; nothing half-written is "
+                         "left: run the command again to continue (training: with --resume auto)")
+        self.exit_code = 128 + signum

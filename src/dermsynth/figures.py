@@ -74,22 +74,28 @@ def labelled_grid(images: np.ndarray, class_names: list[str], title: str = "", s
     return out
 
 
-def save_synthetic_image(image: Image.Image | np.ndarray, path: Path, quality: int = 95, **text: str) -> None:
+def save_synthetic_image(image: Image.Image | np.ndarray, path: Path, quality: int = 95, atomic: bool = False,
+                         **text: str) -> None:
     """An image marked as synthetic in the file itself: PNG text chunks (``synthetic=1``, a comment and
     ``text``), or a JPEG comment (.jpg/.jpeg, at ``quality``) holding the same ``synthetic=1; key=value``
-    pairs."""
+    pairs. ``atomic``: written beside and renamed into place, a failed write named (a full disk, with the space
+    left) and nothing half-written left (an export is made atomic as a whole folder instead)."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     pairs = {"synthetic": "1", **{k: str(v) for k, v in text.items()}}
     if Path(path).suffix.lower() in (".jpg", ".jpeg"):
         comment = SYNTHETIC_TAG + "; " + "; ".join(f"{k}={v}" for k, v in pairs.items())
-        image.save(path, quality=quality, comment=comment.encode())
-        return
-    info = PngImagePlugin.PngInfo()
-    info.add_text("Comment", SYNTHETIC_TAG)
-    for key, value in pairs.items():
-        info.add_text(key, value)
-    image.save(path, pnginfo=info)
+        options = {"format": "JPEG", "quality": quality, "comment": comment.encode()}
+    else:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Comment", SYNTHETIC_TAG)
+        for key, value in pairs.items():
+            info.add_text(key, value)
+        options = {"format": "PNG", "pnginfo": info}
+    if atomic:
+        atomic_write(path, lambda f: image.save(f, **options))
+    else:
+        image.save(path, **options)
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

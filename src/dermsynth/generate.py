@@ -186,8 +186,10 @@ def generate_images(
 def _check_export_target(out: Path, overwrite: bool) -> None:
     check_folder(out, "export")
     if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise FolderError(f"{out} exists and is not empty; pass --overwrite to replace it")
+        if not overwrite:  # suggest only what would work: --overwrite replaces dermsynth's own exports only
+            raise FolderError(f"{out} exists and is not empty; " + (
+                "pass --overwrite to replace it" if is_owned(out, "export") else
+                "it is not an export of `dermsynth generate`, so it is never replaced: choose another --out"))
         check_replaceable(out, "export", "synthetic-image export")
     elif out.is_symlink():
         raise FolderError(f"{out} is a symbolic link; name the folder itself")

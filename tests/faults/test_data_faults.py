@@ -234,9 +234,13 @@ def test_pickle_payload_foreign_or_truncated_checkpoint_is_refused(tmp_path):
             return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
 
     torch.save({"format": "dermsynth-gan-state/1", "x": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="cannot be read"):
+    with pytest.raises(CheckpointError, match="refused: it holds Python objects that only unpickling could "
+                                              "rebuild, and unpickling can run any code") as refused:
         load_checkpoint(tmp_path / "evil.pt")
     assert not (tmp_path / "pwned").exists()
+    # The whole message in dermsynth's words: no advice to load it unsafely.
+    assert str(refused.value).endswith("this one was not written by dermsynth, or was altered since")
+    assert "weights_only" not in str(refused.value) and "False" not in str(refused.value)
 
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not a dermsynth checkpoint"):

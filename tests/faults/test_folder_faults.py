@@ -84,6 +84,15 @@ def test_generate_overwrite_refuses_a_data_root_that_holds_ham10000_metadata(tra
     assert code == 2 and "not a synthetic-image export made by dermsynth" in output
     assert "refusing to delete it" in output
     assert snapshot_of(users) == before
+    # Without --overwrite the message offers only what works: not --overwrite, which would be refused.
+    code, output = cli("generate", "--checkpoint", trained / "generator.pt", "--out", users, "--per-class", 1)
+    assert code == 2 and "--overwrite" not in output
+    assert f"{users} exists and is not empty; it is not an export of `dermsynth generate`, so it is never " \
+           "replaced: choose another --out" in output
+    export = tmp_path / "export"
+    assert cli("generate", "--checkpoint", trained / "generator.pt", "--out", export, "--per-class", 1)[0] == 0
+    code, output = cli("generate", "--checkpoint", trained / "generator.pt", "--out", export, "--per-class", 1)
+    assert code == 2 and f"{export} exists and is not empty; pass --overwrite to replace it" in output
 
 
 def test_generate_overwrite_with_a_mistyped_checkpoint_keeps_the_old_export(trained, tmp_path):

@@ -69,7 +69,7 @@ def test_train_snapshot_resume_and_generate_through_the_cli(phantom_data, tmp_pa
     result = cli("generate", "--checkpoint", run / "generator.pt", "--out", out, "--per-class", 3,
                  "--classes", "nv,df", "--seed", 7)
     assert result.exit_code == 0, result.output
-    index = open_index(out)
+    index = open_index(out, synthetic="expected")
     assert {r["dx"]: r["images"] for r in index.class_table() if r["images"]} == {"nv": 3, "df": 3}
 
 
@@ -120,7 +120,7 @@ def test_generation_is_deterministic_tagged_and_guarded(phantom_data, tmp_path):
     assert np.abs(np.asarray(jpg, dtype=int) - np.asarray(Image.open(a / "images" / name), dtype=int)).mean() < 8
     meta = (f / "metadata.csv").read_text().splitlines()
     assert len(meta) == 5 and meta[1].endswith(",df/SYN_df_3_00000.jpg")
-    assert sorted(r.dx for r in open_index(f).records) == ["df", "df", "nv", "nv"]
+    assert sorted(r.dx for r in open_index(f, synthetic="expected").records) == ["df", "df", "nv", "nv"]
     with pytest.raises(Exception, match="--overwrite"):
         generate_images(run / "generator.pt", a, per_class=1, progress=False)
     with pytest.raises(Exception, match="unknown class"):

@@ -116,4 +116,4 @@ def test_hybrid_preset_trains_resumes_exactly_and_generates(phantom_data, tmp_pa
     out = tmp_path / "synthetic"
     result = cli("generate", "--checkpoint", straight / "generator.pt", "--out", out, "--per-class", 2)
     assert result.exit_code == 0, result.output
-    assert len(open_index(out)) == 14
+    assert len(open_index(out, synthetic="expected")) == 14

@@ -18,13 +18,16 @@ stop the build with ``on_corrupt="fail"``.
 from __future__ import annotations
 
 import csv
+import ctypes
 import hashlib
 import io
 import json
+import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,6 +118,27 @@ def crop_resize(img: Image.Image, resolution: int, crop: str = "center") -> np.n
     return np.asarray(img, dtype=np.uint8)
 
 
+def _worker_start(parent: int) -> None:
+    """In each decoding worker: Ctrl-C is the parent's to handle, and the worker ends with its parent, however
+    the parent ends (kill -9 included): at once where Linux can say so (PR_SET_PDEATHSIG), else within a second."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _decode_file(args: tuple[str, int, str]) -> tuple[np.ndarray | None, str | None]:
     path, resolution, crop = args
     try:
@@ -187,25 +211,33 @@ def _build(index, folder, key, resolution, crop, on_corrupt, workers, progress) 
     ok = np.zeros(n, dtype=bool)
     skipped: list[dict] = []
     bar = tqdm(total=n, desc=f"caching {resolution}px", unit="img", disable=not progress, file=sys.stderr)
-    if index.arrays is not None:
-        for i in range(n):
-            images[i] = crop_resize(index.open_image(i), resolution, crop)
-            ok[i] = True
-            bar.update()
-    else:
-        jobs = [(str(r.path), resolution, crop) for r in index.records]
-        workers = workers or min(os.cpu_count() or 1, 8)
-        if workers > 1 and n >= 64:
-            with ProcessPoolExecutor(workers) as pool:
-                results = pool.map(_decode_file, jobs, chunksize=64)
-                for i, (arr, err) in enumerate(results):
-                    _collect(i, arr, err, index, images, ok, skipped)
-                    bar.update()
-        else:
-            for i, job in enumerate(jobs):
-                _collect(i, *_decode_file(job), index, images, ok, skipped)
+    try:
+        if index.arrays is not None:
+            for i in range(n):
+                images[i] = crop_resize(index.open_image(i), resolution, crop)
+                ok[i] = True
                 bar.update()
-    bar.close()
+        else:
+            jobs = [(str(r.path), resolution, crop) for r in index.records]
+            workers = workers or min(os.cpu_count() or 1, 8)
+            if workers > 1 and n >= 64:
+                pool = multiprocessing.Pool(workers, initializer=_worker_start, initargs=(os.getpid(),))
+                try:
+                    for i, (arr, err) in enumerate(pool.imap(_decode_file, jobs, chunksize=64)):
+                        _collect(i, arr, err, index, images, ok, skipped)
+                        bar.update()
+                    pool.close()
+                except BaseException:  # stopped (an error, Ctrl-C, SIGTERM): end the workers now, queued work too
+                    pool.terminate()
+                    raise
+                finally:
+                    pool.join()
+            else:
+                for i, job in enumerate(jobs):
+                    _collect(i, *_decode_file(job), index, images, ok, skipped)
+                    bar.update()
+    finally:  # a stopped build leaves no half-drawn bar behind its error line
+        bar.close()
 
     if skipped and on_corrupt == "fail":
         raise DataError(_corrupt_message(skipped))

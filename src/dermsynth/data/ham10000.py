@@ -45,9 +45,18 @@ def find_metadata(root: Path, required: bool = True) -> Path | None:
 
 
 def find_images(root: Path) -> dict[str, list[Path]]:
-    """Map image stem -> files with that stem anywhere under ``root`` (hidden folders skipped)."""
+    """Map image stem -> files with that stem anywhere under ``root`` (hidden folders skipped).
+
+    Linked folders are walked like files behind links are read (each real folder once, so a link loop ends);
+    whether what they lead to lies inside the data root is :func:`dermsynth.data.index.check_inside`'s call."""
     found: dict[str, list[Path]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
             stem, suffix = os.path.splitext(name)
@@ -108,6 +117,8 @@ def read_ham10000(root: str | Path, lesions_required: bool = True) -> DatasetInd
     records: list[Record] = []
     seen: dict[str, int] = {}
     missing: list[str] = []
+    synthetic: dict[str, str] = {}
+    origin: dict[str, str] = {}
     for line, row in rows:
         where = f"{meta.name}, line {line}"
         image_id = safe_file_name(row["image_id"], f"{where}: image_id")
@@ -127,6 +138,9 @@ def read_ham10000(root: str | Path, lesions_required: bool = True) -> DatasetInd
         if len(paths) > 1:
             warnings.append(f"{image_id}: {len(paths)} files, using {paths[0].relative_to(root)}")
         records.append(Record(image_id, lesion_id, CLASS_TO_LABEL[dx], path=paths[0]))
+        origin[image_id] = where
+        if row.get("synthetic", "").strip() == "1":  # an export's metadata (phantom data say "phantom")
+            synthetic[image_id] = f"{where}: synthetic=1"
 
     if missing:
         shown = "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -138,7 +152,8 @@ def read_ham10000(root: str | Path, lesions_required: bool = True) -> DatasetInd
             f"(e.g. {', '.join(orphans[:3])})"
         )
     records.sort(key=lambda r: r.image_id)
-    return DatasetIndex(root=root, records=records, source="ham10000", warnings=warnings)
+    return DatasetIndex(root=root, records=records, source="ham10000", warnings=warnings, synthetic=synthetic,
+                        origin=origin)
 
 
 def write_metadata(path: Path, records: list[dict[str, str]], extra_columns: tuple[str, ...] = ()) -> None:

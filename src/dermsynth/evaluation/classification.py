@@ -15,6 +15,7 @@ was in the classifier's train part. The output folder gets ``metrics.json``,
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 import warnings
@@ -85,6 +86,7 @@ def score_dataset(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     tta: str = "none",
+    allow_synthetic: bool = False,
 ) -> Scored:
     """Score the ``split`` part of the classifier's saved split (or ``all`` images) of a dataset.
 
@@ -94,7 +96,8 @@ def score_dataset(
     """
     if split not in EVAL_SPLITS:
         raise DataError(f"--split {split!r} is not one of {', '.join(EVAL_SPLITS)}")
-    index = open_index(data_root, fmt, lesions_required=split != "all")  # an external set may lack lesion ids
+    index = open_index(data_root, fmt, lesions_required=split != "all",  # an external set may lack lesion ids
+                       synthetic="allow" if allow_synthetic else "refuse", allow_hint="--allow-synthetic")
     for warning in index.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if split == "all":
@@ -249,6 +252,7 @@ def evaluate_classifier(
     device: str = "cpu",
     progress: bool = True,
     tta: str = "none",
+    allow_synthetic: bool = False,
 ) -> dict:
     """Score a ``classifier.pt`` on ``split`` of a dataset; writes metrics and figure to ``out``; returns the metrics.
 
@@ -259,7 +263,7 @@ def evaluate_classifier(
     if tta not in TTA:
         raise DataError(f"--tta {tta!r} is not one of {', '.join(TTA)}")
     model, meta = load_classifier(checkpoint, device)
-    scored = score_dataset(model, meta, data_root, split, fmt, cache_dir, progress, tta)
+    scored = score_dataset(model, meta, data_root, split, fmt, cache_dir, progress, tta, allow_synthetic)
     metrics = classification_metrics(scored.labels, scored.proba, tuple(meta["classes"]))
     default_name = f"eval-{split}" if tta == "none" else f"eval-{split}-tta-{tta}"
     out = Path(out) if out is not None else checkpoint.parent / default_name
@@ -284,11 +288,12 @@ def evaluate_classifier(
         title += f", test-time augmentation: mean of {TTA[tta]} {tta} views"
     atomic_write_text(out / "metrics.md", metrics_markdown(metrics, title))
     plot_confusion(metrics["confusion_matrix"], metrics["classes"], out / "confusion.png", title)
-    with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image_id", "lesion_id", "dx", "predicted", *[f"p_{c}" for c in meta["classes"]]])
-        for image_id, lesion, label, p in zip(scored.image_ids, scored.lesion_ids, scored.labels, scored.proba):
-            writer.writerow([image_id, lesion, meta["classes"][label], meta["classes"][int(p.argmax())],
-                             *[f"{v:.6f}" for v in p]])
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["image_id", "lesion_id", "dx", "predicted", *[f"p_{c}" for c in meta["classes"]]])
+    for image_id, lesion, label, p in zip(scored.image_ids, scored.lesion_ids, scored.labels, scored.proba):
+        writer.writerow([image_id, lesion, meta["classes"][label], meta["classes"][int(p.argmax())],
+                         *[f"{v:.6f}" for v in p]])
+    atomic_write_text(out / "predictions.csv", table.getvalue())
     metrics["out"] = str(out)
     return metrics

@@ -18,6 +18,7 @@ and ``table3.json``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -81,7 +82,8 @@ def images_from_folder(
     ``classes`` None takes every class the folder has. Real images that the
     judge was trained on are refused (the leakage guard).
     """
-    index = open_index(folder)  # its warnings are not shown: an export's grid.png is an expected orphan
+    # Its warnings are not shown: an export's grid.png is an expected orphan. Generated images are expected here.
+    index = open_index(folder, synthetic="expected")
     check_no_leakage([r.image_id for r in index.records], [r.lesion_id for r in index.records], meta,
                      f"images in {folder}")
     if classes is None:
@@ -218,8 +220,9 @@ def evaluate_detection(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "table3.json", json.dumps({"rows": rows, **info}, indent=1))
     atomic_write_text(out / "table3.md", table3_markdown(rows, info))
-    with open(out / "table3.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=[key for key, _ in COLUMNS])
-        writer.writeheader()
-        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=[key for key, _ in COLUMNS])
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    atomic_write_text(out / "table3.csv", table.getvalue())
     return rows

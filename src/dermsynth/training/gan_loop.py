@@ -415,7 +415,7 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
             grid = to_uint8(trainer.G_ema(fixed_z.to(device), fixed_labels.to(device)))
         (out / "samples").mkdir(exist_ok=True)
         save_synthetic_image(class_grid(grid, len(CLASSES)), out / "samples" / f"fakes-{trainer.step:08d}.png",
-                             step=trainer.step)
+                             atomic=True, step=trainer.step)
         plot_gan_stats(out / "stats.jsonl", out / "loss_curves.png")
 
     start = time.perf_counter() - trainer.elapsed_s

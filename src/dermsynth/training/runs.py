@@ -162,7 +162,9 @@ def prepare_data(cfg, opts: RunOptions, parts: tuple[str, ...] = ("train",), mai
     Under DDP the main process builds the cache while the others wait at ``barrier``, then they read it.
     Returns (index, split, cached).
     """
-    index = open_index(cfg.data.root, cfg.data.format)
+    index = open_index(cfg.data.root, cfg.data.format, synthetic="allow" if cfg.data.allow_synthetic else "refuse",
+                       allow_hint="--set data.allow_synthetic=true", label_conflicts=cfg.data.label_conflicts,
+                       follow_links=cfg.data.follow_links)
     for warning in index.warnings:
         say(f"warning: {warning}")
     split = resolve_split(index, cfg.split, opts, parts)
@@ -299,12 +301,19 @@ class StatsLog:
     ``enabled=False`` (a DDP rank other than 0) writes nothing."""
 
     def __init__(self, path: Path, enabled: bool = True) -> None:
-        self._file = open(path, "a", encoding="utf-8") if enabled else None
+        self.path = path
+        try:
+            self._file = open(path, "a", encoding="utf-8") if enabled else None
+        except OSError as e:
+            raise storage_error(e, path) from None
 
     def write(self, line: dict) -> None:
         if self._file is not None:
-            self._file.write(json.dumps(line) + "\n")
-            self._file.flush()
+            try:
+                self._file.write(json.dumps(line) + "\n")
+                self._file.flush()
+            except OSError as e:  # disk full: said like every other write, with the space left
+                raise storage_error(e, self.path) from None
 
     def close(self) -> None:
         if self._file is not None:

@@ -1,0 +1,87 @@
+"""A real full disk (a small tmpfs; root only): training fails with one line naming the file and the space left,
+leaves no temporary file, keeps the last good checkpoint, and resumes once there is room."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dermsynth.checkpoint import list_states
+from dermsynth.cli import main
+from tests.conftest import TINY_CLASSIFIER, TINY_GAN
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0,
+                                reason="mounts a tmpfs: Linux, as root")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """``small_disk(kib)``: a tmpfs of that size, unmounted afterwards (its files copied out first)."""
+    mounts = []
+
+    def make(kib: int) -> Path:
+        point = tmp_path / f"disk{len(mounts)}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(point)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounts.append(point)
+        return point
+
+    yield make
+    for point in mounts:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def cli(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def hidden(folder: Path) -> list[str]:
+    return [p.name for p in folder.rglob(".*") if p.is_file() and ".tmp" in p.name]
+
+
+@pytest.mark.parametrize("kind, preset, tiny", [("gan", "best", TINY_GAN), ("classifier", "classifier-paper",
+                                                                             TINY_CLASSIFIER)])
+def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_resumes(phantom_data, tmp_path, small_disk, kind,
+                                                                       preset, tiny):
+    command = "train-gan" if kind == "gan" else "train-classifier"
+    length = ["train.total_kimg=0.032"] if kind == "gan" else ["train.epochs=1"]
+    longer = ["train.total_kimg=0.064"] if kind == "gan" else ["train.epochs=2"]
+    sets = lambda extra: [x for s in tiny + [f"data.cache_dir={tmp_path / 'cache'}"] + extra  # noqa: E731
+                          for x in ("--set", s)]
+    first = tmp_path / "first"
+    code, output = cli(command, "--config", preset, "--data", phantom_data, "--out", first, "--no-progress",
+                       *sets(length))
+    assert code == 0, output
+    used = sum(p.stat().st_size for p in first.rglob("*") if p.is_file())
+    state = max(p.stat().st_size for p in list_states(first / "checkpoints"))
+    # The run on a disk with its files and half a checkpoint to spare: the next checkpoint cannot be written.
+    disk = small_disk((used + state // 2) // 1024 + 64)
+    run = disk / "run"
+    shutil.copytree(first, run)
+    states = sorted(p.name for p in list_states(run / "checkpoints"))
+    code, output = cli(command, "--config", preset, "--data", phantom_data, "--out", run, "--no-progress",
+                       "--resume", "auto", *sets(longer))
+    assert code == 2, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, output
+    line = errors[0]
+    assert line.startswith(f"error: cannot write {run}/checkpoints/state-0000000") and "No space left on device" in line
+    assert "MB free, about" in line and "MB needed" in line
+    assert "Traceback" not in output
+    assert sorted(p.name for p in list_states(run / "checkpoints")) == states and not hidden(run)
+    # Room again (the folder moved to a disk with space): the run resumes from its last good checkpoint.
+    roomy = tmp_path / "roomy"
+    shutil.copytree(run, roomy)
+    code, output = cli(command, "--config", preset, "--data", phantom_data, "--out", roomy, "--no-progress",
+                       "--resume", "auto", *sets(longer))
+    assert code == 0 and "resumed from" in output, output
