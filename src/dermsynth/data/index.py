@@ -293,6 +293,8 @@ def find_synthetic(index: DatasetIndex) -> dict[str, str]:
     root, a ``synthetic`` column of 1 (readers that have one fill it in), or the tag in the file's first bytes
     (headers only, never pixels). The phantom data are not GAN output: their column says ``phantom``."""
     root = Path(index.root)
+    ids = {r.image_id for r in index.records}  # a reader's marks of rows a label rule has since dropped go
+    index.synthetic = {k: v for k, v in index.synthetic.items() if k in ids}
     if root.is_dir() and is_owned(root, "export"):
         why = "the folder is an export of `dermsynth generate` (its .dermsynth-folder.json says so)"
         index.synthetic.update({r.image_id: why for r in index.records})
