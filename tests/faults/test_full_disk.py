@@ -85,3 +85,16 @@ def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_resumes(phantom_d
     code, output = cli(command, "--config", preset, "--data", phantom_data, "--out", roomy, "--no-progress",
                        "--resume", "auto", *sets(longer))
     assert code == 0 and "resumed from" in output, output
+
+
+def test_evaluate_on_a_full_disk_is_one_line_and_leaves_no_temporary_file(tiny_judge, phantom_data, small_disk):
+    disk = small_disk(64)
+    (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - 4096))  # one page left
+    out = disk / "eval"
+    code, output = cli("evaluate-classifier", "--checkpoint", tiny_judge / "classifier.pt", "--data", phantom_data,
+                       "--out", out, "--no-progress")
+    assert code == 2, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: cannot write {out}/") and "No space left" in errors[0]
+    assert "MB free" in errors[0] and "Traceback" not in output
+    assert not hidden(disk)
