@@ -78,3 +78,27 @@ def test_the_workers_end_with_their_parent_and_the_parent_says_one_line(tmp_path
         time.sleep(0.2)
     assert not [w for w in workers if alive(w)], "decoding workers outlived their parent"
     assert not list((tmp_path / "cache").rglob("*.npy"))  # no partial cache
+
+
+def test_a_worker_that_dies_ends_the_build_with_one_line(tmp_path):
+    data = write_ham(tmp_path / "ham", per_class=12)
+    script = textwrap.dedent("""
+        import os, sys
+        import dermsynth.data.cache as cache
+        real = cache._decode_file
+
+        def dies(job):
+            if job[0].endswith("ISIC_0000005.jpg"):
+                os._exit(9)  # as if killed for memory
+            return real(job)
+
+        cache._decode_file = dies
+        from dermsynth.cli import main
+        main(["data", "prepare", sys.argv[1], "--resolution", "32", "--cache-dir", sys.argv[2]])
+    """)
+    done = subprocess.run([sys.executable, "-c", script, str(data), str(tmp_path / "cache")], capture_output=True,
+                          text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (f"error: a decoding worker died while caching {data} (out of "
+                                                    "memory, or killed); nothing was written: run the command again")
+    assert not list((tmp_path / "cache").rglob("*.npy"))

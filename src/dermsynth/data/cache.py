@@ -22,12 +22,13 @@ import ctypes
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,25 +119,51 @@ def crop_resize(img: Image.Image, resolution: int, crop: str = "center") -> np.n
     return np.asarray(img, dtype=np.uint8)
 
 
-def _worker_start(parent: int) -> None:
-    """In each decoding worker: Ctrl-C is the parent's to handle, and the worker ends with its parent, however
-    the parent ends (kill -9 included): at once where Linux can say so (PR_SET_PDEATHSIG), else within a second."""
+def _worker_start(main: int) -> None:
+    """In each decoding worker: Ctrl-C is the main process's to handle, and the worker ends with it, however it
+    ends (kill -9 included): at once where Linux can say so (PR_SET_PDEATHSIG, when the main process is the
+    parent, as with fork), else within a second (its parent changes, or the main process is gone)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if sys.platform.startswith("linux"):
+    parent = os.getppid()  # the main process (fork) or a fork server
+    if parent == main and sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
-    if os.getppid() != parent:  # the parent died before the line above took effect
+
+    def alive() -> bool:
+        if os.getppid() != parent:
+            return False
+        try:
+            os.kill(main, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
+    if not alive():  # the main process died before the lines above took effect
         os._exit(1)
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while alive():
             time.sleep(1)
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """End a pool now: queued work dropped, its workers terminated (not waited for)."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
 
 
 def _decode_file(args: tuple[str, int, str]) -> tuple[np.ndarray | None, str | None]:
@@ -221,17 +248,19 @@ def _build(index, folder, key, resolution, crop, on_corrupt, workers, progress) 
             jobs = [(str(r.path), resolution, crop) for r in index.records]
             workers = workers or min(os.cpu_count() or 1, 8)
             if workers > 1 and n >= 64:
-                pool = multiprocessing.Pool(workers, initializer=_worker_start, initargs=(os.getpid(),))
+                pool = ProcessPoolExecutor(workers, initializer=_worker_start, initargs=(os.getpid(),))
                 try:
-                    for i, (arr, err) in enumerate(pool.imap(_decode_file, jobs, chunksize=64)):
+                    for i, (arr, err) in enumerate(pool.map(_decode_file, jobs, chunksize=64)):
                         _collect(i, arr, err, index, images, ok, skipped)
                         bar.update()
-                    pool.close()
+                except BrokenProcessPool:  # a worker died (killed for memory, a decoder crash)
+                    _stop_pool(pool)
+                    raise DataError(f"a decoding worker died while caching {index.root} (out of memory, or "
+                                    "killed); nothing was written: run the command again") from None
                 except BaseException:  # stopped (an error, Ctrl-C, SIGTERM): end the workers now, queued work too
-                    pool.terminate()
+                    _stop_pool(pool)
                     raise
-                finally:
-                    pool.join()
+                pool.shutdown(wait=True)
             else:
                 for i, job in enumerate(jobs):
                     _collect(i, *_decode_file(job), index, images, ok, skipped)
