@@ -31,14 +31,14 @@ def _clean_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _raise_interrupted)
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _raise_interrupted) if main_thread else None
         try:
             return fn(*args, **kwargs)
-        except KeyboardInterrupt:
-            e = Interrupted(signal.SIGINT)
-            click.echo(f"error: {e}", err=True)
-            sys.exit(e.exit_code)
+        except (KeyboardInterrupt, Interrupted) as e:
+            stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+            click.echo(f"error: {stop}", err=True)
+            sys.exit(stop.exit_code)
         except DermsynthError as e:
             click.echo(f"error: {e.prefix}{e}", err=True)
             sys.exit(e.exit_code)
@@ -48,6 +48,9 @@ def _clean_errors(fn):
             else:
                 click.echo(f"error: {e.strerror or e}" + (f" ({e.filename})" if e.filename else ""), err=True)
             sys.exit(2)
+        finally:
+            if main_thread and previous is not None:  # the caller's handler back (a test runner's, ...)
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
@@ -61,7 +64,7 @@ def _open(root: Path, fmt: str, allow_synthetic: bool = False, label_conflicts: 
           follow_links: bool = False):
     from dermsynth.data.index import open_index
 
-    index = open_index(root, fmt, synthetic="allow" if allow_synthetic else "refuse", allow_hint="--allow-synthetic",
+    index = open_index(root, fmt, synthetic="allow" if allow_synthetic else "refuse", hints="flags",
                        label_conflicts=label_conflicts, follow_links=follow_links)
     _warn(index.warnings)
     return index
@@ -341,16 +344,15 @@ def train_classifier_cmd(config_path: Path, data_root: Path, out: Path, split_fi
 @CACHE_DIR
 @DEVICE
 @NO_PROGRESS
-@ALLOW_SYNTHETIC
+@data_checks
 @_clean_errors
 def evaluate_classifier_cmd(checkpoint: Path, data_root: Path, split: str, out: Path | None, tta: str, fmt: str,
-                            cache_dir: Path | None, device: str, no_progress: bool, allow_synthetic: bool) -> None:
+                            cache_dir: Path | None, device: str, no_progress: bool, **checks) -> None:
     """Accuracy, balanced accuracy, per-class P/R/F1, macro-F1, AUC and a confusion matrix; leakage refused."""
     from dermsynth.evaluation.classification import evaluate_classifier
 
     metrics = evaluate_classifier(checkpoint, data_root, split=split, out=out, fmt=fmt, cache_dir=cache_dir,
-                                  device=device, progress=not no_progress, tta=tta,
-                                  allow_synthetic=allow_synthetic)
+                                  device=device, progress=not no_progress, tta=tta, hints="flags", **checks)
     click.echo((Path(metrics["out"]) / "metrics.md").read_text())
     click.echo(f"metrics, confusion matrix and predictions in {metrics['out']}")
 

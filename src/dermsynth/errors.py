@@ -79,9 +79,10 @@ class DivergenceError(DermsynthError, RuntimeError):
     prefix = "training diverged: "
 
 
-class Interrupted(DermsynthError):
+class Interrupted(BaseException):
     """The command was stopped by SIGINT (Ctrl-C) or SIGTERM; files are written atomically, so nothing
-    half-written is left, and a training run has saved a checkpoint to resume from."""
+    half-written is left, and a training run has saved a checkpoint to resume from. A BaseException, as
+    KeyboardInterrupt is, so that no ``except Exception`` turns a stop into another error."""
 
     def __init__(self, signum: int) -> None:
         import signal

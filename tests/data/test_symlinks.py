@@ -20,12 +20,19 @@ def test_an_image_linked_to_a_file_outside_is_refused_naming_link_and_target(tmp
     shutil.move(image, outside)
     image.symlink_to(outside)
     with pytest.raises(DataError, match=rf"^1 image file\(s\) under {root} resolve outside it through symbolic links, "
-                                        rf"e.g. {image} -> {outside}. Nothing outside the data root is read unless"):
-        open_index(root)
+                                        rf"e.g. {image} -> {outside}. Nothing outside the data root is read$"):
+        open_index(root)  # a caller with no option to allow links: none suggested
     result = CliRunner().invoke(main, ["data", "summary", str(root)])
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert result.output.strip().endswith("Nothing outside the data root is read unless you pass --follow-links")
     index = open_index(root, follow_links=True)
-    assert len(index) == 14 and any("read because --follow-links was given" in w for w in index.warnings)
+    assert len(index) == 14 and any("read because links were allowed" in w for w in index.warnings)
+    # A copy of the same images reached through a link never wins over the one inside the root.
+    shutil.move(outside, image)
+    (tmp_path / "backup").mkdir()
+    shutil.copy(image, tmp_path / "backup" / image.name)
+    (root / "a_backup").symlink_to(tmp_path / "backup")  # sorts before images/
+    assert len(open_index(root)) == 14
 
 
 def test_a_link_to_a_system_file_is_refused_before_anything_opens_it(tmp_path):

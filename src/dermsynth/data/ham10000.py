@@ -135,7 +135,9 @@ def read_ham10000(root: str | Path, lesions_required: bool = True) -> DatasetInd
         if not paths:
             missing.append(f"{where}: {image_id}")
             continue
-        if len(paths) > 1:
+        if len(paths) > 1:  # a copy reached through a link never wins over one inside the root
+            base = os.path.realpath(root)
+            paths = sorted(paths, key=lambda q: os.path.commonpath([base, os.path.realpath(q)]) != base)
             warnings.append(f"{image_id}: {len(paths)} files, using {paths[0].relative_to(root)}")
         records.append(Record(image_id, lesion_id, CLASS_TO_LABEL[dx], path=paths[0]))
         origin[image_id] = where

@@ -166,7 +166,7 @@ def register_reader(name: str, detect: Callable[[Path], bool], read: Callable[[P
 
 
 def open_index(root: str | Path, fmt: str = "auto", lesions_required: bool = True,
-               synthetic: str = "refuse", allow_hint: str | None = None,
+               synthetic: str = "refuse", hints: str | None = None,
                label_conflicts: str = "refuse", follow_links: bool = False) -> DatasetIndex:
     """Read a dataset in any registered format.
 
@@ -178,7 +178,9 @@ def open_index(root: str | Path, fmt: str = "auto", lesions_required: bool = Tru
     Images dermsynth generated are found by its own marks (:func:`find_synthetic`) and, by default
     (``synthetic="refuse"``), refused: a data root, reference set or test set stands for patients' images.
     ``"allow"`` (the user's ``--allow-synthetic``) goes on with a warning; ``"expected"`` is for reading an
-    export on purpose. ``allow_hint`` names the option that would allow them, where the caller has one.
+    export on purpose. ``hints`` says how the caller's command offers the choices below, so a refusal suggests
+    only what exists: "flags" (``--allow-synthetic``, ``--label-conflicts``, ``--follow-links``), "set"
+    (``--set data.allow_synthetic=true`` ...) or None (suggest nothing).
 
     A lesion filed under two diagnoses is refused, naming it and its rows, unless ``label_conflicts`` picks a
     rule (:data:`LABEL_CONFLICTS`; :func:`resolve_label_conflicts`).
@@ -206,16 +208,25 @@ def open_index(root: str | Path, fmt: str = "auto", lesions_required: bool = Tru
         raise DataError(f"unknown data format {fmt!r}; choose one of {sorted(READERS)} or 'auto'")
     index = READERS[fmt].read(root, lesions_required)
     check_nonempty(index)
-    check_inside(index, follow_links)
-    resolve_label_conflicts(index, label_conflicts)
+    if hints not in (None, "flags", "set"):
+        raise ValueError(f"hints={hints!r} is not None, 'flags' or 'set'")
+    check_inside(index, follow_links, _hint(hints, "--follow-links", "--set data.follow_links=true"))
+    resolve_label_conflicts(index, label_conflicts, _hint(hints, "--label-conflicts drop (leave such lesions out) or "
+                                                          "majority (keep each one's most frequent diagnosis)",
+                                                          "--set data.label_conflicts=drop or majority"))
     check_nonempty(index)
     find_synthetic(index)
     if synthetic != "expected":
-        check_real(index, allow=synthetic == "allow", allow_hint=allow_hint)
+        check_real(index, allow=synthetic == "allow",
+                   allow_hint=_hint(hints, "--allow-synthetic", "--set data.allow_synthetic=true"))
     return index
 
 
-def check_inside(index: DatasetIndex, follow_links: bool = False) -> None:
+def _hint(hints: str | None, flag: str, setting: str) -> str | None:
+    return {"flags": flag, "set": setting}.get(hints) if hints else None
+
+
+def check_inside(index: DatasetIndex, follow_links: bool = False, hint: str | None = None) -> None:
     """Refuse images whose file resolves outside the data root (a link to a file elsewhere, or a file inside a
     linked folder that points elsewhere), naming the link and its target; links that stay inside the root are
     fine. With ``follow_links`` they are read and a warning says how many."""
@@ -232,7 +243,7 @@ def check_inside(index: DatasetIndex, follow_links: bool = False) -> None:
         if folder not in real_dirs:
             real_dirs[folder] = os.path.realpath(folder)
         target = os.path.realpath(r.path) if os.path.islink(r.path) else os.path.join(real_dirs[folder], name)
-        if not target.startswith(base + os.sep):
+        if os.path.commonpath([base, target]) != base:
             outside.append((r.path, target))
     if not outside:
         return
@@ -240,13 +251,12 @@ def check_inside(index: DatasetIndex, follow_links: bool = False) -> None:
     what = (f"{len(outside):,} image file(s) under {root} resolve outside it through symbolic links, e.g. {link} -> "
             f"{target}")
     if follow_links:
-        index.warnings.append(f"{what}; read because --follow-links was given")
+        index.warnings.append(f"{what}; read because links were allowed")
         return
-    raise DataError(f"{what}. Nothing outside the data root is read unless you pass --follow-links "
-                    "(--set data.follow_links=true when training)")
+    raise DataError(f"{what}. Nothing outside the data root is read" + (f" unless you pass {hint}" if hint else ""))
 
 
-def resolve_label_conflicts(index: DatasetIndex, rule: str = "refuse") -> None:
+def resolve_label_conflicts(index: DatasetIndex, rule: str = "refuse", hint: str | None = None) -> None:
     """Lesions whose images carry two or more diagnoses: refused (``rule`` refuse: the lesion and its rows are
     named), dropped (drop), or given their most frequent diagnosis (majority; a tie is dropped). What a rule
     changed is added to ``index.warnings``; afterwards every lesion has one diagnosis."""
@@ -261,9 +271,8 @@ def resolve_label_conflicts(index: DatasetIndex, rule: str = "refuse") -> None:
         rows = "; ".join(f"{index.origin.get(r.image_id, r.image_id)} ({r.image_id}): {r.dx}" for r in rs)
         more = f" (and {len(conflicts) - 1} more lesion(s))" if len(conflicts) > 1 else ""
         raise DataError(f"{index.root}: lesion {lesion} is filed under {len({r.label for r in rs})} diagnoses{more}: "
-                        f"{rows}. A lesion has one diagnosis: correct the metadata, or pass --label-conflicts drop "
-                        "(leave such lesions out) or majority (keep each one's most frequent diagnosis); when "
-                        "training, --set data.label_conflicts=drop or majority")
+                        f"{rows}. A lesion has one diagnosis: correct the metadata"
+                        + (f", or pass {hint}" if hint else ""))
     dropped, relabelled, ties = 0, 0, 0
     label_of: dict[str, int | None] = {}
     for lesion, rs in conflicts.items():
@@ -285,7 +294,7 @@ def resolve_label_conflicts(index: DatasetIndex, rule: str = "refuse") -> None:
             f"{relabelled} image(s) relabelled to their lesion's most frequent diagnosis"
             + (f", {dropped} image(s) of {ties} tied lesion(s) dropped" if ties else ""))
     index.warnings.append(f"{len(conflicts)} lesion(s) filed under two or more diagnoses (e.g. {min(conflicts)}): "
-                          f"{done} (--label-conflicts {rule})")
+                          f"{done} (label conflicts rule: {rule})")
 
 
 def find_synthetic(index: DatasetIndex) -> dict[str, str]:

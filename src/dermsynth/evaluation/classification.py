@@ -87,6 +87,9 @@ def score_dataset(
     progress: bool = True,
     tta: str = "none",
     allow_synthetic: bool = False,
+    hints: str | None = None,
+    label_conflicts: str = "refuse",
+    follow_links: bool = False,
 ) -> Scored:
     """Score the ``split`` part of the classifier's saved split (or ``all`` images) of a dataset.
 
@@ -97,7 +100,8 @@ def score_dataset(
     if split not in EVAL_SPLITS:
         raise DataError(f"--split {split!r} is not one of {', '.join(EVAL_SPLITS)}")
     index = open_index(data_root, fmt, lesions_required=split != "all",  # an external set may lack lesion ids
-                       synthetic="allow" if allow_synthetic else "refuse", allow_hint="--allow-synthetic")
+                       synthetic="allow" if allow_synthetic else "refuse", hints=hints,
+                       label_conflicts=label_conflicts, follow_links=follow_links)
     for warning in index.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if split == "all":
@@ -253,6 +257,9 @@ def evaluate_classifier(
     progress: bool = True,
     tta: str = "none",
     allow_synthetic: bool = False,
+    hints: str | None = None,
+    label_conflicts: str = "refuse",
+    follow_links: bool = False,
 ) -> dict:
     """Score a ``classifier.pt`` on ``split`` of a dataset; writes metrics and figure to ``out``; returns the metrics.
 
@@ -263,7 +270,8 @@ def evaluate_classifier(
     if tta not in TTA:
         raise DataError(f"--tta {tta!r} is not one of {', '.join(TTA)}")
     model, meta = load_classifier(checkpoint, device)
-    scored = score_dataset(model, meta, data_root, split, fmt, cache_dir, progress, tta, allow_synthetic)
+    scored = score_dataset(model, meta, data_root, split, fmt, cache_dir, progress, tta, allow_synthetic,
+                           hints=hints, label_conflicts=label_conflicts, follow_links=follow_links)
     metrics = classification_metrics(scored.labels, scored.proba, tuple(meta["classes"]))
     default_name = f"eval-{split}" if tta == "none" else f"eval-{split}-tta-{tta}"
     out = Path(out) if out is not None else checkpoint.parent / default_name

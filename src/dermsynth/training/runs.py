@@ -163,7 +163,7 @@ def prepare_data(cfg, opts: RunOptions, parts: tuple[str, ...] = ("train",), mai
     Returns (index, split, cached).
     """
     index = open_index(cfg.data.root, cfg.data.format, synthetic="allow" if cfg.data.allow_synthetic else "refuse",
-                       allow_hint="--set data.allow_synthetic=true", label_conflicts=cfg.data.label_conflicts,
+                       hints="set", label_conflicts=cfg.data.label_conflicts,
                        follow_links=cfg.data.follow_links)
     for warning in index.warnings:
         say(f"warning: {warning}")
