@@ -37,17 +37,6 @@ def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
     return atomic_write(path, lambda f: f.write(buffer.getbuffer()), needed_bytes=buffer.tell())
 
 
-def _tensors(obj: Any):
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, dict):
-        for value in obj.values():
-            yield from _tensors(value)
-    elif isinstance(obj, (list, tuple)):
-        for value in obj:
-            yield from _tensors(value)
-
-
 def load_checkpoint(path: str | Path, expect: str | tuple[str, ...] | None = None) -> dict[str, Any]:
     """Load a dermsynth checkpoint safely; ``expect`` is the format (or formats) required."""
     path = Path(path)

@@ -76,6 +76,7 @@ def render(facts: dict[str, Any]) -> str:
         f"- Architecture: generator `{facts.get('generator_arch', '?')}` (latent {facts.get('z_dim', '?')}), "
         f"trained against discriminator `{facts.get('discriminator_arch', '?')}`"
         + (" (frozen ImageNet EfficientNet-Lite0 features: judge it with networks trained from scratch too)"
+           # models.discriminator.IMAGENET_ARCHS (a base module: it cannot import models)
            if facts.get("discriminator_arch") in ("projected", "hybrid") else "") + ".",
         f"- Preset `{facts.get('preset', '?')}`, seed {facts.get('seed', '?')}; the resolved config is the run's "
         "`config.yaml`.",
