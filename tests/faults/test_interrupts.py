@@ -34,8 +34,17 @@ SLOW_PREPARE = textwrap.dedent("""
 
 
 def children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [int(x) for x in out.split()]
+    """PIDs whose parent is ``pid``, from /proc (no ps needed)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            # /proc/PID/stat: "pid (name) state ppid ..."; the name may hold spaces, so split after its ")".
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if entry.name.isdigit() and int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
 
 
 def alive(pid: int) -> bool:
