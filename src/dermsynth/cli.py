@@ -85,6 +85,10 @@ NO_PROGRESS = click.option("--no-progress", is_flag=True, help="No progress bars
 ALLOW_SYNTHETIC = click.option("--allow-synthetic", is_flag=True,
                                help="Use images dermsynth generated as if they were data (refused otherwise: they "
                                     "are not patients' images).")
+TTA_OPTION = click.option("--tta", default="none", show_default=True, type=click.Choice(["none", "flips", "dihedral"]),
+                          help="Test-time augmentation: average the judge's probabilities over 4 flips or all 8 "
+                               "flips/rotations.")
+"""Options several commands share, declared once."""
 
 
 def data_checks(fn):
@@ -101,10 +105,6 @@ def data_checks(fn):
     ):
         fn = option(fn)
     return fn
-TTA_OPTION = click.option("--tta", default="none", show_default=True, type=click.Choice(["none", "flips", "dihedral"]),
-                          help="Test-time augmentation: average the judge's probabilities over 4 flips or all 8 "
-                               "flips/rotations.")
-"""Options several commands share, declared once."""
 
 
 def run_options(example: str):
