@@ -52,15 +52,22 @@ HAM = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ham10000
 
 def train(args: argparse.Namespace) -> None:
     marks = sorted(float(m) for m in args.minutes.split(","))
-    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    arms = {p.strip(): (p.strip(), []) for p in args.presets.split(",") if p.strip()}
+    for arm in args.arm:
+        label, _, rest = arm.partition("=")
+        preset, *sets = rest.split(",")
+        if not label or not preset or label in arms:
+            sys.exit(f"--arm {arm!r}: expected a new LABEL=PRESET[,SECTION.KEY=VALUE...]")
+        arms[label] = (preset, sets)
     configs = Path(__file__).resolve().parents[1] / "configs"
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     script = Path(sys.executable).with_name("dermsynth")
     exe = [str(script)] if script.is_file() else [shutil.which("dermsynth") or "dermsynth"]
     failures: list[str] = []
 
-    def run_preset(preset: str) -> None:
-        run = args.out / preset
+    def run_preset(label: str) -> None:
+        preset, own_sets = arms[label]
+        run = args.out / label
         (run / "snapshots").mkdir(parents=True, exist_ok=True)
         log = open(run.with_suffix(".log"), "a", encoding="utf-8")
         for i, mark in enumerate(marks):
@@ -70,20 +77,20 @@ def train(args: argparse.Namespace) -> None:
             cmd = [*exe, "train-gan", "--config", str(configs / f"{preset}.yaml"), "--data", str(args.data),
                    "--out", str(run / "run"), "--no-progress",
                    "--set", f"data.resolution={args.resolution}", "--set", f"train.max_minutes={mark}",
-                   *[x for s in args.set for x in ("--set", s)]]
+                   *[x for s in [*args.set, *own_sets] for x in ("--set", s)]]
             if (run / "run" / "checkpoints").is_dir():
                 cmd += ["--resume", "auto"]
-            print(f"[{preset}] training to minute {mark:g}", flush=True)
+            print(f"[{label}] training to minute {mark:g}", flush=True)
             done = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
             if done.returncode != 0:
-                failures.append(f"{preset} (exit {done.returncode} before minute {mark:g}; see {log.name})")
+                failures.append(f"{label} (exit {done.returncode} before minute {mark:g}; see {log.name})")
                 return
             shutil.copyfile(run / "run" / "generator.pt", snap)
             info = json.loads((run / "run" / "run.json").read_text())
-            print(f"[{preset}] minute {mark:g}: {info.get('kimg', 0):.1f} kimg", flush=True)
+            print(f"[{label}] minute {mark:g}: {info.get('kimg', 0):.1f} kimg", flush=True)
         log.close()
 
-    side_by_side(run_preset, presets, failures)
+    side_by_side(run_preset, list(arms), failures)
 
 
 def side_by_side(job, items: list, failures: list[str]) -> None:
@@ -339,6 +346,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="extra override for every preset (repeatable)")
+    p.add_argument("--arm", action="append", default=[], metavar="LABEL=PRESET[,SECTION.KEY=VALUE...]",
+                   help="a variant of a preset trained beside the others under its own label, e.g. "
+                        "hybrid-uniform=hybrid,train.class_sampling=uniform (repeatable)")
     p.set_defaults(fn=train)
     p = sub.add_parser("evaluate", help="measure every snapshot of a train call's runs")
     p.add_argument("--out", type=Path, required=True)
