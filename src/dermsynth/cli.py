@@ -15,6 +15,7 @@ import click
 from dermsynth._version import __version__
 from dermsynth.config import MAX_SEED, DataConfig, SplitConfig, find_preset, presets
 from dermsynth.data.index import LABEL_CONFLICTS as LABEL_CONFLICT_RULES
+from dermsynth.data.index import DataChecks
 from dermsynth.errors import ConfigError, DataError, DermsynthError, Interrupted
 from dermsynth.evaluation.gan import MEASURES
 from dermsynth.generate import MAX_PER_CLASS
@@ -60,12 +61,10 @@ def _warn(messages: list[str]) -> None:
         click.echo(f"warning: {message}", err=True)
 
 
-def _open(root: Path, fmt: str, allow_synthetic: bool = False, label_conflicts: str = "refuse",
-          follow_links: bool = False):
+def _open(root: Path, fmt: str, checks: DataChecks):
     from dermsynth.data.index import open_index
 
-    index = open_index(root, fmt, synthetic="allow" if allow_synthetic else "refuse", hints="flags",
-                       label_conflicts=label_conflicts, follow_links=follow_links)
+    index = open_index(root, fmt, hints="flags", **checks.readers())
     _warn(index.warnings)
     return index
 
@@ -93,7 +92,13 @@ TTA_OPTION = click.option("--tta", default="none", show_default=True, type=click
 
 def data_checks(fn):
     """What a data command refuses unless told otherwise: synthetic images, lesions under two diagnoses, files
-    outside the data root."""
+    outside the data root; the command receives them as one ``checks`` (a DataChecks)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, allow_synthetic: bool, label_conflicts: str, follow_links: bool, **kwargs):
+        return fn(*args, checks=DataChecks(allow_synthetic, label_conflicts, follow_links), **kwargs)
+
+    command = wrapper
     for option in (
         click.option("--follow-links", is_flag=True,
                      help="Read images behind symbolic links that lead outside the data root (refused otherwise)."),
@@ -103,8 +108,8 @@ def data_checks(fn):
                           "frequent diagnosis (majority; a tie drops it)."),
         ALLOW_SYNTHETIC,
     ):
-        fn = option(fn)
-    return fn
+        command = option(command)
+    return command
 
 
 def run_options(example: str):
@@ -179,11 +184,11 @@ def data() -> None:
 @FORMAT
 @data_checks
 @_clean_errors
-def summary(root: Path, fmt: str, **checks) -> None:
+def summary(root: Path, fmt: str, checks: DataChecks) -> None:
     """Images and lesions per class (the paper's Table II)."""
     from dermsynth.data.summary import format_class_table
 
-    index = _open(root, fmt, **checks)
+    index = _open(root, fmt, checks)
     click.echo(f"{root} ({index.source})")
     click.echo(format_class_table(index))
 
@@ -198,7 +203,8 @@ def summary(root: Path, fmt: str, **checks) -> None:
 @FORMAT
 @data_checks
 @_clean_errors
-def split(root: Path, out: Path | None, fractions: str, seed: int, force: bool, fmt: str, **checks) -> None:
+def split(root: Path, out: Path | None, fractions: str, seed: int, force: bool, fmt: str,
+          checks: DataChecks) -> None:
     """Lesion-grouped, class-stratified train/val/test split, saved for every later stage."""
     from dermsynth.data.splits import make_split, save_split
     from dermsynth.data.summary import format_split_table
@@ -211,7 +217,7 @@ def split(root: Path, out: Path | None, fractions: str, seed: int, force: bool, 
     out = out or Path("splits") / f"{Path(root).stem or 'data'}-seed{seed}.json"
     if out.exists() and not force:
         raise DataError(f"{out} exists; pass --force to replace it or --out to write elsewhere")
-    index = _open(root, fmt, **checks)
+    index = _open(root, fmt, checks)
     result = make_split(index, cfg.fractions, cfg.seed)
     save_split(result, out, index)
     click.echo(format_split_table(result, index))
@@ -245,13 +251,13 @@ def phantom(out: Path, per_class: int, size: int, seed: int, overwrite: bool) ->
 @data_checks
 @_clean_errors
 def prepare(root: Path, resolution: int, crop: str, cache_dir: Path | None, on_corrupt: str,
-            rebuild: bool, fmt: str, **checks) -> None:
+            rebuild: bool, fmt: str, checks: DataChecks) -> None:
     """Decode, crop and resize every image once into the uint8 cache."""
     from dermsynth.data.cache import load_cache
 
     cfg = DataConfig(root=root, format=fmt, resolution=resolution, crop=crop, cache_dir=cache_dir,
-                     on_corrupt=on_corrupt, **checks)
-    index = _open(cfg.root, cfg.format, cfg.allow_synthetic, cfg.label_conflicts, cfg.follow_links)
+                     on_corrupt=on_corrupt, **vars(checks))
+    index = _open(cfg.root, cfg.format, cfg.checks())
     cached = load_cache(index, cfg.resolution, cfg.crop, cfg.cache_dir, cfg.on_corrupt, rebuild=rebuild)
     click.echo(f"{len(cached.image_ids)} images at {cfg.resolution}px ({cfg.crop} crop) in {cached.path}")
     if cached.skipped:
@@ -347,12 +353,12 @@ def train_classifier_cmd(config_path: Path, data_root: Path, out: Path, split_fi
 @data_checks
 @_clean_errors
 def evaluate_classifier_cmd(checkpoint: Path, data_root: Path, split: str, out: Path | None, tta: str, fmt: str,
-                            cache_dir: Path | None, device: str, no_progress: bool, **checks) -> None:
+                            cache_dir: Path | None, device: str, no_progress: bool, checks: DataChecks) -> None:
     """Accuracy, balanced accuracy, per-class P/R/F1, macro-F1, AUC and a confusion matrix; leakage refused."""
     from dermsynth.evaluation.classification import evaluate_classifier
 
     metrics = evaluate_classifier(checkpoint, data_root, split=split, out=out, fmt=fmt, cache_dir=cache_dir,
-                                  device=device, progress=not no_progress, tta=tta, hints="flags", **checks)
+                                  device=device, progress=not no_progress, tta=tta, checks=checks, hints="flags")
     click.echo((Path(metrics["out"]) / "metrics.md").read_text())
     click.echo(f"metrics, confusion matrix and predictions in {metrics['out']}")
 
@@ -381,17 +387,18 @@ def evaluate() -> None:
 @DEVICE
 @TTA_OPTION
 @NO_PROGRESS
+@data_checks
 @_clean_errors
 def detection(judge: Path, generator: Path | None, images: Path | None, data_root: Path | None, per_class: int,
               classes: str | None, seed: int, out: Path | None, fmt: str, cache_dir: Path | None, device: str,
-              tta: str, no_progress: bool) -> None:
+              tta: str, no_progress: bool, checks: DataChecks) -> None:
     """The paper's Table III: per class, how often and how confidently the judge sees the intended class."""
     from dermsynth.evaluation.detection import evaluate_detection
 
     out = out or judge.parent / "table3"
     evaluate_detection(judge, out, generator=generator, images=images, data_root=data_root, per_class=per_class,
                        classes=classes, seed=seed, fmt=fmt, cache_dir=cache_dir, device=device,
-                       progress=not no_progress, tta=tta)
+                       progress=not no_progress, tta=tta, checks=checks, hints="flags")
     click.echo((out / "table3.md").read_text())
     click.echo(f"Table III written to {out} (table3.md, table3.csv, table3.json)")
 
@@ -425,12 +432,13 @@ def detection(judge: Path, generator: Path | None, images: Path | None, data_roo
               help="Override the utility classifier config, e.g. --set train.epochs=10.")
 @SEED
 @NO_PROGRESS
+@data_checks
 @_clean_errors
 def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split_file: Path | None, measures: str,
                      out: Path | None, inception_weights: Path | None, feature_cache: Path | None,
                      utility_config: Path | None, utility_options: tuple[str, ...], utility_seeds: str | None,
                      utility_topup_to: int | None, external: Path | None, overrides: tuple[str, ...], seed: int,
-                     no_progress: bool) -> None:
+                     no_progress: bool, checks: DataChecks) -> None:
     """FID/KID/precision/recall (overall and per class), memorisation, Table III and utility, to JSON and Markdown."""
     from dermsynth.config import classifier_config, load_yaml, parse_assignments
     from dermsynth.data.cache import default_cache_dir
@@ -442,7 +450,8 @@ def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split
     if "utility" in chosen:
         if utility_config is None:
             raise ConfigError("the utility measure needs --utility-config (or leave it out of --measures)")
-        cfg = classifier_config(load_yaml(find_preset(utility_config)), list(overrides), data_root=data_root)
+        cfg = classifier_config(load_yaml(find_preset(utility_config)), [*overrides, *checks.sets()],
+                                data_root=data_root)
         options = parse_assignments(utility_options, "--utility", "seeds=[0,1,2]")
         if utility_seeds is not None:
             options["seeds"] = [s.strip() for s in utility_seeds.split(",") if s.strip()]
@@ -456,7 +465,7 @@ def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split
     evaluate_gan(generator, data_root, out, EvaluationConfig(
         measures=chosen, judge=judge, split_file=split_file, seed=seed, inception_weights=inception_weights,
         feature_cache=feature_cache or default_cache_dir() / "features", utility_classifier=cfg, utility=utility,
-        external=external), progress=not no_progress)
+        external=external, checks=checks, hints="flags"), progress=not no_progress)
     click.echo((out / "evaluation.md").read_text())
     click.echo(f"written to {out} (evaluation.json, evaluation.md)")
 
@@ -472,15 +481,16 @@ def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split
                    "utility,report.")
 @click.option("--overwrite", is_flag=True, help="Start the study folder afresh instead of continuing it.")
 @NO_PROGRESS
+@data_checks
 @_clean_errors
 def run_cmd(config_path: Path, data_root: Path | None, out: Path, stages: str, overwrite: bool,
-            no_progress: bool) -> None:
+            no_progress: bool, checks: DataChecks) -> None:
     """The whole study, data to HTML report; finished stages are skipped, interrupted ones resumed."""
     from dermsynth.pipeline import STAGES, run_study
 
     chosen = STAGES if stages == "all" else tuple(s.strip() for s in stages.split(",") if s.strip())
     report = run_study(find_preset(config_path, study=True), out, data_root, chosen, progress=not no_progress,
-                       overwrite=overwrite)
+                       overwrite=overwrite, checks=checks)
     if report.is_file():
         click.echo(f"report: {report}")
 

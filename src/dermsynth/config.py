@@ -21,7 +21,7 @@ import yaml
 
 from dermsynth.augment import check_policy
 from dermsynth.data.cache import CROPS, RESOLUTIONS
-from dermsynth.data.index import LABEL_CONFLICTS
+from dermsynth.data.index import LABEL_CONFLICTS, DataChecks
 from dermsynth.errors import ConfigError
 from dermsynth.models.classifier import ClassifierConfig
 from dermsynth.models.discriminator import DiscriminatorConfig
@@ -78,6 +78,10 @@ class DataConfig:
             problems.append(f"data.label_conflicts: {self.label_conflicts!r} is not one of "
                             f"{', '.join(LABEL_CONFLICTS)}")
         _raise_if(problems, "data config")
+
+    def checks(self) -> DataChecks:
+        """The reader's refusals this config lifts."""
+        return DataChecks(self.allow_synthetic, self.label_conflicts, self.follow_links)
 
 
 @dataclass

@@ -50,7 +50,7 @@ from dermsynth.config import (
     typed_values,
 )
 from dermsynth.data.cache import default_cache_dir, load_cache
-from dermsynth.data.index import DataError, open_index
+from dermsynth.data.index import DataChecks, DataError, open_index
 from dermsynth.data.phantom import make_phantom
 from dermsynth.data.splits import make_split, save_split
 from dermsynth.data.summary import format_class_table
@@ -145,6 +145,10 @@ class StudyConfig:
     """Table III: images per class and noise seed."""
     metrics: MetricsSection = field(default_factory=MetricsSection)
     utility: UtilitySection = field(default_factory=UtilitySection)
+    data_checks: DataChecks = field(default_factory=DataChecks)
+    """What the data (and the utility's external set) may hold that every stage refuses by default: synthetic
+    images (allow_synthetic), lesions under two diagnoses (label_conflicts: drop or majority), images behind links
+    leading outside the data root (follow_links). ``dermsynth run``'s flags of the same names add to it."""
 
 
 _UTILITY_FIRST = ("preset", "set", "seeds", "topup_to", "synthetic_per_class")
@@ -190,7 +194,7 @@ def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
             continue
         try:  # the section's own checks (split fractions that do not sum to 1): each problem on its own line
             sections[name] = dataclasses.replace(getattr(defaults, name), **typed)
-        except (ConfigError, ValueError) as e:
+        except (ConfigError, DataError, ValueError) as e:
             problems += [line.removeprefix("  - ") for line in str(e).splitlines()[1:]] or [str(e)]
             continue
         if name == "utility":
@@ -208,8 +212,10 @@ class Study:
     """One ``dermsynth run``: resolves every stage's settings up front, then runs the stages."""
 
     def __init__(self, config_path: str | Path, out: str | Path, data: str | Path | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, checks: DataChecks | None = None) -> None:
         self.cfg, self.base = load_study(config_path)
+        # The study file's data checks, with what the command line changed on top; every stage reads with them.
+        self.checks = dataclasses.replace(self.cfg.data_checks, **(checks.changed() if checks else {}))
         self.out = Path(out)
         self.progress = progress
         self.data = Path(data) if data is not None else self.out / "phantom-data"
@@ -217,7 +223,8 @@ class Study:
         # Check every preset now, so a typo fails before hours of training.
         problems = []
         try:
-            self.gan_cfg = gan_config(self._with_split(self.cfg.gan), list(self.cfg.gan.set), data_root=self.data)
+            self.gan_cfg = gan_config(self._with_split(self.cfg.gan), [*self.cfg.gan.set, *self.checks.sets()],
+                                      data_root=self.data)
         except (ConfigError, DataError) as e:
             problems.append(f"gan: {e}")
         self.feature_judge_cfg = None  # the judge's own network
@@ -229,7 +236,8 @@ class Study:
                                     "(preset: judge uses the judge as is)")
                 continue
             try:
-                cfg = classifier_config(self._with_split(section), list(section.set), data_root=self.data)
+                cfg = classifier_config(self._with_split(section), [*section.set, *self.checks.sets()],
+                                        data_root=self.data)
                 setattr(self, f"{name}_cfg", cfg)
             except (ConfigError, DataError) as e:
                 problems.append(f"{name}: {e}")
@@ -316,7 +324,7 @@ class Study:
         if self.uses_phantom and not (self.data / "HAM10000_metadata.csv").is_file():
             make_phantom(self.data, per_class=self.cfg.phantom.per_class, size=self.cfg.phantom.size,
                          seed=self.cfg.phantom.seed, overwrite=True)
-        self.index = open_index(self.data)
+        self.index = open_index(self.data, hints="flags", **self.checks.readers())
         self.data_fingerprint = self.index.fingerprint(content=True)
         timings = self._load_provenance().get("stage_seconds", {})
         self._write_provenance(timings)  # this run's config from the start: every stage (the report too) reads it
@@ -352,6 +360,8 @@ class Study:
             "data": str(self.data),
             "phantom_data": self.uses_phantom,
             "data_fingerprint": self.data_fingerprint,
+            "data_checks": self.checks.changed(),  # what was let through that is refused by default
+            "data_warnings": self.index.warnings,
             "split_sha256": sha256_file(split_file) if split_file.is_file() else None,
             "gan_config": to_plain(self.gan_cfg),
             "judge_config": to_plain(self.judge_cfg),
@@ -425,13 +435,13 @@ class Study:
         evaluate_detection(self.out / "judge" / "classifier.pt", self.out / "eval" / "table3",
                            generator=self.out / "gan" / "generator.pt", data_root=self.data,
                            per_class=self.cfg.detection.per_class, seed=self.cfg.detection.seed,
-                           progress=self.progress)
+                           progress=self.progress, checks=self.checks)
 
     def stage_metrics(self, key: str) -> None:
         evaluate_gan(self.out / "gan" / "generator.pt", self.data, self.out / "eval", EvaluationConfig(
             measures=self.cfg.metrics.measures, spaces=self.cfg.metrics.spaces,
             judge=self.feature_judge_path(), split_file=self.out / "split.json",
-            feature_cache=default_cache_dir() / "features"), progress=self.progress)
+            feature_cache=default_cache_dir() / "features", checks=self.checks), progress=self.progress)
 
     def stage_utility(self, key: str) -> None:
         folder = self.out / "eval" / "utility"  # each run checks its own fingerprint: only changed ones retrain
@@ -464,7 +474,8 @@ def _own_features(study: Study) -> bool:
 STAGE_TABLE: tuple[Stage, ...] = (
     # The data enter by their content fingerprint (stage_key), not by path: moved or copied data are the same.
     Stage("prepare", lambda s: (), lambda s: [s.out / "data-summary.json"],
-          lambda s: {"phantom": section_settings(s.cfg.phantom) if s.uses_phantom else None}, Study.stage_prepare),
+          lambda s: {"phantom": section_settings(s.cfg.phantom) if s.uses_phantom else None,
+                     **({"data_checks": s.checks.changed()} if s.checks.changed() else {})}, Study.stage_prepare),
     Stage("split", lambda s: ("prepare",), lambda s: [s.out / "split.json"], lambda s: section_settings(s.cfg.split),
           Study.stage_split),
     Stage("gan", lambda s: ("split",), lambda s: [s.out / "gan" / "generator.pt"], lambda s: result_settings(s.gan_cfg),
@@ -498,10 +509,12 @@ STAGES = tuple(STAGE)
 
 
 def run_study(config: str | Path, out: str | Path, data: str | Path | None = None,
-              stages: tuple[str, ...] | None = None, progress: bool = True, overwrite: bool = False) -> Path:
-    """Run (or continue) a study; returns the report's path. ``overwrite`` starts a study folder afresh."""
+              stages: tuple[str, ...] | None = None, progress: bool = True, overwrite: bool = False,
+              checks: DataChecks | None = None) -> Path:
+    """Run (or continue) a study; returns the report's path. ``overwrite`` starts a study folder afresh;
+    ``checks`` lifts refusals of the data on top of the study file's ``data_checks``."""
     stages = STAGES if stages is None else stages
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
-    return Study(config, out, data, progress).run(stages, overwrite)
+    return Study(config, out, data, progress, checks).run(stages, overwrite)

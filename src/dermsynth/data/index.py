@@ -40,6 +40,38 @@ LABEL_CONFLICTS = ("refuse", "drop", "majority")
 """What to do with a lesion filed under two or more diagnoses: refuse the data (default), drop the lesion, or keep
 its most frequent diagnosis (a tie drops it)."""
 
+
+@dataclass(frozen=True)
+class DataChecks:
+    """What :func:`open_index` refuses unless told otherwise, chosen once for a command or a study and passed to
+    every reader it opens: images dermsynth generated, lesions filed under two diagnoses, files that resolve
+    outside the data root."""
+
+    allow_synthetic: bool = False
+    label_conflicts: str = "refuse"
+    """A rule of :data:`LABEL_CONFLICTS`."""
+    follow_links: bool = False
+
+    def __post_init__(self) -> None:
+        if self.label_conflicts not in LABEL_CONFLICTS:
+            raise DataError(f"label conflicts rule {self.label_conflicts!r} is not one of "
+                            f"{', '.join(LABEL_CONFLICTS)}")
+
+    def readers(self) -> dict:
+        """The keyword arguments of :func:`open_index` for a data root or reference set."""
+        return {"synthetic": "allow" if self.allow_synthetic else "refuse", "label_conflicts": self.label_conflicts,
+                "follow_links": self.follow_links}
+
+    def changed(self) -> dict:
+        """The options that differ from the defaults (empty for a study that changed none)."""
+        default = DataChecks()
+        return {k: v for k, v in vars(self).items() if getattr(default, k) != v}
+
+    def sets(self) -> list[str]:
+        """The changed options as ``data.KEY=VALUE`` overrides of a training run's config."""
+        return [f"data.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in self.changed().items()]
+
+
 CLASSES: tuple[str, ...] = ("nv", "mel", "bkl", "bcc", "akiec", "vasc", "df")
 CLASS_NAMES: dict[str, str] = {
     "nv": "melanocytic nevi",

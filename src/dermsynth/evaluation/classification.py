@@ -33,7 +33,7 @@ from sklearn.metrics import (
 )
 
 from dermsynth.data.cache import load_cache
-from dermsynth.data.index import CLASSES, DataError, open_index
+from dermsynth.data.index import CLASSES, DataChecks, DataError, open_index
 from dermsynth.data.splits import Split
 from dermsynth.errors import LeakageError
 from dermsynth.figures import pyplot, save_figure
@@ -86,22 +86,20 @@ def score_dataset(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     tta: str = "none",
-    allow_synthetic: bool = False,
+    checks: DataChecks = DataChecks(),
     hints: str | None = None,
-    label_conflicts: str = "refuse",
-    follow_links: bool = False,
 ) -> Scored:
     """Score the ``split`` part of the classifier's saved split (or ``all`` images) of a dataset.
 
     Images come from the uint8 cache at the classifier's resolution and crop.
     The leakage guard runs before anything is scored. ``tta`` averages the
-    probabilities over flipped views (:data:`dermsynth.models.classifier.TTA`).
+    probabilities over flipped views (:data:`dermsynth.models.classifier.TTA`). ``checks`` says what the reader
+    lets through (:class:`~dermsynth.data.index.DataChecks`), ``hints`` how a refusal names the options.
     """
     if split not in EVAL_SPLITS:
         raise DataError(f"--split {split!r} is not one of {', '.join(EVAL_SPLITS)}")
     index = open_index(data_root, fmt, lesions_required=split != "all",  # an external set may lack lesion ids
-                       synthetic="allow" if allow_synthetic else "refuse", hints=hints,
-                       label_conflicts=label_conflicts, follow_links=follow_links)
+                       hints=hints, **checks.readers())
     for warning in index.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if split == "all":
@@ -256,10 +254,8 @@ def evaluate_classifier(
     device: str = "cpu",
     progress: bool = True,
     tta: str = "none",
-    allow_synthetic: bool = False,
+    checks: DataChecks = DataChecks(),
     hints: str | None = None,
-    label_conflicts: str = "refuse",
-    follow_links: bool = False,
 ) -> dict:
     """Score a ``classifier.pt`` on ``split`` of a dataset; writes metrics and figure to ``out``; returns the metrics.
 
@@ -270,8 +266,7 @@ def evaluate_classifier(
     if tta not in TTA:
         raise DataError(f"--tta {tta!r} is not one of {', '.join(TTA)}")
     model, meta = load_classifier(checkpoint, device)
-    scored = score_dataset(model, meta, data_root, split, fmt, cache_dir, progress, tta, allow_synthetic,
-                           hints=hints, label_conflicts=label_conflicts, follow_links=follow_links)
+    scored = score_dataset(model, meta, data_root, split, fmt, cache_dir, progress, tta, checks, hints)
     metrics = classification_metrics(scored.labels, scored.proba, tuple(meta["classes"]))
     default_name = f"eval-{split}" if tta == "none" else f"eval-{split}-tta-{tta}"
     out = Path(out) if out is not None else checkpoint.parent / default_name

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from dermsynth.data.cache import crop_resize
-from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError, check_nonempty, open_index
+from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataChecks, DataError, check_nonempty, open_index
 from dermsynth.evaluation.classification import check_no_leakage, classification_metrics, score_dataset
 from dermsynth.generate import load_generator, parse_classes, sample, trained_against
 from dermsynth.models.classifier import TTA, load_classifier, predict_proba
@@ -152,11 +152,14 @@ def evaluate_detection(
     device: str = "cpu",
     progress: bool = True,
     tta: str = "none",
+    checks: DataChecks = DataChecks(),
+    hints: str | None = None,
 ) -> list[dict]:
     """Judge generated images per class (from ``generator`` or an ``images`` folder); write Table III to ``out``.
 
     ``tta`` (flips or dihedral) averages the judge's probabilities over flipped views, for the generated
-    images and the real test images of the ceiling alike."""
+    images and the real test images of the ceiling alike. ``checks`` and ``hints``: how ``data_root`` is read
+    (:func:`~dermsynth.evaluation.classification.score_dataset`)."""
     if tta not in TTA:
         raise DataError(f"--tta {tta!r} is not one of {', '.join(TTA)}")
     if (generator is None) == (images is None):
@@ -182,7 +185,7 @@ def evaluate_detection(
         "avg confidence %: the judge's mean probability for the intended class.",
     ]
     if data_root is not None:
-        scored = score_dataset(model, meta, data_root, "test", fmt, cache_dir, progress, tta)
+        scored = score_dataset(model, meta, data_root, "test", fmt, cache_dir, progress, tta, checks, hints)
         per_class_metrics = classification_metrics(scored.labels, scored.proba, tuple(meta["classes"]))["per_class"]
         real_recall = {name: (m["recall"], m["support"]) for name, m in per_class_metrics.items()}
         notes.append("real-test recall %: the judge's recall on the real images of that class in the test part of "

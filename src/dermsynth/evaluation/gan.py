@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from dermsynth.data.cache import load_cache
-from dermsynth.data.index import CLASSES, DataError, open_index
+from dermsynth.data.index import CLASSES, DataChecks, DataError, open_index
 from dermsynth.data.splits import load_split
 from dermsynth.generate import load_generator, sample, trained_against
 from dermsynth.metrics import REGISTRY, overall_table, per_class, per_class_table
@@ -121,6 +121,10 @@ class EvaluationConfig:
     """The utility study's arms, seeds ... (a :class:`~dermsynth.evaluation.utility.UtilityConfig`)."""
     external: Path | None = None
     """A dataset in HAM10000 layout that scores every utility classifier too."""
+    checks: DataChecks = DataChecks()
+    """What the data root (and the external set) may hold that is refused by default; recorded in the report."""
+    hints: str | None = None
+    """How a refusal names the options that lift it (:func:`~dermsynth.data.index.open_index`)."""
 
 
 def evaluate_gan(generator: str | Path, data_root: str | Path, out: str | Path,
@@ -140,7 +144,9 @@ def evaluate_gan(generator: str | Path, data_root: str | Path, out: str | Path,
         raise DataError("the utility measure needs a classifier config (--utility-config)")
 
     G, snapshot = load_generator(generator)
-    index = open_index(data_root)
+    index = open_index(data_root, hints=cfg.hints, **cfg.checks.readers())
+    for warning in index.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     split = load_split(split_file)
     cached = load_cache(index, G.cfg.resolution, progress=progress)
     part = {p: cached.part_rows(split.parts, p) for p in ("train", "test")}
@@ -156,6 +162,8 @@ def evaluate_gan(generator: str | Path, data_root: str | Path, out: str | Path,
         "n_real_train": int(len(train_labels)), "n_generated": int(len(fake_labels)),
         "n_real_test": int(len(test_images)), "measures": list(measures), "feature_spaces": {},
         "judge": None if judge is None else str(judge),  # its penultimate features are the judge space
+        # What the user let through that is refused by default, and what the reader said about it.
+        "data_checks": cfg.checks.changed(), "data_warnings": index.warnings,
     }
     wanted_spaces, spaces = cfg.spaces, []
     if any(m in measures for m in FEATURE_MEASURES) and "inception" in wanted_spaces:
@@ -198,7 +206,8 @@ def evaluate_gan(generator: str | Path, data_root: str | Path, out: str | Path,
     if "detection" in measures:
         from dermsynth.evaluation.detection import evaluate_detection
 
-        rows = evaluate_detection(judge, out / "table3", generator=generator, data_root=data_root, progress=progress)
+        rows = evaluate_detection(judge, out / "table3", generator=generator, data_root=data_root, progress=progress,
+                                  checks=cfg.checks)
         report["detection"] = rows
     if "utility" in measures:
         from dermsynth.evaluation.utility import run_utility
@@ -218,6 +227,8 @@ def evaluation_markdown(report: dict) -> str:
              f"preset {report.get('preset')}, {report['generator_kimg']:.1f} kimg; {report['n_generated']} generated "
              f"vs {report['n_real_train']} real train images at {report['resolution']} px "
              f"(real test: {report['n_real_test']}).", ""]
+    lines += [f"**Data taken in on request:** {w}." for w in report.get("data_warnings", [])]
+    lines += [""] if report.get("data_warnings") else []
     for space, block in report["feature_spaces"].items():
         lines += [f"## {space} features", "", *markdown_table(*overall_table(comparisons(block)))]
         headers, rows = per_class_table(block["generated_vs_train"], CLASSES)

@@ -37,7 +37,7 @@ import numpy as np
 
 from dermsynth.checkpoint import list_states
 from dermsynth.config import ClassifierRunConfig, ConfigError, from_dict, result_settings
-from dermsynth.data.index import CLASSES, DataError, open_index
+from dermsynth.data.index import CLASSES, DataChecks, DataError, open_index
 from dermsynth.data.splits import load_split
 from dermsynth.evaluation.classification import (
     LeakageError,
@@ -165,10 +165,10 @@ def check_generator_data(snapshot: dict, generator: Path, split, index) -> str:
     return f"checked against {source}: no val or test image or lesion"
 
 
-def check_external(external: Path, split, index, generator_ids: list[str]) -> str:
+def check_external(external: Path, split, index, generator_ids: list[str], checks: DataChecks = DataChecks()) -> str:
     """Refuse an external test set sharing an image or lesion with the split's train part or the generator's
     train images (before anything trains); returns its content fingerprint."""
-    ext = open_index(external, lesions_required=False)
+    ext = open_index(external, lesions_required=False, **checks.readers())
     lesion_of = {r.image_id: r.lesion_id for r in index.records}
     train = set(split.parts["train"]) | set(generator_ids)
     check_no_leakage([r.image_id for r in ext.records], [r.lesion_id for r in ext.records],
@@ -207,7 +207,7 @@ def run_utility(
     out, generator = Path(out), Path(generator)
     if "filter" in utility.arms and judge is None:
         raise DataError("the filter arm needs a judge (a classifier.pt) to keep the synthetic images it recognises")
-    index = open_index(data_root)
+    index = open_index(data_root, **cfg.data.checks().readers())  # the classifier config's data checks
     split = load_split(split_file)
     part_of = split.part_of()
     real_counts = {c: 0 for c in CLASSES}
@@ -227,7 +227,8 @@ def run_utility(
     scoring = None
     if external is not None:
         scoring = {"data": str(external), "fingerprint": check_external(
-            Path(external), split, index, snapshot.get("train_image_ids") or split.parts["train"])}
+            Path(external), split, index, snapshot.get("train_image_ids") or split.parts["train"],
+            cfg.data.checks())}
     out.mkdir(parents=True, exist_ok=True)
 
     # One synthetic pool for all arms and seeds: image k of class c is the same everywhere.
@@ -307,9 +308,9 @@ def _filtered_pool(G, real_counts: dict[str, int], utility: UtilityConfig,
     return pool, acceptance
 
 
-def _scores(run_dir: Path, data_root, split: str) -> dict:
+def _scores(run_dir: Path, data_root, split: str, checks: DataChecks) -> dict:
     model, meta = load_classifier(run_dir / "classifier.pt")
-    scored = score_dataset(model, meta, data_root, split, progress=False)
+    scored = score_dataset(model, meta, data_root, split, progress=False, checks=checks)
     m = classification_metrics(scored.labels, scored.proba)
     return {"balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
             "recall": {c: m["per_class"][c]["recall"] for c in CLASSES}}
@@ -348,9 +349,9 @@ def _train_arm(arm: str, seed: int, cfg: ClassifierRunConfig, utility: UtilityCo
                     use_real=arm != "synthetic",
                     synthetic_share=1 - utility.real_fraction if arm == "balanced" else None,
                     init_from=init_from)
-        record = {"arm": arm, "seed": seed, "made_by": made_by, **_scores(run_dir, data_root, "test")}
+        record = {"arm": arm, "seed": seed, "made_by": made_by, **_scores(run_dir, data_root, "test", cfg.data.checks())}
     if scoring is not None and record.get("external", {}).get("fingerprint") != scoring["fingerprint"]:
-        record["external"] = {**scoring, **_scores(run_dir, scoring["data"], "all")}
+        record["external"] = {**scoring, **_scores(run_dir, scoring["data"], "all", cfg.data.checks())}
     atomic_write_text(result_file, json.dumps(record, indent=1))
     return record
 

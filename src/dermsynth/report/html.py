@@ -70,6 +70,8 @@ def _data_section(run: Path) -> str:
     if summary.get("phantom"):
         out += ('<p class="warn">These are <b>phantom data</b>: procedurally drawn lesions, <b>not medical data</b>. '
                 "Nothing here says anything about skin; run on HAM10000 for real results.</p>")
+    for warning in summary.get("warnings", []):  # what the study took in because it was told to
+        out += f'<p class="warn">Taken in on request: {html.escape(warning)}.</p>'
     out += f"<p>{html.escape(summary['data'])} ({summary['source']}). The paper's Table II:</p>"
     out += _table(["dx", "class", "images", "lesions"], rows, "class-table")
     split = _read(run / "split.json")

@@ -162,9 +162,7 @@ def prepare_data(cfg, opts: RunOptions, parts: tuple[str, ...] = ("train",), mai
     Under DDP the main process builds the cache while the others wait at ``barrier``, then they read it.
     Returns (index, split, cached).
     """
-    index = open_index(cfg.data.root, cfg.data.format, synthetic="allow" if cfg.data.allow_synthetic else "refuse",
-                       hints="set", label_conflicts=cfg.data.label_conflicts,
-                       follow_links=cfg.data.follow_links)
+    index = open_index(cfg.data.root, cfg.data.format, hints="set", **cfg.data.checks().readers())
     for warning in index.warnings:
         say(f"warning: {warning}")
     split = resolve_split(index, cfg.split, opts, parts)
