@@ -7,11 +7,14 @@ sets RANK, WORLD_SIZE and LOCAL_RANK, :func:`init` starts the process group
 
 from __future__ import annotations
 
+import errno
 import os
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
+
+from dermsynth.errors import StorageError
 
 
 def init() -> torch.device:
@@ -68,6 +71,22 @@ def any_rank(flag: bool) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device="cuda" if torch.cuda.is_available() else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def main_writes(action: Callable[[], None]) -> None:
+    """``action()`` on the main process only. A write it could not make (a :class:`StorageError`, such as a full
+    disk) stops every rank, the main one with its own line and the others with one that says so, instead of
+    leaving them waiting in the next collective for a rank that has gone."""
+    failure = None
+    if is_main():
+        try:
+            action()
+        except StorageError as e:
+            failure = e
+    if any_rank(failure is not None):
+        raise failure if failure is not None else StorageError(
+            errno.EIO, f"rank {rank()}: stopping because the main process could not write the run's files "
+                       "(its own line says which and why)")
 
 
 def all_gather_objects(obj: Any) -> list[Any]:

@@ -98,3 +98,47 @@ def test_evaluate_on_a_full_disk_is_one_line_and_leaves_no_temporary_file(tiny_j
     assert len(errors) == 1 and errors[0].startswith(f"error: cannot write {out}/") and "No space left" in errors[0]
     assert "MB free" in errors[0] and "Traceback" not in output
     assert not hidden(disk)
+
+
+def test_a_stats_line_cut_short_is_dropped_on_resume_so_the_next_line_is_whole(tmp_path):
+    import json
+
+    from dermsynth.figures import read_jsonl
+    from dermsynth.training.runs import truncate_stats
+
+    stats = tmp_path / "stats.jsonl"
+    stats.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "loss')  # the disk filled during the third line
+    truncate_stats(stats, "step", last=5)  # nothing is past the resumed step: only the cut line goes
+    with stats.open("a") as f:
+        f.write(json.dumps({"step": 3}) + "\n")
+    assert read_jsonl(stats) == [{"step": 1}, {"step": 2}, {"step": 3}]
+
+
+def test_a_full_disk_under_torchrun_stops_every_rank_with_one_line_each(phantom_data, tmp_path, small_disk):
+    sets = lambda kimg: [x for s in TINY_GAN + [f"data.cache_dir={tmp_path / 'cache'}",  # noqa: E731
+                                                 f"train.total_kimg={kimg}"] for x in ("--set", s)]
+
+    def torchrun(out: Path, *extra: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "dermsynth.cli", "train-gan", "--config", "best", "--data", str(phantom_data), "--out", str(out),
+               "--no-progress", *extra]
+        # A rank left waiting for rank 0 would hang here until the timeout: the test would fail, not pass.
+        return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                              timeout=240)
+
+    first = tmp_path / "first"
+    done = torchrun(first, *sets(0.032))
+    assert done.returncode == 0, done.stderr[-3000:]
+    used = sum(p.stat().st_size for p in first.rglob("*") if p.is_file())
+    state = max(p.stat().st_size for p in list_states(first / "checkpoints"))
+    run = small_disk((used + state // 2) // 1024 + 64) / "run"
+    shutil.copytree(first, run)
+    done = torchrun(run, "--resume", "auto", *sets(0.064))
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2, output[-3000:]
+    assert sum(line.startswith(f"error: cannot write {run}/checkpoints/state-") for line in errors) == 1
+    assert sum("rank 1: stopping because the main process could not write" in line for line in errors) == 1
+    assert hidden(run) == [] and sorted(p.name for p in list_states(run / "checkpoints")) == \
+        sorted(p.name for p in list_states(first / "checkpoints"))

@@ -404,8 +404,9 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
 
     def write_snapshot() -> None:
         state = trainer.state_dict()  # on every rank: it gathers each rank's RNG state
-        if not dist.is_main():
-            return
+        dist.main_writes(lambda: save_snapshot(state))
+
+    def save_snapshot(state: dict) -> None:
         save_state(state, out / "checkpoints", trainer.step, cfg.train.keep_checkpoints)
         save_atomic({**trainer.snapshot(), **trained_on}, out / "generator.pt")
         write_model_card(out / "generator.pt", {**card, "training": {
@@ -454,7 +455,7 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
                     "diffaugment": cfg.train.diffaugment,
                     "dihedral": cfg.train.dihedral,
                 }
-                stats_file.write(line)
+                dist.main_writes(lambda: stats_file.write(line))
                 if dist.is_main():
                     if writer is not None:
                         for k in keys:

@@ -203,14 +203,17 @@ def provenance(cfg, device: torch.device, index: DatasetIndex, split: Split) -> 
 
 
 def truncate_stats(path: Path, key: str, last: int) -> None:
-    """Drop stats.jsonl lines whose ``key`` (step or epoch) is past ``last``: after resuming from an older state."""
+    """Drop stats.jsonl lines whose ``key`` (step or epoch) is past ``last``: after resuming from an older state.
+    A line cut short by a crash or a full disk goes too, so the next line appended starts on a line of its own."""
     if not path.is_file():
         return
     from dermsynth.figures import read_jsonl
 
+    text = path.read_text(encoding="utf-8")
     rows = read_jsonl(path)
     kept = [row for row in rows if row.get(key, 0) <= last]
-    if len(kept) != len(rows):
+    if len(kept) != len(rows) or len(rows) != sum(1 for line in text.splitlines() if line.strip()) \
+            or (text and not text.endswith("\n")):
         atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
 
 
