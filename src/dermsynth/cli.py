@@ -428,6 +428,9 @@ def detection(judge: Path, generator: Path | None, images: Path | None, data_roo
               help="Same as --utility topup_to=N: top each class up to this many train images [default: 500].")
 @click.option("--external", type=click.Path(path_type=Path), default=None,
               help="A second dataset in HAM10000 layout: every utility classifier is scored on all of it too.")
+@click.option("--probe", "probe_options", multiple=True, metavar="KEY=VALUE",
+              help="A utility probe option, e.g. --probe seeds=20 --probe arms=[real,half,shuffled,topup] "
+                   "(evaluation/probe.py's ProbeConfig).")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override the utility classifier config, e.g. --set train.epochs=10.")
 @SEED
@@ -437,10 +440,11 @@ def detection(judge: Path, generator: Path | None, images: Path | None, data_roo
 def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split_file: Path | None, measures: str,
                      out: Path | None, inception_weights: Path | None, feature_cache: Path | None,
                      utility_config: Path | None, utility_options: tuple[str, ...], utility_seeds: str | None,
-                     utility_topup_to: int | None, external: Path | None, overrides: tuple[str, ...], seed: int,
-                     no_progress: bool, checks: DataChecks) -> None:
+                     utility_topup_to: int | None, external: Path | None, probe_options: tuple[str, ...],
+                     overrides: tuple[str, ...], seed: int, no_progress: bool, checks: DataChecks) -> None:
     """FID/KID/precision/recall (overall and per class), memorisation, Table III and utility, to JSON and Markdown."""
-    from dermsynth.config import classifier_config, load_yaml, parse_assignments
+    from dermsynth.config import classifier_config, from_dict, load_yaml, parse_assignments
+    from dermsynth.evaluation.probe import ProbeConfig
     from dermsynth.data.cache import default_cache_dir
     from dermsynth.evaluation.gan import EvaluationConfig, evaluate_gan, parse_measures
     from dermsynth.evaluation.utility import utility_config as make_utility_config
@@ -461,11 +465,16 @@ def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split
     elif utility_options or utility_seeds or utility_topup_to is not None or external is not None:
         raise ConfigError("--utility, --utility-seeds, --utility-topup-to and --external belong to the utility "
                           "measure; add utility to --measures")
+    probe = None
+    if probe_options:
+        if "probe" not in chosen:
+            raise ConfigError("--probe belongs to the probe measure; add probe to --measures")
+        probe = from_dict(ProbeConfig, parse_assignments(probe_options, "--probe", "seeds=20"), "probe")
     out = out or generator.parent / "evaluation"
     evaluate_gan(generator, data_root, out, EvaluationConfig(
         measures=chosen, judge=judge, split_file=split_file, seed=seed, inception_weights=inception_weights,
         feature_cache=feature_cache or default_cache_dir() / "features", utility_classifier=cfg, utility=utility,
-        external=external, checks=checks, hints="flags"), progress=not no_progress)
+        external=external, probe=probe, checks=checks, hints="flags"), progress=not no_progress)
     click.echo((out / "evaluation.md").read_text())
     click.echo(f"written to {out} (evaluation.json, evaluation.md)")
 

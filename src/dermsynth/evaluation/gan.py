@@ -44,7 +44,7 @@ from dermsynth.tables import markdown_table
 
 FEATURE_MEASURES = (*REGISTRY, "memorisation")
 """Measures computed in feature spaces: every registered metric, and memorisation."""
-MEASURES = (*FEATURE_MEASURES, "detection", "utility")
+MEASURES = (*FEATURE_MEASURES, "detection", "utility", "probe")
 
 
 def parse_measures(text: str | None) -> tuple[str, ...]:
@@ -121,6 +121,8 @@ class EvaluationConfig:
     """The utility study's arms, seeds ... (a :class:`~dermsynth.evaluation.utility.UtilityConfig`)."""
     external: Path | None = None
     """A dataset in HAM10000 layout that scores every utility classifier too."""
+    probe: Any = None
+    """The utility probe's settings (a :class:`~dermsynth.evaluation.probe.ProbeConfig`; None: its defaults)."""
     checks: DataChecks = DataChecks()
     """What the data root (and the external set) may hold that is refused by default; recorded in the report."""
     hints: str | None = None
@@ -215,6 +217,12 @@ def evaluate_gan(generator: str | Path, data_root: str | Path, out: str | Path,
         report["utility"] = run_utility(generator, data_root, split_file, cfg.utility_classifier, out / "utility",
                                         utility=cfg.utility, judge=judge, external=cfg.external,
                                         progress=progress)["summary"]
+    if "probe" in measures:
+        from dermsynth.evaluation.probe import probe_generator
+
+        probed = probe_generator(generator, data_root, split_file, out / "probe", cfg.probe, cfg.checks,
+                                 cfg.feature_cache, progress)
+        report["probe"] = {k: probed[k] for k in ("arms", "differences", "controls", "unit")}
     report["elapsed_s"] = round(time.perf_counter() - start, 1)
     atomic_write_text(out / "evaluation.json", json.dumps(report, indent=1, default=float))
     atomic_write_text(out / "evaluation.md", evaluation_markdown(report))
@@ -246,6 +254,9 @@ def evaluation_markdown(report: dict) -> str:
         lines += ["## Table III (judge)", "", "See `table3/table3.md`.", ""]
     if "utility" in report:
         lines += ["## Utility", "", (Path("utility") / "utility.md").as_posix(), ""]
+    if "probe" in report:
+        lines += ["## Utility probe", "", report["probe"]["controls"].get("statement", ""), "",
+                  (Path("probe") / "probe.md").as_posix(), ""]
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,339 @@
+"""A fast utility probe with known-answer controls: frozen ImageNet features and a logistic head per arm and seed.
+
+The fine-tuned utility study (:mod:`dermsynth.evaluation.utility`) trains a network per arm and seed: hours, and
+a seed spread of several points. The probe asks the same question in seconds per run. Every image (real or
+synthetic) becomes the pooled 1280 features of the frozen EfficientNet-Lite0 from its ImageNet weights; a
+multinomial logistic head (class-balanced, L2, full-batch L-BFGS for a fixed number of iterations: no epoch is
+picked on the tiny rare-class val part, and the fit is convex, so it does not depend on an initial seed) is fitted
+per arm and seed on the train part, and scored on the real test part. The arms:
+
+- ``real``: the real train part (the baseline);
+- ``half``: **positive control**: half of the train lesions of each class (a fresh half per seed). The gain of
+  ``real`` over ``half`` is the effect of doubling real data: an instrument that cannot see it cannot see a
+  generator's effect of that size either;
+- ``shuffled``: **negative control**: ``real`` topped up as ``topup`` is, but with real train images drawn from
+  every class at random and labelled with the class they top up: images with no information about their class,
+  which must not show a gain;
+- ``topup``: ``real`` plus synthetic images topping every class up to ``topup_to`` train images;
+- ``synthetic``: ``synthetic_per_class`` synthetic images of each class only: the Classification Accuracy Score
+  (train on synthetic, test on real; Ravuri and Vinyals, NeurIPS 2019).
+
+Seeds vary what each arm draws (the half, the shuffled images, which images of one synthetic pool). Each arm's paired difference
+from the baseline gets a 95 % interval that covers training and test sampling at once: a bootstrap that resamples
+the seeds and, jointly, the test part by lesion (a lesion's images stay together), with the minimum detectable
+effect (80 % power, two-sided 5 %) beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from dermsynth.data.index import CLASSES
+from dermsynth.errors import ConfigError
+
+PROBE_ARMS = ("real", "half", "shuffled", "topup", "synthetic")
+CONTROLS = {"half": "positive control", "shuffled": "negative control"}
+BASELINE = "real"
+Z_POWER = 1.959964 + 0.841621
+"""z(0.975) + z(0.80): the minimum detectable effect in standard errors (two-sided 5 %, 80 % power)."""
+
+
+@dataclass
+class ProbeConfig:
+    """What the probe fits, how often, and on which features."""
+
+    arms: tuple[str, ...] = PROBE_ARMS
+    seeds: int = 20
+    """Fits per arm; each draws its own half, shuffled images and synthetic noise."""
+    topup_to: int = 500
+    """topup and shuffled: top each class up to this many train images."""
+    synthetic_per_class: int = 500
+    """synthetic: images of each class (the Classification Accuracy Score)."""
+    feature_resolution: int = 128
+    """Side the images are resized to (bilinear) before the backbone."""
+    l2: float = 1e-3
+    """Weight of the squared weights in the head's loss (features standardised on the arm's train images)."""
+    iterations: int = 200
+    """L-BFGS iterations of every fit (a fixed schedule)."""
+    bootstrap: int = 2000
+    """Bootstrap draws of the intervals."""
+    synthetic_seed: int = 1000
+
+    def __post_init__(self) -> None:
+        self.arms = tuple(self.arms)
+        unknown = [a for a in self.arms if a not in PROBE_ARMS]
+        problems = [f"probe.arms: unknown arm {a!r} (known: {', '.join(PROBE_ARMS)})" for a in unknown]
+        if self.seeds < 2 or self.bootstrap < 100 or self.iterations < 1:
+            problems.append("probe.seeds must be >= 2, probe.bootstrap >= 100, probe.iterations >= 1")
+        if self.feature_resolution not in (32, 64, 128, 224, 256):
+            problems.append("probe.feature_resolution must be one of 32, 64, 128, 224, 256")
+        if problems:
+            raise ConfigError("invalid probe config:\n  - " + "\n  - ".join(problems))
+        if BASELINE not in self.arms:
+            self.arms = (BASELINE, *self.arms)
+
+
+class Lite0Features:
+    """Pooled EfficientNet-Lite0 ImageNet features of uint8 (N, H, W, 3) images, as a feature extractor."""
+
+    name = "lite0"
+
+    def __init__(self, resolution: int = 128, batch: int = 64, weights: str | Path | None = None) -> None:
+        from dermsynth.models.efficientnet import load_lite0
+
+        self.model, self.resolution, self.batch = load_lite0(weights), resolution, batch
+        self.settings = f"lite0-imagenet-pooled-{resolution}px"
+
+    @torch.inference_mode()
+    def __call__(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
+        out = []
+        for i in tqdm(range(0, len(images), self.batch), desc="lite0 features", disable=not progress, unit="batch"):
+            x = torch.from_numpy(np.ascontiguousarray(images[i: i + self.batch])).permute(0, 3, 1, 2).float()
+            x = F.interpolate(x, size=self.resolution, mode="bilinear", align_corners=False, antialias=True)
+            out.append(self.model.forward_features((x - 127.0) / 128.0).numpy())
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 1280), np.float32)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iterations: int, classes: int = len(CLASSES)):
+    """A class-balanced multinomial logistic head on standardised ``x``; returns a predict(features) -> labels."""
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    xt = torch.from_numpy((x - mean) / std).double()
+    yt = torch.from_numpy(y.astype(np.int64))
+    counts = np.bincount(y, minlength=classes).astype(np.float64)
+    weight = torch.from_numpy(np.where(counts > 0, len(y) / (classes * np.maximum(counts, 1)), 0.0))
+    w = torch.zeros(x.shape[1], classes, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=iterations, history_size=20, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-9, tolerance_change=1e-12)
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(xt @ w + b, yt, weight=weight) + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    w_, b_ = w.detach().numpy(), b.detach().numpy()
+    return lambda features: (((features - mean) / std) @ w_ + b_).argmax(axis=1)
+
+
+def lesion_weights(lesions: list[str], draws: int, rng: np.random.Generator) -> np.ndarray:
+    """(draws, N) bootstrap weights of N test images: lesions drawn with replacement, each image weighted by how
+    often its lesion was drawn (row 0 is the test part as it is)."""
+    names, of = np.unique(np.asarray(lesions), return_inverse=True)
+    counts = rng.multinomial(len(names), np.full(len(names), 1 / len(names)), size=draws - 1)
+    return np.concatenate([np.ones((1, len(lesions))), counts[:, of]]).astype(np.float64)
+
+
+def balanced_accuracies(correct: np.ndarray, labels: np.ndarray, weights: np.ndarray,
+                        classes: int = len(CLASSES)) -> np.ndarray:
+    """Balanced accuracy of each run (rows of boolean ``correct`` (S, N)) under each weighting (B, N): (S, B)."""
+    present = [c for c in range(classes) if (labels == c).any()]
+    masks = np.stack([labels == c for c in present], axis=1).astype(np.float64)  # (N, C)
+    totals = weights @ masks  # (B, C)
+    hits = np.einsum("bn,snc->sbc", weights, correct[:, :, None] * masks[None])
+    return (hits / np.maximum(totals, 1e-12)[None]).mean(axis=2)
+
+
+def paired_difference(arm: np.ndarray, base: np.ndarray, rng: np.random.Generator) -> dict:
+    """``arm`` and ``base``: (S, B) balanced accuracies by seed and bootstrap weighting (column 0 the test part as
+    it is). The mean paired difference, its 95 % interval (seeds resampled with each test draw), standard error
+    and minimum detectable effect, in balanced-accuracy points (percent)."""
+    diff = (arm - base) * 100
+    seeds = rng.integers(0, diff.shape[0], size=(diff.shape[1] - 1, diff.shape[0]))
+    draws = diff[seeds, np.arange(1, diff.shape[1])[:, None]].mean(axis=1)
+    se = float(draws.std(ddof=1))
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return {"mean": float(diff[:, 0].mean()), "ci95": [float(low), float(high)], "se": se,
+            "half_width": float((high - low) / 2), "mde": Z_POWER * se,
+            "per_seed": [float(d) for d in diff[:, 0]]}
+
+
+def _half(lesions: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rows of a random half of each class's lesions (at least one lesion per class)."""
+    keep = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        names = np.unique(lesions[labels == c])
+        chosen = rng.choice(names, size=max(1, len(names) // 2), replace=False)
+        keep |= (labels == c) & np.isin(lesions, chosen)
+    return np.flatnonzero(keep)
+
+
+def topup_counts(labels: np.ndarray, topup_to: int) -> dict[int, int]:
+    counts = np.bincount(labels, minlength=len(CLASSES))
+    return {c: int(max(0, topup_to - counts[c])) for c in range(len(CLASSES))}
+
+
+def pool_sizes(train_labels: np.ndarray, cfg: ProbeConfig) -> dict[int, int]:
+    """Synthetic images per class to generate once for every seed: twice what one fit draws."""
+    top = topup_counts(train_labels, cfg.topup_to)
+    need = {c: max(top[c] if "topup" in cfg.arms else 0,
+                   cfg.synthetic_per_class if "synthetic" in cfg.arms else 0) for c in top}
+    return {c: 2 * n for c, n in need.items()}
+
+
+def run_probe(train: dict, test: dict, cfg: ProbeConfig, pool: tuple[np.ndarray, np.ndarray] | None = None,
+              progress: bool = True) -> dict:
+    """Fit every arm ``cfg.seeds`` times and compare each with the baseline.
+
+    ``train``/``test``: ``features`` (N, D), ``labels`` (N,) and ``lesions`` (N ids). ``pool``: features and
+    labels of generated images (:func:`pool_sizes` per class, for topup and synthetic); each seed draws its
+    images from it without replacement, so the seeds vary which synthetic images a fit sees."""
+    if pool is None and {"topup", "synthetic"} & set(cfg.arms):
+        raise ValueError("the topup and synthetic arms need a pool of synthetic images")
+    px, py = pool if pool is not None else (None, None)
+
+    def synthetic(counts: dict[int, int], draw: np.random.Generator):
+        rows = [draw.choice(np.flatnonzero(py == c), size=n, replace=False) for c, n in counts.items() if n]
+        rows = np.concatenate(rows) if rows else np.zeros(0, dtype=int)
+        return px[rows], py[rows]
+
+    x, y, lesions = train["features"], np.asarray(train["labels"]), np.asarray(train["lesions"])
+    rng = np.random.default_rng(0)
+    weights = lesion_weights(list(test["lesions"]), cfg.bootstrap, rng)
+    test_labels = np.asarray(test["labels"])
+    top = topup_counts(y, cfg.topup_to)
+    correct: dict[str, list[np.ndarray]] = {a: [] for a in cfg.arms}
+    bar = tqdm(total=len(cfg.arms) * cfg.seeds, desc="probe fits", disable=not progress)
+    for seed in range(cfg.seeds):
+        draw = np.random.default_rng(10_000 + seed)
+        for arm in cfg.arms:
+            if arm == "real" and seed > 0:  # a convex fit on the same data: the same head every seed
+                correct[arm].append(correct[arm][0])
+                bar.update()
+                continue
+            if arm in ("real", "half"):
+                rows = np.arange(len(y)) if arm == "real" else _half(lesions, y, draw)
+                fx, fy = x[rows], y[rows]
+            elif arm == "shuffled":
+                picks = {c: draw.choice(len(y), size=n) for c, n in top.items() if n}
+                fx = np.concatenate([x, *[x[p] for p in picks.values()]])
+                fy = np.concatenate([y, *[np.full(len(p), c) for c, p in picks.items()]])
+            elif arm == "topup":
+                sx, sy = synthetic(top, draw)
+                fx, fy = np.concatenate([x, sx]), np.concatenate([y, sy])
+            else:  # synthetic only
+                fx, fy = synthetic({c: cfg.synthetic_per_class for c in top}, draw)
+            predict = fit_logistic(fx, fy, cfg.l2, cfg.iterations)
+            correct[arm].append(predict(test["features"]) == test_labels)
+            bar.update()
+    bar.close()
+    scores = {a: balanced_accuracies(np.stack(v), test_labels, weights) for a, v in correct.items()}
+    arms = {a: {"balanced_accuracy_mean": float(s[:, 0].mean() * 100), "balanced_accuracy_std":
+                float(s[:, 0].std(ddof=1) * 100), "role": CONTROLS.get(a, "baseline" if a == BASELINE else "arm")}
+            for a, s in scores.items()}
+    differences = {a: paired_difference(scores[a], scores[BASELINE], rng) for a in cfg.arms if a != BASELINE}
+    if "half" in differences:  # the positive control reads as the gain of all the real lesions over half of them
+        d = differences["half"]
+        differences["half"] = {**d, "mean": -d["mean"], "ci95": [-d["ci95"][1], -d["ci95"][0]],
+                               "per_seed": [-v for v in d["per_seed"]], "sign": "real minus half"}
+    verdict = controls_verdict(differences)
+    return {"config": asdict(cfg), "n_train": int(len(y)), "n_test": int(len(test_labels)),
+            "n_test_lesions": int(len(set(test["lesions"]))), "arms": arms, "differences": differences,
+            "controls": verdict, "unit": "balanced accuracy, percentage points"}
+
+
+def controls_verdict(differences: dict) -> dict:
+    """Whether the known answers came out: the positive control's gain above zero, the negative control's interval
+    not above zero; and what that says about the other arms."""
+    out: dict = {}
+    if "half" in differences:
+        low = differences["half"]["ci95"][0]
+        out["positive_resolved"] = bool(low > 0)
+    if "shuffled" in differences:
+        out["negative_no_gain"] = bool(differences["shuffled"]["ci95"][0] <= 0)
+    if out.get("positive_resolved") and out.get("negative_no_gain", True):
+        mdes = [d["mde"] for a, d in differences.items() if a not in CONTROLS]
+        out["statement"] = (f"The controls came out as known: the instrument resolves the gain of doubling the real "
+                            f"data ({differences['half']['mean']:+.1f} points)"
+                            + (f" and detects effects of about {max(mdes):.1f} points or more in the other arms"
+                               if mdes else "") + ".")
+    elif "half" in differences:
+        out["statement"] = ("A control did not come out as known: this run cannot tell a gain from noise; read no "
+                            "arm's difference as an effect.")
+    return out
+
+
+def probe_markdown(result: dict) -> str:
+    """The probe's table: every arm, its role, its score and its paired difference from the baseline."""
+    from dermsynth.tables import markdown_table
+
+    names = {"real": "real train part (baseline)", "half": "half the train lesions (positive control: real "
+             "minus half)", "shuffled": "top-up with class-shuffled real images (negative control)",
+             "topup": "top-up with synthetic images", "synthetic": "synthetic only (CAS)"}
+    rows = []
+    for arm, a in result["arms"].items():
+        d = result["differences"].get(arm)
+        rows.append([names.get(arm, arm), f"{a['balanced_accuracy_mean']:.1f} +- {a['balanced_accuracy_std']:.1f}",
+                     "" if d is None else f"{d['mean']:+.2f}",
+                     "" if d is None else f"[{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]",
+                     "" if d is None else f"{d['mde']:.2f}"])
+    cfg = result["config"]
+    lines = ["# Utility probe (frozen EfficientNet-Lite0 features, logistic head)", "",
+             f"{cfg['seeds']} seeds per arm; {result['n_train']} real train and {result['n_test']} real test images "
+             f"({result['n_test_lesions']} lesions); balanced accuracy on the real test part in percent. The interval "
+             "resamples the seeds and the test lesions together; MDE is the smallest difference it would detect "
+             "with 80 % power.", "",
+             *markdown_table(["arm", "balanced accuracy % (mean +- sd over seeds)", "difference (points)",
+                              "95 % interval", "MDE"], rows), ""]
+    if result["controls"].get("statement"):
+        lines += [result["controls"]["statement"], ""]
+    return "\n".join(lines)
+
+
+def probe_data(data_root, split_file, resolution: int, crop: str = "center", checks=None,
+               feature_cache: str | Path | None = None, extractor: Lite0Features | None = None,
+               progress: bool = True):
+    """The real train and test parts of a split as the probe's inputs (features cached by image content); returns
+    (train, test, extractor, index, split)."""
+    from dermsynth.data.cache import load_cache
+    from dermsynth.data.index import DataChecks, open_index
+    from dermsynth.data.splits import load_split
+    from dermsynth.metrics.features import extract
+
+    index = open_index(data_root, **(checks or DataChecks()).readers())
+    split = load_split(split_file)
+    cached = load_cache(index, resolution, crop, progress=progress)
+    extractor = extractor or Lite0Features()
+    parts = {}
+    for part in ("train", "test"):
+        rows = cached.part_rows(split.parts, part)
+        parts[part] = {"features": extract(extractor, np.asarray(cached.images[rows]), feature_cache, progress),
+                       "labels": np.asarray(cached.labels[rows]),
+                       "lesions": [cached.lesion_ids[i] for i in rows]}
+    return parts["train"], parts["test"], extractor, index, split
+
+
+def probe_generator(generator: str | Path, data_root, split_file, out: str | Path, cfg: ProbeConfig | None = None,
+                    checks=None, feature_cache: str | Path | None = None, progress: bool = True) -> dict:
+    """The probe of a generator snapshot on the split it was trained on; writes ``out``/probe.json and probe.md."""
+    import json
+
+    from dermsynth.evaluation.utility import check_generator_data
+    from dermsynth.generate import load_generator, sample
+    from dermsynth.storage import atomic_write_text, sha256_file
+
+    cfg = cfg or ProbeConfig()
+    generator, out = Path(generator), Path(out)
+    G, snapshot = load_generator(generator)
+    train, test, extractor, index, split = probe_data(
+        data_root, split_file, G.cfg.resolution, "center", checks, feature_cache,
+        Lite0Features(cfg.feature_resolution), progress)
+    checked = check_generator_data(snapshot, generator, split, index)
+    sizes = pool_sizes(train["labels"], cfg)
+    py = np.concatenate([np.full(n, c) for c, n in sizes.items() if n] or [np.zeros(0, dtype=int)])
+    images = [sample(G, c, n, cfg.synthetic_seed) for c, n in sizes.items() if n]
+    px = extractor(np.concatenate(images), progress=progress) if images else np.zeros((0, 1280), np.float32)
+    result = run_probe(train, test, cfg, (px, py), progress)
+    result.update(generator=str(generator), generator_sha256=sha256_file(generator), generator_check=checked,
+                  split_sha256=split.sha256(), features=extractor.settings)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "probe.json", json.dumps(result, indent=1))
+    atomic_write_text(out / "probe.md", probe_markdown(result))
+    return result

@@ -1,0 +1,80 @@
+"""The utility probe: known-answer controls on phantom data, a lesion bootstrap that narrows with more test
+lesions, and `evaluate gan --measures probe`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dermsynth.cli import main
+from dermsynth.data.index import open_index
+from dermsynth.data.phantom import make_phantom
+from dermsynth.data.splits import make_split, save_split
+from dermsynth.evaluation.probe import Lite0Features, ProbeConfig, probe_data, run_probe
+from dermsynth.errors import ConfigError
+
+
+def test_the_controls_come_out_as_known_on_phantom_data(tmp_path):
+    # Phantom classes are learnable: half the train lesions must score clearly lower than all of them, and
+    # top-up images with shuffled labels must not help.
+    root = make_phantom(tmp_path / "data", per_class=80, size=48, seed=0)
+    index = open_index(root)
+    save_split(make_split(index, (0.5, 0.1, 0.4), 0), tmp_path / "split.json", index)
+    train, test, *_ = probe_data(root, tmp_path / "split.json", 32, extractor=Lite0Features(64), progress=False)
+    cfg = ProbeConfig(arms=("real", "half", "shuffled"), seeds=6, iterations=100, bootstrap=500, topup_to=50)
+    result = run_probe(train, test, cfg, progress=False)
+    half, shuffled = result["differences"]["half"], result["differences"]["shuffled"]
+    assert half["ci95"][0] > 0 and half["mean"] > 2, half  # real minus half: a clear gain
+    assert shuffled["ci95"][0] <= 0 and shuffled["mean"] < 1, shuffled
+    assert result["controls"] == {"positive_resolved": True, "negative_no_gain": True,
+                                  "statement": result["controls"]["statement"]}
+    assert result["arms"]["real"]["balanced_accuracy_std"] == 0  # a convex fit on the same data every seed
+
+
+def _gaussian(counts, rng, means):
+    labels = np.concatenate([np.full(n, c) for c, n in enumerate(counts)])
+    return {"features": (means[labels] + rng.normal(size=(len(labels), means.shape[1]))).astype(np.float32),
+            "labels": labels, "lesions": [f"L{i // 2}" for i in range(len(labels))]}
+
+
+def test_the_bootstrap_interval_narrows_with_more_test_lesions():
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(7, 16)) * 0.5
+    train = _gaussian([600, 100, 100, 60, 40, 20, 20], rng, means)
+    cfg = ProbeConfig(arms=("real", "half"), seeds=4, iterations=50, bootstrap=400)
+    widths = [run_probe(train, _gaussian([k * n for n in (60, 10, 10, 6, 4, 2, 2)], rng, means), cfg,
+                        progress=False)["differences"]["half"]["half_width"] for k in (1, 8)]
+    assert widths[1] < 0.7 * widths[0], widths
+
+
+def test_evaluate_gan_runs_the_probe_and_reports_every_arm(tiny_gan, phantom_data, tmp_path):
+    out = tmp_path / "eval"
+    options = ["seeds=2", "iterations=20", "bootstrap=100", "feature_resolution=32", "topup_to=12",
+               "synthetic_per_class=6"]
+    result = CliRunner().invoke(main, [
+        "evaluate", "gan", "--generator", str(tiny_gan / "generator.pt"), "--data", str(phantom_data),
+        "--measures", "probe", "--out", str(out), "--no-progress", "--feature-cache", str(tmp_path / "features"),
+        *[x for o in options for x in ("--probe", o)]])
+    assert result.exit_code == 0, result.output
+    probe = json.loads((out / "probe" / "probe.json").read_text())
+    assert set(probe["arms"]) == {"real", "half", "shuffled", "topup", "synthetic"}
+    assert set(probe["differences"]) == {"half", "shuffled", "topup", "synthetic"}
+    for d in probe["differences"].values():
+        assert d["ci95"][0] <= d["mean"] <= d["ci95"][1] and d["mde"] > 0 and len(d["per_seed"]) == 2
+    assert "no val or test image" in probe["generator_check"]
+    assert "Utility probe" in (out / "evaluation.md").read_text()
+    assert "positive control" in (out / "probe" / "probe.md").read_text()
+
+
+def test_a_bad_probe_option_is_named(tiny_gan, phantom_data, tmp_path):
+    with pytest.raises(ConfigError, match="unknown arm 'bogus'"):
+        ProbeConfig(arms=("real", "bogus"))
+    base = ["evaluate", "gan", "--generator", str(tiny_gan / "generator.pt"), "--data", str(phantom_data),
+            "--out", str(tmp_path / "eval")]
+    result = CliRunner().invoke(main, [*base, "--measures", "fid", "--probe", "seeds=4"])
+    assert result.exit_code == 2 and "add probe to --measures" in result.output
+    result = CliRunner().invoke(main, [*base, "--measures", "probe", "--probe", "seeds=one"])
+    assert result.exit_code == 2 and "probe.seeds" in result.output and len(result.output.strip().splitlines()) <= 3
