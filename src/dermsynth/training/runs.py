@@ -127,8 +127,20 @@ def versions() -> dict:
     }
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), with ``+bf16`` where it has native bfloat16 maths."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+                platform.machine())
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return name + (" +bf16" if {"avx512_bf16", "amx_bf16"} & set(flags) else "")
+
+
 def hardware(device: torch.device) -> dict:
-    info = {"device": str(device), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+    info = {"device": str(device), "cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
             "world_size": dist.world_size(), "torch_threads": torch.get_num_threads()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
