@@ -18,10 +18,10 @@ per arm and seed on the train part, and scored on the real test part. The arms:
 - ``synthetic``: ``synthetic_per_class`` synthetic images of each class only: the Classification Accuracy Score
   (train on synthetic, test on real; Ravuri and Vinyals, NeurIPS 2019).
 
-Seeds vary what each arm draws (the half, the shuffled images, which images of one synthetic pool). Each arm's paired difference
-from the baseline gets a 95 % interval that covers training and test sampling at once: a bootstrap that resamples
-the seeds and, jointly, the test part by lesion (a lesion's images stay together), with the minimum detectable
-effect (80 % power, two-sided 5 %) beside it.
+Seeds vary what each arm draws (the half, the shuffled images, which images of one synthetic pool). Each arm's
+paired difference from the baseline gets a 95 % interval that covers training and test sampling at once: a
+bootstrap that resamples the seeds and, jointly, the test part by lesion (a lesion's images stay together), with
+the minimum detectable effect (80 % power, two-sided 5 %) beside it.
 """
 
 from __future__ import annotations

@@ -349,7 +349,8 @@ def _train_arm(arm: str, seed: int, cfg: ClassifierRunConfig, utility: UtilityCo
                     use_real=arm != "synthetic",
                     synthetic_share=1 - utility.real_fraction if arm == "balanced" else None,
                     init_from=init_from)
-        record = {"arm": arm, "seed": seed, "made_by": made_by, **_scores(run_dir, data_root, "test", cfg.data.checks())}
+        record = {"arm": arm, "seed": seed, "made_by": made_by,
+                  **_scores(run_dir, data_root, "test", cfg.data.checks())}
     if scoring is not None and record.get("external", {}).get("fingerprint") != scoring["fingerprint"]:
         record["external"] = {**scoring, **_scores(run_dir, scoring["data"], "all", cfg.data.checks())}
     atomic_write_text(result_file, json.dumps(record, indent=1))

@@ -368,6 +368,9 @@ def train_gan(cfg: GanConfig, opts: RunOptions) -> Path:
     finally:
         if lock is not None:
             lock.release()
+        # Left to interpreter exit, gloo's process group could be torn down with its threads still joinable,
+        # and the process ended in std::terminate (SIGABRT) after a run that had finished well.
+        dist.shutdown()
 
 
 def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: Path | None) -> Path:
