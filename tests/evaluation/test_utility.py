@@ -97,11 +97,14 @@ def test_the_filter_keeps_the_first_images_the_judge_accepts(monkeypatch):
     keep = utility.filter_images(images, 2, (None, {"resolution": 4, "crop": "center"}), 0.6)
     assert keep.tolist() == [True, False, True, False, True, False, True, False, True, False]
     # The pool takes the first accepted images in the order drawn, and says how many passed.
-    monkeypatch.setattr(utility, "sample", lambda G, label, n, seed: images[:n])
+    class Source:  # draws the images above, in this order
+        def draw(self, label, n, seed):
+            return images[:n]
+
     cfg = utility_config({"arms": ["filter"], "topup_to": 3, "filter_confidence": 0.6, "filter_max_draws": 5})
     real = {c: 3 for c in CLASSES}
     real["bkl"] = 0  # bkl is class 2: 3 wanted, from 15 drawn (10 here)
-    pool, acceptance = utility._filtered_pool(None, real, cfg, (None, {"resolution": 4, "crop": "center"}))
+    pool, acceptance = utility._filtered_pool(Source(), real, cfg, (None, {"resolution": 4, "crop": "center"}))
     assert list(pool) == ["bkl"] and pool["bkl"][:, 0, 0, 0].tolist() == [0, 2, 4]
     assert acceptance["bkl"] == pytest.approx(0.5)
 
@@ -188,7 +191,7 @@ def test_an_external_set_sharing_the_study_s_images_is_refused_before_training(t
 
 def test_a_network_trained_on_a_held_out_lesion_is_refused(tmp_path):
     from dermsynth.data.splits import Split
-    from dermsynth.evaluation.utility import check_held_out
+    from dermsynth.evaluation.sources import check_held_out
 
     data = write_ham(tmp_path / "data", per_class=2, images_per_lesion=2)
     index = open_index(data)

@@ -1,13 +1,18 @@
-"""``dermsynth evaluate gan``: every measure of a generator in one command, each also alone.
+"""``dermsynth evaluate gan`` and ``evaluate images``: every measure of a generator, or of a folder of images any
+tool made, in one command, each also alone.
 
 For a generator snapshot and its data (the split is the one the GAN trained on,
-``split.json`` next to ``generator.pt``, unless given):
+``split.json`` next to ``generator.pt``, unless given), or for a folder of images
+(HAM10000 layout or one folder per class, any size, brought to ``--resolution``;
+the split is given):
 
 - ``fid``, ``kid``, ``prdc``: overall and per class (intra-class, averaged),
   in each feature space: the FID Inception network and, with ``--judge``, the
   judge's penultimate features. Generated images follow the real train part's
-  class counts. As a floor, the same metrics between two random halves of the
-  real train part.
+  class counts (a folder's images are taken as they are). As floors, the same
+  metrics between two random halves of the real train part, and between real
+  test images and the train part at the evaluated set's size (where the test
+  part has that many): what real images unseen in training score.
 - ``memorisation``: nearest-training distances of synthetic vs real test images,
   near-copies flagged, figure of the closest pairs (Inception space if available).
 - ``detection``: Table III with the judge (needs ``--judge``).
@@ -32,13 +37,12 @@ import numpy as np
 from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataChecks, DataError, open_index
 from dermsynth.data.splits import load_split
-from dermsynth.generate import load_generator, sample, trained_against
+from dermsynth.evaluation.sources import FolderSource, GeneratorSource
 from dermsynth.metrics import REGISTRY, overall_table, per_class, per_class_table
 from dermsynth.metrics.features import extract
 from dermsynth.metrics.inception import InceptionFeatures, WeightsError
 from dermsynth.metrics.memorisation import memorisation, plot_memorisation, summary
 from dermsynth.model_card import add_metrics
-from dermsynth.models.discriminator import sees_imagenet_features
 from dermsynth.storage import atomic_write_text, sha256_file
 from dermsynth.tables import markdown_table
 
@@ -72,17 +76,6 @@ class JudgeFeatures:
         from dermsynth.models.classifier import penultimate_features
 
         return penultimate_features(self.model, images).astype(np.float64)
-
-
-def generate_like(G, labels: np.ndarray, seed: int) -> np.ndarray:
-    """Images with the given class counts; class c's images come from sample(G, c, n, seed), on G's device."""
-    out = np.zeros((len(labels), G.cfg.resolution, G.cfg.resolution, 3), dtype=np.uint8)
-    device = next(G.parameters()).device
-    for c in range(len(CLASSES)):
-        where = np.flatnonzero(labels == c)
-        if len(where):
-            out[where] = sample(G, c, len(where), seed, device=device)
-    return out
 
 
 def _metric_block(measures, real, real_labels, fake, fake_labels, options: dict) -> dict:
@@ -131,36 +124,59 @@ class EvaluationConfig:
 
 def evaluate_gan(generator: str | Path, data_root: str | Path, out: str | Path,
                  cfg: EvaluationConfig | None = None, progress: bool = True) -> dict:
-    """Run ``cfg``'s measures; FID/KID/PRDC/memorisation in each of its feature spaces."""
+    """Run ``cfg``'s measures on a generator snapshot; FID/KID/PRDC/memorisation in each of its feature spaces."""
     cfg = cfg or EvaluationConfig()
-    measures, judge, seed = cfg.measures, cfg.judge, cfg.seed
-    start = time.perf_counter()
-    generator, out = Path(generator), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    generator = Path(generator)
     split_file = Path(cfg.split_file) if cfg.split_file else generator.parent / "split.json"
     if not split_file.is_file():
         raise DataError(f"{split_file}: no split; pass --split (the split the GAN trained on)")
-    if ("detection" in measures) and judge is None:
+    check_measures(cfg)
+    return evaluate_source(GeneratorSource(generator), data_root, out, split_file, cfg, progress)
+
+
+def evaluate_images(images: str | Path, data_root: str | Path, out: str | Path, cfg: EvaluationConfig,
+                    resolution: int = 64, crop: str = "center", progress: bool = True) -> dict:
+    """Run ``cfg``'s measures on a folder of images that any tool made (HAM10000 layout or class folders), read
+    at ``resolution`` against the real data of ``cfg.split_file``."""
+    if cfg.split_file is None or not Path(cfg.split_file).is_file():
+        raise DataError(f"{cfg.split_file or 'no split given'}: pass --split, the split whose train part the "
+                        "images' generator learned from (`dermsynth data split` writes one; a dermsynth run keeps "
+                        "its split.json)")
+    check_measures(cfg)
+    return evaluate_source(FolderSource(images, resolution, crop, progress), data_root, out,
+                           Path(cfg.split_file), cfg, progress)
+
+
+def check_measures(cfg: EvaluationConfig) -> None:
+    """Refuse measures that lack what they need, before anything is read."""
+    if "detection" in cfg.measures and cfg.judge is None:
         raise DataError("the detection measure needs --judge (a classifier.pt)")
-    if "utility" in measures and cfg.utility_classifier is None:
+    if "utility" in cfg.measures and cfg.utility_classifier is None:
         raise DataError("the utility measure needs a classifier config (--utility-config)")
 
-    G, snapshot = load_generator(generator)
+
+def evaluate_source(source: GeneratorSource | FolderSource, data_root: str | Path, out: str | Path,
+                    split_file: Path, cfg: EvaluationConfig, progress: bool = True) -> dict:
+    """``cfg``'s measures of ``source``'s images against the real data of ``split_file``; writes
+    ``evaluation.json`` and ``evaluation.md`` to ``out``."""
+    measures, judge, seed = cfg.measures, cfg.judge, cfg.seed
+    start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     index = open_index(data_root, hints=cfg.hints, **cfg.checks.readers())
     for warning in index.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     split = load_split(split_file)
-    cached = load_cache(index, G.cfg.resolution, progress=progress)
+    checked = source.check(split, index)
+    cached = load_cache(index, source.resolution, progress=progress)
     part = {p: cached.part_rows(split.parts, p) for p in ("train", "test")}
     train_images, train_labels = np.asarray(cached.images[part["train"]]), cached.labels[part["train"]]
-    test_images = np.asarray(cached.images[part["test"]])
-    fake_labels = train_labels.copy()
-    fake_images = generate_like(G, fake_labels, seed)
+    test_images, test_labels = np.asarray(cached.images[part["test"]]), cached.labels[part["test"]]
+    fake_images, fake_labels = source.like(train_labels, seed)
 
     report: dict = {
-        "generator": str(generator), "generator_sha256": sha256_file(generator), "preset": snapshot.get("preset"),
-        "generator_kimg": snapshot.get("images_seen", 0) / 1000, "data_root": str(data_root),
-        "split_sha256": split.sha256(), "resolution": G.cfg.resolution, "seed": seed,
+        **source.describe(), "data_root": str(data_root), "source_check": checked,
+        "split_sha256": split.sha256(), "resolution": source.resolution, "seed": seed,
         "n_real_train": int(len(train_labels)), "n_generated": int(len(fake_labels)),
         "n_real_test": int(len(test_images)), "measures": list(measures), "feature_spaces": {},
         "judge": None if judge is None else str(judge),  # its penultimate features are the judge space
@@ -177,9 +193,9 @@ def evaluate_gan(generator: str | Path, data_root: str | Path, out: str | Path,
     if any(m in measures for m in FEATURE_MEASURES):
         if judge is not None and "judge" in wanted_spaces:
             space = JudgeFeatures(judge)
-            if space.model.cfg.arch == "effnet" and sees_imagenet_features(trained_against(snapshot)):
+            if space.model.cfg.arch == "effnet" and source.imagenet_discriminator:
                 raise DataError(f"{judge} is EfficientNet-Lite0 from ImageNet weights, the features the "
-                                f"{trained_against(snapshot)} "
+                                f"{source.imagenet_discriminator} "
                                 "discriminator trained this generator against: its judge-space FID would not be "
                                 "independent. Pass a judge trained from scratch (e.g. configs/classifier-paper.yaml)")
             spaces.append(space)
@@ -187,16 +203,22 @@ def evaluate_gan(generator: str | Path, data_root: str | Path, out: str | Path,
             raise DataError("no feature space: the Inception weights are missing or not asked for, and no --judge")
 
     options = {"subset_size": cfg.kid_subset}  # the registered metrics' options
-    # The floor: two random halves of the real train part against each other.
-    half = np.random.default_rng(seed).permutation(len(train_labels))
+    # The floors: two random halves of the real train part against each other, and real test images (as many as
+    # were evaluated, where the test part has them) against the train part, a sample size the evaluated set shares.
+    draw = np.random.default_rng(seed)
+    half = draw.permutation(len(train_labels))
     a, b = half[: len(half) // 2], half[len(half) // 2:]
+    unseen = np.sort(draw.permutation(len(test_labels))[: len(fake_labels)])
+    report["n_floor_test"] = int(len(unseen))
     for space in spaces:
         f_train = extract(space, train_images, cfg.feature_cache, progress)
         f_test = extract(space, test_images, cfg.feature_cache, progress)
         f_fake = space(fake_images, progress=progress)
         block = {"generated_vs_train": _metric_block(measures, f_train, train_labels, f_fake, fake_labels, options),
                  "floor_half_vs_half": _metric_block(measures, f_train[a], train_labels[a], f_train[b],
-                                                     train_labels[b], options)}
+                                                     train_labels[b], options),
+                 "floor_test_vs_train": _metric_block(measures, f_train, train_labels, f_test[unseen],
+                                                      test_labels[unseen], options)}
         if "memorisation" in measures:
             result = memorisation(f_train, f_fake, f_test)
             block["memorisation"] = summary(result)
@@ -208,33 +230,41 @@ def evaluate_gan(generator: str | Path, data_root: str | Path, out: str | Path,
     if "detection" in measures:
         from dermsynth.evaluation.detection import evaluate_detection
 
-        rows = evaluate_detection(judge, out / "table3", generator=generator, data_root=data_root, progress=progress,
+        made = {"generator": source.path} if isinstance(source, GeneratorSource) else {"images": source.path}
+        rows = evaluate_detection(judge, out / "table3", **made, data_root=data_root, progress=progress,
                                   checks=cfg.checks)
         report["detection"] = rows
     if "utility" in measures:
         from dermsynth.evaluation.utility import run_utility
 
-        report["utility"] = run_utility(generator, data_root, split_file, cfg.utility_classifier, out / "utility",
+        report["utility"] = run_utility(source, data_root, split_file, cfg.utility_classifier, out / "utility",
                                         utility=cfg.utility, judge=judge, external=cfg.external,
                                         progress=progress)["summary"]
     if "probe" in measures:
         from dermsynth.evaluation.probe import probe_generator
 
-        probed = probe_generator(generator, data_root, split_file, out / "probe", cfg.probe, cfg.checks,
+        probed = probe_generator(source, data_root, split_file, out / "probe", cfg.probe, cfg.checks,
                                  cfg.feature_cache, progress)
         report["probe"] = {k: probed[k] for k in ("arms", "differences", "controls", "unit")}
     report["elapsed_s"] = round(time.perf_counter() - start, 1)
     atomic_write_text(out / "evaluation.json", json.dumps(report, indent=1, default=float))
     atomic_write_text(out / "evaluation.md", evaluation_markdown(report))
-    card_metrics(generator, report)
+    if isinstance(source, GeneratorSource):
+        card_metrics(source.path, report)
     return report
 
 
 def evaluation_markdown(report: dict) -> str:
-    lines = [f"# Evaluation of `{report['generator']}`", "",
-             f"preset {report.get('preset')}, {report['generator_kimg']:.1f} kimg; {report['n_generated']} generated "
-             f"vs {report['n_real_train']} real train images at {report['resolution']} px "
-             f"(real test: {report['n_real_test']}).", ""]
+    if "generator" in report:
+        what, made = f"`{report['generator']}`", (f"preset {report.get('preset')}, "
+                                                  f"{report['generator_kimg']:.1f} kimg; ")
+    else:
+        what, made = f"the images in `{report['images']}`", ""
+    lines = [f"# Evaluation of {what}", "",
+             f"{made}{report['n_generated']} generated vs {report['n_real_train']} real train images at "
+             f"{report['resolution']} px (real test: {report['n_real_test']}).", ""]
+    if report.get("source_check"):
+        lines += [f"Held-out check: {report['source_check']}.", ""]
     lines += [f"**Data taken in on request:** {w}." for w in report.get("data_warnings", [])]
     lines += [""] if report.get("data_warnings") else []
     for space, block in report["feature_spaces"].items():
@@ -280,6 +310,9 @@ def card_metrics(generator: Path, report: dict) -> bool:
 
 def comparisons(block: dict) -> dict[str, dict]:
     """A feature space's metric blocks by their row label in tables."""
-    return {"generated vs real train": block["generated_vs_train"],
+    rows = {"generated vs real train": block["generated_vs_train"],
             "floor: real train half vs half": block["floor_half_vs_half"]}
+    if "floor_test_vs_train" in block:
+        rows["floor: real test vs real train (evaluated set's size)"] = block["floor_test_vs_train"]
+    return rows
 

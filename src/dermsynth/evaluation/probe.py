@@ -190,7 +190,9 @@ def run_probe(train: dict, test: dict, cfg: ProbeConfig, pool: tuple[np.ndarray,
     px, py = pool if pool is not None else (None, None)
 
     def synthetic(counts: dict[int, int], draw: np.random.Generator):
-        rows = [draw.choice(np.flatnonzero(py == c), size=n, replace=False) for c, n in counts.items() if n]
+        # A folder may hold fewer images of a class than asked for: then all of them.
+        rows = [draw.choice(np.flatnonzero(py == c), size=min(n, int((py == c).sum())), replace=False)
+                for c, n in counts.items() if n]
         rows = np.concatenate(rows) if rows else np.zeros(0, dtype=int)
         return px[rows], py[rows]
 
@@ -310,28 +312,29 @@ def probe_data(data_root, split_file, resolution: int, crop: str = "center", che
     return parts["train"], parts["test"], extractor, index, split
 
 
-def probe_generator(generator: str | Path, data_root, split_file, out: str | Path, cfg: ProbeConfig | None = None,
+def probe_generator(generator, data_root, split_file, out: str | Path, cfg: ProbeConfig | None = None,
                     checks=None, feature_cache: str | Path | None = None, progress: bool = True) -> dict:
-    """The probe of a generator snapshot on the split it was trained on; writes ``out``/probe.json and probe.md."""
+    """The probe of a generator snapshot on the split it was trained on (or of another source of synthetic
+    images, a folder's, say: :mod:`~dermsynth.evaluation.sources`); writes ``out``/probe.json and probe.md."""
     import json
 
-    from dermsynth.evaluation.utility import check_generator_data
-    from dermsynth.generate import load_generator, sample
-    from dermsynth.storage import atomic_write_text, sha256_file
+    from dermsynth.evaluation.sources import FolderSource, GeneratorSource
+    from dermsynth.storage import atomic_write_text
 
     cfg = cfg or ProbeConfig()
-    generator, out = Path(generator), Path(out)
-    G, snapshot = load_generator(generator)
+    out = Path(out)
+    source = generator if isinstance(generator, (GeneratorSource, FolderSource)) else GeneratorSource(generator)
     train, test, extractor, index, split = probe_data(
-        data_root, split_file, G.cfg.resolution, "center", checks, feature_cache,
+        data_root, split_file, source.resolution, "center", checks, feature_cache,
         Lite0Features(cfg.feature_resolution), progress)
-    checked = check_generator_data(snapshot, generator, split, index)
+    checked = source.check(split, index)
     sizes = pool_sizes(train["labels"], cfg)
-    py = np.concatenate([np.full(n, c) for c, n in sizes.items() if n] or [np.zeros(0, dtype=int)])
-    images = [sample(G, c, n, cfg.synthetic_seed) for c, n in sizes.items() if n]
-    px = extractor(np.concatenate(images), progress=progress) if images else np.zeros((0, 1280), np.float32)
+    drawn = {c: source.draw(c, n, cfg.synthetic_seed) for c, n in sizes.items() if n}
+    py = np.concatenate([np.full(len(x), c) for c, x in drawn.items()] or [np.zeros(0, dtype=int)])
+    px = (extractor(np.concatenate(list(drawn.values())), progress=progress) if len(py)
+          else np.zeros((0, 1280), np.float32))
     result = run_probe(train, test, cfg, (px, py), progress)
-    result.update(generator=str(generator), generator_sha256=sha256_file(generator), generator_check=checked,
+    result.update(generator=source.name, generator_sha256=source.fingerprint, generator_check=checked,
                   split_sha256=split.sha256(), features=extractor.settings)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "probe.json", json.dumps(result, indent=1))

@@ -47,7 +47,7 @@ from dermsynth.evaluation.classification import (
 )
 from dermsynth.evaluation.detection import at_judge_resolution
 from dermsynth.figures import pyplot, save_figure
-from dermsynth.generate import load_generator, sample
+from dermsynth.evaluation.sources import FolderSource, GeneratorSource, check_held_out
 from dermsynth.models.classifier import load_classifier, predict_proba
 from dermsynth.errors import FolderError
 from dermsynth.storage import atomic_write_json, atomic_write_text, is_owned, remove_folder, sha256_file
@@ -127,44 +127,6 @@ def _folder_name(arm: str, seed: int, part: str = "") -> str:
     return f"{name}{part}-seed{seed}"
 
 
-def check_held_out(ids, lesions, split, index, what: str) -> None:
-    """Refuse a network (``what``) trained on any val or test image, or any image of a val or test lesion, of
-    ``split``: its output would carry those patients into the study."""
-    lesion_of = {r.image_id: r.lesion_id for r in index.records}
-    lesions = set(lesions if lesions is not None else (lesion_of[i] for i in ids if i in lesion_of))
-    held_out = [i for part in ("val", "test") for i in split.parts.get(part, [])]
-    seen_images = sorted(set(ids) & set(held_out))
-    seen_lesions = sorted({lesion_of[i] for i in held_out if i in lesion_of} & lesions)
-    if seen_images or seen_lesions:
-        found = [f"{len(seen_images)} image(s) (e.g. {', '.join(seen_images[:3])})"] if seen_images else []
-        if seen_lesions:
-            found.append(f"{len(seen_lesions)} lesion(s) (e.g. {', '.join(seen_lesions[:3])})")
-        raise LeakageError(f"{what} was trained on {' and '.join(found)} of this split's val or test part: "
-                           "its output would carry those patients into the classifier's training")
-
-
-def check_generator_data(snapshot: dict, generator: Path, split, index) -> str:
-    """Refuse a generator that saw any val or test image, or any image of a val or test lesion, of ``split``.
-
-    The ids come from the snapshot (recorded since this check exists) or, for an older one, from the
-    ``split.json`` of its run folder. Returns how it was checked.
-    """
-    ids = snapshot.get("train_image_ids")
-    lesions = snapshot.get("train_lesion_ids")
-    source = f"the ids recorded in {generator}"
-    if ids is None:
-        beside = next((p / "split.json" for p in (generator.parent, generator.parent.parent)
-                       if (p / "split.json").is_file()), None)
-        if beside is None:
-            raise DataError(f"{generator} does not record the images it was trained on, and no split.json is beside "
-                            "it: cannot check that it never saw the test or val lesions. Retrain it with this "
-                            "version, or put its run's split.json next to it")
-        ids = load_split(beside).parts["train"]
-        source = f"the train part of {beside}"
-    check_held_out(ids, lesions, split, index, f"the generator {generator}")
-    return f"checked against {source}: no val or test image or lesion"
-
-
 def check_external(external: Path, split, index, generator_ids: list[str], checks: DataChecks = DataChecks()) -> str:
     """Refuse an external test set sharing an image or lesion with the split's train part or the generator's
     train images (before anything trains); returns its content fingerprint."""
@@ -186,7 +148,7 @@ def filter_images(images: np.ndarray, label: int, judge, threshold: float) -> np
 
 
 def run_utility(
-    generator: str | Path,
+    generator: str | Path | GeneratorSource | FolderSource,
     data_root: str | Path,
     split_file: str | Path,
     cfg: ClassifierRunConfig,
@@ -198,13 +160,15 @@ def run_utility(
 ) -> dict:
     """Train and score every arm and seed of ``utility`` into ``out``; returns what utility.json holds (the runs,
     their summary, the generator check, the filter's acceptance and, with ``external``, its summary).
+    ``generator``: a snapshot's path, or the source of the synthetic images (a folder's, say).
 
     Every run folder records what made it (its fingerprint): a run whose settings, generator, split or
     synthetic images changed is trained again, one that matches is reused, and a new external set only
     adds its scores.
     """
     utility = utility or utility_config()
-    out, generator = Path(out), Path(generator)
+    out = Path(out)
+    source = generator if isinstance(generator, (GeneratorSource, FolderSource)) else GeneratorSource(generator)
     if "filter" in utility.arms and judge is None:
         raise DataError("the filter arm needs a judge (a classifier.pt) to keep the synthetic images it recognises")
     index = open_index(data_root, **cfg.data.checks().readers())  # the classifier config's data checks
@@ -214,10 +178,9 @@ def run_utility(
     for r in index.records:
         if part_of.get(r.image_id) == "train":
             real_counts[r.dx] += 1
-    G, snapshot = load_generator(generator)
-    checked = check_generator_data(snapshot, generator, split, index)
-    if G.cfg.resolution != cfg.data.resolution:
-        raise DataError(f"the generator makes {G.cfg.resolution} px images; the classifier config wants "
+    checked = source.check(split, index)
+    if source.resolution != cfg.data.resolution:
+        raise DataError(f"the synthetic images are {source.resolution} px; the classifier config wants "
                         f"{cfg.data.resolution} px")
     judge_model = None
     if "filter" in utility.arms:
@@ -227,23 +190,23 @@ def run_utility(
     scoring = None
     if external is not None:
         scoring = {"data": str(external), "fingerprint": check_external(
-            Path(external), split, index, snapshot.get("train_image_ids") or split.parts["train"],
+            Path(external), split, index, source.train_image_ids(split),
             cfg.data.checks())}
     out.mkdir(parents=True, exist_ok=True)
 
     # One synthetic pool for all arms and seeds: image k of class c is the same everywhere.
     need = {c: max(synthetic_counts(real_counts, a, utility)[c] for a in utility.arms if a != "filter")
             for c in CLASSES}
-    pool = {c: sample(G, CLASSES.index(c), n, utility.synthetic_seed) for c, n in need.items() if n > 0}
-    filtered, acceptance = _filtered_pool(G, real_counts, utility, judge_model) if judge_model else ({}, {})
-    sources = {"generator": sha256_file(generator), "split": split.sha256(),
+    pool = {c: source.draw(CLASSES.index(c), n, utility.synthetic_seed) for c, n in need.items() if n > 0}
+    filtered, acceptance = _filtered_pool(source, real_counts, utility, judge_model) if judge_model else ({}, {})
+    sources = {"generator": source.fingerprint, "split": split.sha256(),
                "judge": sha256_file(judge) if judge_model else None}
 
     chosen = {}  # per arm and class: views into the pools (one arm's images are joined at a time, below)
     for arm in utility.arms:
         counts = synthetic_counts(real_counts, arm, utility)
-        source = filtered if arm == "filter" else pool
-        chosen[arm] = {c: source[c][: counts[c]] for c in CLASSES if counts[c] > 0 and c in source}
+        drawn = filtered if arm == "filter" else pool
+        chosen[arm] = {c: drawn[c][: counts[c]] for c in CLASSES if counts[c] > 0 and c in drawn}
     used = {arm: {c: int(len(images.get(c, ()))) for c in CLASSES} for arm, images in chosen.items()}
     runs = []
     for seed in utility.seeds:  # seed by seed: a study stopped early has every arm for the first seeds
@@ -255,7 +218,7 @@ def run_utility(
                                 made_by, progress)
             runs.append({**record, "synthetic_per_class": used[arm]})
     result = {"runs": runs, "summary": summarise(runs, utility.arms, "test"), "real_train_per_class": real_counts,
-              "generator": str(generator), "generator_check": checked, "classifier": cfg.name,
+              "generator": source.name, "generator_check": checked, "classifier": cfg.name,
               "config": dataclasses.asdict(utility), "filter_acceptance": acceptance or None}
     if external is not None:
         result["external"] = {"data": str(external), "summary": summarise(runs, utility.arms, "external")}
@@ -289,7 +252,7 @@ def _fingerprint(arm: str, seed: int, cfg: ClassifierRunConfig, utility: Utility
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _filtered_pool(G, real_counts: dict[str, int], utility: UtilityConfig,
+def _filtered_pool(source, real_counts: dict[str, int], utility: UtilityConfig,
                    model: tuple) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Per class, the first images of the synthetic stream that the judge (``model``: a loaded classifier and
     its snapshot's entries) accepts, as many as the arm wants from at most ``filter_max_draws`` times as many
@@ -299,7 +262,7 @@ def _filtered_pool(G, real_counts: dict[str, int], utility: UtilityConfig,
         if n == 0:
             continue
         label = CLASSES.index(c)
-        drawn = sample(G, label, n * utility.filter_max_draws, utility.synthetic_seed)
+        drawn = source.draw(label, n * utility.filter_max_draws, utility.synthetic_seed)
         keep = filter_images(drawn, label, model, utility.filter_confidence)
         pool[c], acceptance[c] = drawn[keep][:n], round(float(keep.mean()), 4)
         if len(pool[c]) < n:
