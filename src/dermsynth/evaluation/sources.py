@@ -24,6 +24,14 @@ from dermsynth.models.discriminator import sees_imagenet_features
 from dermsynth.storage import sha256_file
 
 
+def _found(images: list[str], lesions: list[str]) -> str:
+    """'N image(s) (e.g. ...) and M lesion(s) (e.g. ...)', naming only what is there."""
+    found = [f"{len(images)} image(s) (e.g. {', '.join(images[:3])})"] if images else []
+    if lesions:
+        found.append(f"{len(lesions)} lesion(s) (e.g. {', '.join(lesions[:3])})")
+    return " and ".join(found)
+
+
 def check_held_out(ids, lesions, split, index, what: str) -> None:
     """Refuse a network (``what``) trained on any val or test image, or any image of a val or test lesion, of
     ``split``: its output would carry those patients into the study."""
@@ -33,11 +41,8 @@ def check_held_out(ids, lesions, split, index, what: str) -> None:
     seen_images = sorted(set(ids) & set(held_out))
     seen_lesions = sorted({lesion_of[i] for i in held_out if i in lesion_of} & lesions)
     if seen_images or seen_lesions:
-        found = [f"{len(seen_images)} image(s) (e.g. {', '.join(seen_images[:3])})"] if seen_images else []
-        if seen_lesions:
-            found.append(f"{len(seen_lesions)} lesion(s) (e.g. {', '.join(seen_lesions[:3])})")
-        raise LeakageError(f"{what} was trained on {' and '.join(found)} of this split's val or test part: "
-                           "its output would carry those patients into the classifier's training")
+        raise LeakageError(f"{what} was trained on {_found(seen_images, seen_lesions)} of this split's val or "
+                           "test part: its output would carry those patients into the classifier's training")
 
 
 def check_generator_data(snapshot: dict, generator: Path, split, index) -> str:
@@ -161,10 +166,7 @@ class FolderSource:
         ids = [r.image_id for r in self.index.records if r.image_id in test]
         lesions = sorted({r.lesion_id for r in self.index.records if r.lesion_id in test_lesions})
         if ids or lesions:
-            found = [f"{len(ids)} image(s) (e.g. {', '.join(ids[:3])})"] if ids else []
-            if lesions:
-                found.append(f"{len(lesions)} lesion(s) (e.g. {', '.join(lesions[:3])})")
-            raise LeakageError(f"{self.path} holds {' and '.join(found)} of this split's test part: scores on the "
+            raise LeakageError(f"{self.path} holds {_found(ids, lesions)} of this split's test part: scores on the "
                                "test part would be scores on images the evaluated set contains")
         if not self._warned:  # once, however many measures check
             print(f"warning: {self.path}: what made these images, and on which real images, is not recorded; "
