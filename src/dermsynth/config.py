@@ -316,6 +316,9 @@ class LossConfig:
     gp_weight: float = 0.0
     """Weight of the WGAN-GP gradient penalty on interpolates (the paper: 10; hybrid: of the pixel critic);
     0 disables."""
+    gp_interval: int = 1
+    """Lazy regularisation of the gradient penalty: apply it every this many D steps, weighted by the interval
+    (1: every step, as the paper; `best`: 16, as StyleGAN2 does for R1)."""
     r1_gamma: float = 0.0
     """R1 penalty weight gamma (the penalty is gamma/2 * E||grad D(x)||^2; hybrid: of the pixel critic);
     0 disables."""
@@ -337,6 +340,8 @@ class LossConfig:
             out.append("loss.gp_weight, loss.r1_gamma and loss.mode_seeking must be >= 0")
         if self.pixel_weight < 0 or self.feature_weight < 0 or self.pixel_weight + self.feature_weight == 0:
             out.append("loss.pixel_weight and loss.feature_weight must be >= 0, not both 0")
+        if self.gp_interval < 1:
+            out.append("loss.gp_interval must be >= 1")
         if self.r1_interval < 1:
             out.append("loss.r1_interval must be >= 1")
         return out
@@ -400,7 +405,8 @@ class TrainConfig:
     keep_checkpoints: int = 3
     """How many full training states to keep (newest)."""
     amp: str = "auto"
-    """Mixed precision: auto (bf16 on CUDA, none on CPU), bf16 or none."""
+    """Mixed precision: auto (bf16 where the device has native bf16: a CUDA GPU, a CPU with AVX-512 BF16, AMX or
+    Arm BF16; fp32 elsewhere, checked at start-up and recorded in run.json), bf16 or none."""
     channels_last: bool = False
     """Use the channels_last memory format."""
     grid_columns: int = 8
@@ -606,7 +612,8 @@ class ClassifierTrainConfig:
     keep_checkpoints: int = 3
     """How many full training states to keep (newest)."""
     amp: str = "auto"
-    """Mixed precision: auto (bf16 on CUDA, none on CPU), bf16 or none."""
+    """Mixed precision: auto (bf16 where the device has native bf16: a CUDA GPU, a CPU with AVX-512 BF16, AMX or
+    Arm BF16; fp32 elsewhere, checked at start-up and recorded in run.json), bf16 or none."""
 
     def problems(self) -> list[str]:
         out = []

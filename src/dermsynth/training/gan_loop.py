@@ -174,9 +174,9 @@ class Trainer:
             fake_logits = self.D_ddp(diff_augment(fake, policy), labels)
         loss_D = self._weighted(gan_losses.d_losses(cfg.loss.kind, real_logits, fake_logits), "loss_D", stats)
         total_D = loss_D
-        if cfg.loss.gp_weight > 0:
+        if cfg.loss.gp_weight > 0 and self.step % cfg.loss.gp_interval == 0:  # lazy: weighted by the interval
             gp = gan_losses.gradient_penalty(lambda x, y: self.D_ddp(diff_augment(x, policy), y), real, fake, labels)
-            total_D = total_D + cfg.loss.gp_weight * gp
+            total_D = total_D + cfg.loss.gp_weight * cfg.loss.gp_interval * gp
             stats["gp"] = gp.detach()
         if do_r1:
             r1 = gan_losses.r1_penalty(real_logits, real_in)

@@ -127,21 +127,44 @@ def versions() -> dict:
     }
 
 
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+"""CPU feature flags of native bfloat16 arithmetic: AVX-512 BF16 and AMX on x86 (/proc/cpuinfo ``flags``), the
+BF16 extension on Arm (``Features``)."""
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo cannot be read)."""
+    line = next((line for line in _cpuinfo().splitlines() if line.startswith(("flags", "Features"))), "")
+    return frozenset(line.split(":", 1)[1].split()) if ":" in line else frozenset()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device does bfloat16 arithmetic natively: a CUDA device that supports it, or a CPU with one of
+    :data:`BF16_FLAGS`. Elsewhere torch emulates bf16 in fp32 and autocast makes a step slower, not faster."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(BF16_FLAGS & cpu_flags())
+
+
 def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux), with ``+bf16`` where it has native bfloat16 maths."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
+    text = _cpuinfo()
     name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
-                platform.machine())
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return name + (" +bf16" if {"avx512_bf16", "amx_bf16"} & set(flags) else "")
+                platform.processor() or platform.machine())
+    return name + (" +bf16" if native_bf16(torch.device("cpu")) else "")
 
 
 def hardware(device: torch.device) -> dict:
     info = {"device": str(device), "cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "world_size": dist.world_size(), "torch_threads": torch.get_num_threads()}
+            "world_size": dist.world_size(), "torch_threads": torch.get_num_threads(),
+            "native_bf16": native_bf16(device)}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -193,9 +216,17 @@ def prepare_data(cfg, opts: RunOptions, parts: tuple[str, ...] = ("train",), mai
     return index, split, cached if main else cache(False)
 
 
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """The precision a run's forward passes use: ``bf16`` or ``none``. ``auto`` is bf16 where the device has native
+    bf16 arithmetic (:func:`native_bf16`) and fp32 elsewhere, so it is never slower than fp32."""
+    if amp == "auto":
+        return "bf16" if native_bf16(device) else "none"
+    return amp
+
+
 def autocast(amp: str, device: torch.device) -> Callable[[], ContextManager]:
-    """A factory of the forward passes' autocast context: bf16 when ``amp`` is bf16, or auto on CUDA."""
-    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
+    """A factory of the forward passes' autocast context for ``amp`` (auto, bf16 or none; :func:`resolve_amp`)."""
+    if resolve_amp(amp, device) == "bf16":
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext
 
@@ -208,6 +239,7 @@ def provenance(cfg, device: torch.device, index: DatasetIndex, split: Split) -> 
         "command": " ".join(sys.argv),
         "versions": versions(),
         "hardware": hardware(device),
+        "amp": {"asked": cfg.train.amp, "used": resolve_amp(cfg.train.amp, device)},
         "data_root": str(cfg.data.root),
         "data_fingerprint": index.fingerprint(),
         "split_sha256": split.sha256(),
