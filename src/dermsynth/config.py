@@ -605,8 +605,14 @@ class ClassifierTrainConfig:
     resized back to the resolution); 0 disables."""
     seed: int = 0
     """Seed of weights, data order, dropout and augmentation."""
+    select: str = "average"
+    """Which weights classifier.pt holds: average (the mean of the weights of the last ``average_epochs`` epochs
+    of the fixed schedule: nothing is chosen on the val part, whose rare classes hold a dozen images each) or
+    best (the epoch with the best val balanced accuracy)."""
+    average_epochs: int = 5
+    """select average: how many last epochs are averaged (all of them when the run is shorter)."""
     patience: int = 0
-    """Stop when val balanced accuracy has not improved for this many epochs; 0 never stops early."""
+    """select best: stop when val balanced accuracy has not improved for this many epochs; 0 never stops early."""
     checkpoint_epochs: int = 1
     """Write a full training state every this many epochs (and at the end)."""
     keep_checkpoints: int = 3
@@ -635,6 +641,12 @@ class ClassifierTrainConfig:
             out.append("train.random_resized_crop must be in [0, 1] (0 disables)")
         if not 0 <= self.warmup_epochs <= self.epochs:
             out.append("train.warmup_epochs must be in [0, train.epochs]")
+        if self.select not in ("average", "best"):
+            out.append(f"train.select {self.select!r} is not average or best")
+        if self.average_epochs < 1:
+            out.append("train.average_epochs must be >= 1")
+        if self.patience and self.select != "best":
+            out.append("train.patience stops on the best val epoch: it needs train.select best")
         if self.patience < 0 or self.checkpoint_epochs < 1 or self.keep_checkpoints < 1:
             out.append("train.patience must be >= 0, train.checkpoint_epochs and train.keep_checkpoints >= 1")
         if self.amp not in ("auto", "bf16", "none"):

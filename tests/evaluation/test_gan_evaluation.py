@@ -31,11 +31,15 @@ def test_evaluate_gan_writes_every_measure_but_utility(tiny_gan, tiny_judge, pha
         assert gen["fid"]["overall"]["fid"] > 0 and floor["fid"]["overall"]["fid"] >= 0
         assert set(gen["prdc"]["overall"]) == {"precision", "recall", "density", "coverage"}
         assert "nv" in gen["fid"]["per_class"] and "fid" in gen["fid"]["mean"]
+        low, high = gen["fid"]["overall"]["fid_ci95"]  # the bootstrap interval of every space's FID
+        assert 0 <= low < gen["fid"]["overall"]["fid"] < high and gen["fid"]["overall"]["fid_bootstrap_draws"] == 30
         assert (out / block["memorisation"]["figure"]).is_file()
     assert report["n_generated"] == report["n_real_train"]
     assert [row["class"] for row in report["detection"]] == list(CLASSES)
     assert (out / "table3" / "table3.md").is_file()
-    assert "floor: real train half vs half" in (out / "evaluation.md").read_text()
+    text = (out / "evaluation.md").read_text()
+    assert "floor: real train half vs half" in text
+    assert "95 % interval" in text and "a small negative value" in text  # every number explained in a line
     # Real features were cached: a second run reads them back.
     assert len(list((tmp_path / "features").glob("*.npy"))) == 2 * len(spaces)
 

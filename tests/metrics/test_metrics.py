@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dermsynth.metrics import METRICS, per_class
-from dermsynth.metrics.frechet import frechet_distance, gaussian_stats
+from dermsynth.metrics.frechet import fid_bootstrap, frechet_distance, gaussian_stats
 from dermsynth.metrics.kid import kid, mmd2_unbiased
 from dermsynth.metrics.prdc import prdc
 
@@ -41,6 +41,20 @@ def test_fid_of_samples_approaches_the_closed_form():
     assert METRICS["fid"](x, y)["fid"] == pytest.approx(expected, rel=0.03)
     mu, sigma = gaussian_stats(x)
     assert sigma.shape == (4, 4) and np.allclose(mu, 0, atol=0.05)
+
+
+def test_fid_bootstrap_interval_covers_the_sampling_spread_and_shrinks_with_more_images():
+    rng = np.random.default_rng(3)
+    real = rng.normal(0.0, 1.0, size=(4000, 8))
+    expected = 8 * 0.3**2 + 8 * (1.0 - 1.5) ** 2  # the closed form between the two Gaussians
+    small, large = (fid_bootstrap(real, rng.normal(0.3, 1.5, size=(n, 8)), draws=60) for n in (200, 3200))
+    assert small["fid_ci95"][0] < small["fid"] < small["fid_ci95"][1] and small["fid_bootstrap_draws"] == 60
+    assert large["fid_se"] < small["fid_se"] / 2.5  # 16x the images: about a quarter of the error
+    # Fresh samples of the generated set scatter as the interval says: the truth lies within the large one.
+    assert large["fid_ci95"][0] - 0.2 < expected < large["fid_ci95"][1] + 0.2
+    # Cut at zero: a generated set drawn like the real one.
+    same = fid_bootstrap(real, rng.normal(0.0, 1.0, size=(100, 8)), draws=30)
+    assert same["fid_ci95"][0] >= 0.0
 
 
 def test_kid_is_unbiased_near_zero_for_one_distribution_and_positive_otherwise():

@@ -89,7 +89,7 @@ def test_cli_trains_resnet_with_weighted_loss_and_resumes_exactly(phantom_data, 
     result = cli("train-classifier", "--config", REPO / "configs/classifier-resnet.yaml", "--data", phantom_data,
                  "--out", straight, "--no-progress", *sets)
     assert result.exit_code == 0, result.output
-    assert "epoch    3" in result.output and "best epoch" in result.output
+    assert "epoch    3" in result.output and "mean of the last 3 epochs' weights" in result.output
     config = load_yaml(straight / "config.yaml")
     assert config["model"]["arch"] == "resnet" and config["train"]["imbalance"] == "weighted_loss"
     assert config["train"]["lr_schedule"] == "cosine" and config["train"]["warmup_epochs"] == 1
@@ -122,7 +122,7 @@ def test_cli_trains_resnet_with_weighted_loss_and_resumes_exactly(phantom_data, 
 
 def test_saved_split_reuse_patience_and_the_config_dry_run(tiny_judge, phantom_data, tmp_path):
     cfg = classifier_config(load_yaml(REPO / "configs/classifier-tiny.yaml"),
-                            TINY_CLASSIFIER + ["train.epochs=20", "train.patience=1", "train.lr=1e-9",
+                            TINY_CLASSIFIER + ["train.epochs=20", "train.select=best", "train.patience=1", "train.lr=1e-9",
                                                "split.seed=5"],
                             data_root=phantom_data)
     run = train_classifier(cfg, RunOptions(out=tmp_path / "run", split_file=tiny_judge / "split.json",
@@ -223,3 +223,32 @@ def test_train_images_go_to_the_device_as_uint8_nchw_and_need_one_batch():
     assert images.shape == (4, 3, 8, 8) and images.dtype == torch.uint8 and labels.tolist() == [0, 1, 2, 3]
     with pytest.raises(DataError, match="the train part has 3 images, fewer than one batch of 4"):
         device_images(np.zeros((3, 8, 8, 3), np.uint8), [0, 1, 2], 4, torch.device("cpu"))
+
+
+def test_select_average_holds_the_mean_of_the_last_epochs_and_resumes_exactly(phantom_data, tmp_path):
+    sets = TINY_CLASSIFIER + ["train.epochs=4", "train.average_epochs=2", "train.keep_checkpoints=5"]
+    cfg = classifier_config(load_yaml(REPO / "configs/classifier-tiny.yaml"), sets, data_root=phantom_data)
+    assert cfg.train.select == "average"  # the default: nothing chosen on the val part
+    run = train_classifier(cfg, RunOptions(out=tmp_path / "run", progress=False))
+    states = {p.name: load_checkpoint(p) for p in list_states(run / "checkpoints")}
+    third, fourth = states["state-00000003.pt"]["model"], states["state-00000004.pt"]["model"]
+    model, meta = load_classifier(run / "classifier.pt")
+    assert meta["selection"] == "mean of the weights of epochs 3-4"
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (third[key].double() + fourth[key].double()).div(2).float(), atol=1e-6), key
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert "val_balanced_accuracy_averaged" not in stats[1] and "val_balanced_accuracy_averaged" in stats[3]
+    assert meta["val_balanced_accuracy"] == pytest.approx(stats[3]["val_balanced_accuracy_averaged"], abs=1e-6)
+    assert json.loads((run / "run.json").read_text())["selection"] == "average"
+    # Stopped after epoch 3 (inside the window) and resumed: the same average, bit for bit.
+    parted = tmp_path / "parted"
+    shutil.copytree(run, parted)
+    (parted / "checkpoints" / "state-00000004.pt").unlink()
+    train_classifier(cfg, RunOptions(out=parted, resume="auto", progress=False))
+    resumed, _ = load_classifier(parted / "classifier.pt")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    with pytest.raises(Exception, match="select best"):
+        classifier_config(load_yaml(REPO / "configs/classifier-tiny.yaml"), sets + ["train.patience=2"],
+                          data_root=phantom_data)

@@ -40,6 +40,7 @@ from dermsynth.data.splits import load_split
 from dermsynth.evaluation.sources import FolderSource, GeneratorSource
 from dermsynth.metrics import REGISTRY, overall_table, per_class, per_class_table
 from dermsynth.metrics.features import extract
+from dermsynth.metrics.frechet import fid_bootstrap
 from dermsynth.metrics.inception import InceptionFeatures, WeightsError
 from dermsynth.metrics.memorisation import memorisation, plot_memorisation, summary
 from dermsynth.model_card import add_metrics
@@ -105,6 +106,8 @@ class EvaluationConfig:
     seed: int = 0
     """Noise seed of the generated images."""
     kid_subset: int = 1000
+    fid_bootstrap: int = 30
+    """Bootstrap resamples of the generated set behind each space's FID interval (0: no interval)."""
     inception_weights: Path | None = None
     feature_cache: Path | None = None
     """Folder caching real-image features."""
@@ -219,6 +222,9 @@ def evaluate_source(source: GeneratorSource | FolderSource, data_root: str | Pat
                                                      train_labels[b], options),
                  "floor_test_vs_train": _metric_block(measures, f_train, train_labels, f_test[unseen],
                                                       test_labels[unseen], options)}
+        if "fid" in measures and cfg.fid_bootstrap:
+            block["generated_vs_train"]["fid"]["overall"].update(
+                fid_bootstrap(f_train, f_fake, cfg.fid_bootstrap, seed))
         if "memorisation" in measures:
             result = memorisation(f_train, f_fake, f_test)
             block["memorisation"] = summary(result)
@@ -269,6 +275,7 @@ def evaluation_markdown(report: dict) -> str:
     lines += [""] if report.get("data_warnings") else []
     for space, block in report["feature_spaces"].items():
         lines += [f"## {space} features", "", *markdown_table(*overall_table(comparisons(block)))]
+        lines += ["", *[f"- {line}" for line in explain_space(block)]]
         headers, rows = per_class_table(block["generated_vs_train"], CLASSES)
         if rows:
             lines += ["", "Per class, generated vs the real train images of the class:", "",
@@ -306,6 +313,30 @@ def card_metrics(generator: Path, report: dict) -> bool:
         return False
     return add_metrics(generator, measured, f"evaluate gan, {report['n_generated']} generated vs "
                                             f"{report['n_real_train']} real train images")
+
+
+def explain_space(block: dict) -> list[str]:
+    """One line for each kind of number in a feature space's table: what it is, and how to read it."""
+    gen = block["generated_vs_train"]
+    lines = []
+    fid = gen.get("fid", {}).get("overall", {})
+    if "fid_ci95" in fid:
+        low, high = fid["fid_ci95"]
+        lines.append(f"FID {fid['fid']:.2f}, 95 % interval [{low:.2f}, {high:.2f}] (+- 1.96 bootstrap standard "
+                     f"errors over {fid['fid_bootstrap_draws']} resamples of the generated images): another noise "
+                     "seed's FID should fall within it. FID is lower for more similar sets; the floors are what "
+                     "real images unseen in training score at these sample sizes.")
+    if "kid" in gen:
+        lines.append("KID x1000 is an unbiased estimate of a squared distance: real sets drawn alike score about 0, "
+                     "and a small negative value (a floor's, often) means 0 within its noise, not better than "
+                     "real.")
+    if "prdc" in gen:
+        lines.append("Precision: the share of generated images inside the real images' neighbourhoods (fidelity); "
+                     "recall: the share of real images inside the generated ones' (diversity); density and "
+                     "coverage are their outlier-robust versions; each from 0 to 1 (density can pass 1).")
+    lines.append("Distances in one space compare only with each other: the judge's features have their own scale, "
+                 "so its FID and KID are not on Inception's.")
+    return lines
 
 
 def comparisons(block: dict) -> dict[str, dict]:

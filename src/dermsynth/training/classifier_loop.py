@@ -138,6 +138,8 @@ class ClassifierTrainer:
         self.elapsed_s = 0.0
         self.best_score = -1.0
         self.best_epoch = 0
+        self.weight_sum: dict[str, torch.Tensor] | None = None  # select average: the window's weights, summed
+        self.averaged = 0  # epochs in weight_sum
 
     def load_data(self, train_images: np.ndarray, train_labels: np.ndarray,
                   val_images: np.ndarray, val_labels: np.ndarray, synthetic: np.ndarray | None = None,
@@ -203,7 +205,40 @@ class ClassifierTrainer:
             "images_per_s": n / max(seconds, 1e-9),
         }
 
-    def validate(self) -> dict[str, float]:
+    def average_window(self) -> int:
+        """select average: the first epoch (1-based) whose weights are averaged."""
+        t = self.cfg.train
+        return max(1, t.epochs - t.average_epochs + 1)
+
+    def accumulate(self) -> None:
+        """Add this epoch's weights to the average (float64 sums; integer buffers keep their last value)."""
+        state = self.model.state_dict()
+        if self.weight_sum is None:
+            self.weight_sum = {k: v.detach().double().clone() if v.is_floating_point() else v.clone()
+                               for k, v in state.items()}
+        else:
+            for k, v in state.items():
+                if v.is_floating_point():
+                    self.weight_sum[k] += v.detach().double()
+                else:
+                    self.weight_sum[k] = v.clone()
+        self.averaged += 1
+
+    def averaged_state(self) -> dict[str, torch.Tensor]:
+        """The mean of the accumulated weights, in the model's own dtypes (BatchNorm statistics averaged too)."""
+        state = self.model.state_dict()
+        return {k: (v / self.averaged).to(state[k].dtype) if v.is_floating_point() else v
+                for k, v in self.weight_sum.items()}
+
+    def validate(self, state: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        """Val scores of the model as it is, or of ``state`` (the model's weights are restored after)."""
+        if state is not None:
+            current = {k: v.clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(state)
+            try:
+                return self.validate()
+            finally:
+                self.model.load_state_dict(current)
         pred = predict_proba(self.model, self.val_images).argmax(1)
         return {
             "val_balanced_accuracy": float(balanced_accuracy_score(self.val_labels, pred)),
@@ -220,6 +255,8 @@ class ClassifierTrainer:
             "elapsed_s": self.elapsed_s,
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
+            "weight_sum": self.weight_sum,
+            "averaged": self.averaged,
             "rng": rng_state(self.device),
             "config": to_plain(self.cfg),
             "dermsynth_version": __version__,
@@ -231,6 +268,7 @@ class ClassifierTrainer:
         self.epoch, self.images_seen = int(state["epoch"]), int(state["images_seen"])
         self.elapsed_s = float(state["elapsed_s"])
         self.best_score, self.best_epoch = float(state["best_score"]), int(state["best_epoch"])
+        self.weight_sum, self.averaged = state.get("weight_sum"), int(state.get("averaged", 0))
         set_rng_state(state["rng"], self.device)
 
 
@@ -309,10 +347,11 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
         synthetic_train_images_per_class={c: synthetic_counts.get(c, 0) for c in CLASSES},
         synthetic_share_per_class=synthetic_share, initialised_from=None if init_from is None else str(init_from))
 
-    def snapshot() -> dict:
+    def snapshot(weights: dict | None = None, selection: str | None = None) -> dict:
         return {
             "format": CLASSIFIER_FORMAT,
-            "model": trainer.model.state_dict(),
+            "model": weights if weights is not None else trainer.model.state_dict(),
+            "selection": selection or f"best val epoch ({trainer.epoch})",
             "model_config": to_plain(cfg.model),
             "classes": list(CLASSES),
             "resolution": cfg.data.resolution,
@@ -343,10 +382,24 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
                 break
             line = trainer.train_epoch(on_step=bar.update)
             line.update(trainer.validate())
-            is_best = line["val_balanced_accuracy"] > trainer.best_score
-            if is_best:
-                trainer.best_score, trainer.best_epoch = line["val_balanced_accuracy"], trainer.epoch
-                save_atomic(snapshot(), out / "classifier.pt")
+            if t.select == "best":
+                is_best = line["val_balanced_accuracy"] > trainer.best_score
+                if is_best:
+                    trainer.best_score, trainer.best_epoch = line["val_balanced_accuracy"], trainer.epoch
+                    save_atomic(snapshot(), out / "classifier.pt")
+            else:  # the mean of the last epochs' weights; before the window, the latest weights stand in
+                is_best = False
+                first = trainer.average_window()
+                if trainer.epoch >= first:
+                    trainer.accumulate()
+                    weights = trainer.averaged_state()
+                    scores = trainer.validate(weights)
+                    line["val_balanced_accuracy_averaged"] = scores["val_balanced_accuracy"]
+                    selection = f"mean of the weights of epochs {first}-{trainer.epoch}"
+                else:
+                    weights, scores, selection = None, line, f"the weights of epoch {trainer.epoch} (not averaged yet)"
+                trainer.best_score, trainer.best_epoch = scores["val_balanced_accuracy"], trainer.epoch
+                save_atomic(snapshot(weights, selection), out / "classifier.pt")
             trainer.elapsed_s = time.perf_counter() - start
             line = {"epoch": trainer.epoch, **{k: v if k == "lr" else round(v, 6) for k, v in line.items()},
                     "best_epoch": trainer.best_epoch, "elapsed_s": round(trainer.elapsed_s, 2)}
@@ -366,7 +419,9 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
         stats_file.close()
     finish_record(out, run_info, epochs=trainer.epoch, best_epoch=trainer.best_epoch,
                   best_val_balanced_accuracy=round(trainer.best_score, 6), stopped_early=stopped_early,
-                  elapsed_s=round(trainer.elapsed_s, 2))
-    print(f"done: {trainer.epoch} epochs; best epoch {trainer.best_epoch} (val balanced accuracy "
-          f"{trainer.best_score:.4f}); snapshot {out / 'classifier.pt'}")
+                  elapsed_s=round(trainer.elapsed_s, 2), selection=t.select)
+    held = (f"best epoch {trainer.best_epoch}" if t.select == "best" else
+            f"mean of the last {trainer.averaged} epochs' weights")
+    print(f"done: {trainer.epoch} epochs; {held} (val balanced accuracy {trainer.best_score:.4f}); "
+          f"snapshot {out / 'classifier.pt'}")
     return out

@@ -283,7 +283,7 @@ def resume_trainer(trainer, path: Path, expect: str, what: str, out: Path) -> No
 
 
 SESSION_RESULTS = ("finished", "steps", "epochs", "kimg", "elapsed_s", "stopped_early", "best_epoch",
-                   "best_val_balanced_accuracy", "rank_weights_agree", "rank_checksums")
+                   "best_val_balanced_accuracy", "selection", "rank_weights_agree", "rank_checksums")
 """run.json fields a session ends with; a resumed run moves them into its entry of ``resumed``."""
 
 
