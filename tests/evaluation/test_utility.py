@@ -167,12 +167,18 @@ def test_every_arm_runs_through_the_cli_and_only_changed_runs_train_again(tiny_g
     assert sum(info("real-plus-synthetic-seed0")["synthetic_train_images_per_class"].values()) > 0
     md = (folder / "utility.md").read_text()
     assert "95 % interval" in md and "external set" in md and (folder / "utility.png").is_file()
+    # the controls: real images only (no generator in their fingerprint), every difference with its joint interval
+    assert info("half-seed0")["train_images"] < info("real-seed0")["train_images"]
+    assert info("shuffled-seed0")["synthetic_train_images_per_class"] == info(
+        "real-plus-synthetic-seed0")["synthetic_train_images_per_class"]
+    assert all("bootstrap" in d for d in saved["summary"]["differences"].values())
+    assert "positive_resolved" in saved["summary"]["controls"]
 
     # Run again with topup_to changed: topup and filter train again, the other arms are reused.
     stamp = {name: (folder / name / "classifier.pt").stat().st_mtime_ns
              for name in ("real-seed0", "ratio-seed1", "real-plus-synthetic-seed0", "filter-seed1")}
     output = run("--utility", "topup_to=10")
-    assert output.count("made by other settings") == 4  # topup and filter, two seeds each
+    assert output.count("made by other settings") == 6  # topup, filter and shuffled, two seeds each
     assert (folder / "real-seed0" / "classifier.pt").stat().st_mtime_ns == stamp["real-seed0"]
     assert (folder / "ratio-seed1" / "classifier.pt").stat().st_mtime_ns == stamp["ratio-seed1"]
     assert (folder / "real-plus-synthetic-seed0" / "classifier.pt").stat().st_mtime_ns != stamp[
@@ -237,3 +243,43 @@ def test_records_of_the_first_utility_studies_are_read():
     new = upgrade(first)
     assert set(new["summary"]["arms"]) == {"real", "topup"}
     assert new["summary"]["differences"]["topup"]["balanced_accuracy_mean"] == pytest.approx(-0.1)
+
+
+class _NoSynthetic(utility.FolderSource):
+    """A source the known-answer controls never draw from: they train on real images only."""
+
+    def __init__(self, resolution: int) -> None:
+        self.resolution, self.name, self.fingerprint, self.path = resolution, "none", "0" * 16, Path("none")
+
+    def check(self, split, index) -> str:
+        return "not needed: real images only"
+
+    def draw(self, label, n, seed):
+        raise AssertionError("the controls draw no synthetic image")
+
+
+def test_the_fine_tuned_study_s_controls_come_out_as_known_on_phantom_data(tmp_path):
+    # Phantom classes are learnable: the classifier on every train lesion beats the one on half of them, with
+    # the joint interval above zero; class-shuffled real top-up images bring no gain.
+    from dermsynth.data.phantom import make_phantom
+
+    root = make_phantom(tmp_path / "data", per_class=60, size=48, seed=0)
+    index = open_index(root)
+    save_split(make_split(index, (0.5, 0.1, 0.4), 0), tmp_path / "split.json", index)
+    cfg = classifier_config(load_yaml(REPO / "configs/classifier-tiny.yaml"), ["train.epochs=8"], data_root=root)
+    result = run_utility(_NoSynthetic(32), root, tmp_path / "split.json", cfg, tmp_path / "u",
+                         utility=utility_config({"arms": ["real", "half", "shuffled"], "seeds": [0, 1, 2],
+                                                 "topup_to": 60}), progress=False)
+    summary = result["summary"]
+    half, shuffled = (summary["differences"][a]["bootstrap"] for a in ("half", "shuffled"))
+    assert half["sign"] == "real minus half" and half["ci95"][0] > 0 and half["mean"] > 3, half
+    assert shuffled["ci95"][0] <= 0, shuffled
+    assert summary["controls"]["positive_resolved"] and summary["controls"]["negative_no_gain"]
+    assert half["mde"] > 0 and len(half["per_seed"]) == 3
+    # half trains on about half of each class's train images (whole lesions); shuffled on real + relabelled images
+    info = lambda name: json.loads((tmp_path / "u" / name / "run.json").read_text())  # noqa: E731
+    full, halved = info("real-seed0")["train_images_per_class"], info("half-seed0")["train_images_per_class"]
+    assert all(0.3 * full[c] <= halved[c] <= 0.7 * full[c] for c in CLASSES)
+    assert sum(info("shuffled-seed0")["synthetic_train_images_per_class"].values()) == 7 * 60 - sum(full.values())
+    md = (tmp_path / "u" / "utility.md").read_text()
+    assert "positive control" in md and "MDE" in md and "The controls came out as known" in md

@@ -156,7 +156,7 @@ def paired_difference(arm: np.ndarray, base: np.ndarray, rng: np.random.Generato
             "per_seed": [float(d) for d in diff[:, 0]]}
 
 
-def _half(lesions: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def half_of_lesions(lesions: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Rows of a random half of each class's lesions (at least one lesion per class)."""
     keep = np.zeros(len(labels), dtype=bool)
     for c in np.unique(labels):
@@ -212,7 +212,7 @@ def run_probe(train: dict, test: dict, cfg: ProbeConfig, pool: tuple[np.ndarray,
                 bar.update()
                 continue
             if arm in ("real", "half"):
-                rows = np.arange(len(y)) if arm == "real" else _half(lesions, y, draw)
+                rows = np.arange(len(y)) if arm == "real" else half_of_lesions(lesions, y, draw)
                 fx, fy = x[rows], y[rows]
             elif arm == "shuffled":
                 picks = {c: draw.choice(len(y), size=n) for c, n in top.items() if n}
@@ -227,19 +227,34 @@ def run_probe(train: dict, test: dict, cfg: ProbeConfig, pool: tuple[np.ndarray,
             correct[arm].append(predict(test["features"]) == test_labels)
             bar.update()
     bar.close()
-    scores = {a: balanced_accuracies(np.stack(v), test_labels, weights) for a, v in correct.items()}
-    arms = {a: {"balanced_accuracy_mean": float(s[:, 0].mean() * 100), "balanced_accuracy_std":
-                float(s[:, 0].std(ddof=1) * 100), "role": CONTROLS.get(a, "baseline" if a == BASELINE else "arm")}
-            for a, s in scores.items()}
-    differences = {a: paired_difference(scores[a], scores[BASELINE], rng) for a in cfg.arms if a != BASELINE}
-    if "half" in differences:  # the positive control reads as the gain of all the real lesions over half of them
-        d = differences["half"]
-        differences["half"] = {**d, "mean": -d["mean"], "ci95": [-d["ci95"][1], -d["ci95"][0]],
-                               "per_seed": [-v for v in d["per_seed"]], "sign": "real minus half"}
+    arms, differences = compare_arms(correct, test_labels, weights, rng)
     verdict = controls_verdict(differences)
     return {"config": asdict(cfg), "n_train": int(len(y)), "n_test": int(len(test_labels)),
             "n_test_lesions": int(len(set(test["lesions"]))), "arms": arms, "differences": differences,
             "controls": verdict, "unit": "balanced accuracy, percentage points"}
+
+
+def compare_arms(correct: dict[str, list[np.ndarray]], labels: np.ndarray, weights: np.ndarray,
+                 rng: np.random.Generator) -> tuple[dict, dict]:
+    """Every arm's balanced accuracy (percent, mean and sd over seeds) and its paired difference from the
+    baseline (:func:`paired_difference`), from ``correct``: per arm, one boolean (N,) array of right answers on
+    the test images per seed, seeds in the same order in every arm; ``weights``: :func:`lesion_weights`. The
+    positive control reads as the gain of all the real lesions over half of them (real minus half)."""
+    scores = {a: balanced_accuracies(np.stack(v), labels, weights) for a, v in correct.items()}
+    arms = {a: {"balanced_accuracy_mean": float(s[:, 0].mean() * 100),
+                "balanced_accuracy_std": float(s[:, 0].std(ddof=1) * 100) if len(s) > 1 else 0.0,
+                "role": CONTROLS.get(a, "baseline" if a == BASELINE else "arm")} for a, s in scores.items()}
+    differences = {}
+    for a in scores:
+        if a == BASELINE:
+            continue
+        n = min(len(scores[a]), len(scores[BASELINE]))
+        d = paired_difference(scores[a][:n], scores[BASELINE][:n], rng)
+        if a == "half":
+            d = {**d, "mean": -d["mean"], "ci95": [-d["ci95"][1], -d["ci95"][0]],
+                 "per_seed": [-v for v in d["per_seed"]], "sign": "real minus half"}
+        differences[a] = d
+    return arms, differences
 
 
 def controls_verdict(differences: dict) -> dict:
