@@ -156,7 +156,7 @@ def evaluate(args: argparse.Namespace) -> None:
     from dermsynth.evaluation.gan import JudgeFeatures
     from dermsynth.evaluation.sources import generate_like
     from dermsynth.generate import load_generator
-    from dermsynth.metrics.features import extract
+    from dermsynth.metrics.features import Standardiser, extract
     from dermsynth.metrics.inception import InceptionFeatures
     from dermsynth.metrics.memorisation import memorisation, summary
 
@@ -183,6 +183,11 @@ def evaluate(args: argparse.Namespace) -> None:
     if args.inception_minutes != "":
         spaces["inception"] = InceptionFeatures(device=args.device)
     real = {name: extract(space, train_images, cache, progress=True) for name, space in spaces.items()}
+    # The judge's features are standardised by the real train part, as evaluate gan does (tables made before
+    # 2026-12-05 measured its raw features).
+    scale = {name: Standardiser(real[name]) if getattr(space, "standardise", False) else (lambda x: x)
+             for name, space in spaces.items()}
+    real = {name: scale[name](f) for name, f in real.items()}
 
     results: dict = {"runs": {}}
     for run in runs:
@@ -205,10 +210,10 @@ def evaluate(args: argparse.Namespace) -> None:
                 t0 = time.perf_counter()
                 # Generated images' features are cached in OUT, not beside the real data's: a rerun costs nothing
                 # and the shared cache does not fill with one benchmark's samples.
-                f_fake = extract(space, fake, args.out / "features", progress=True)
+                f_fake = scale[name](extract(space, fake, args.out / "features", progress=True))
                 entry[name] = _space_block(real[name], train_labels, f_fake, fake_labels, list(CLASSES))
                 if snap == snaps[-1]:  # memorisation: at the last snapshot only
-                    f_test = extract(space, test_images, cache, progress=True)
+                    f_test = scale[name](extract(space, test_images, cache, progress=True))
                     mem = summary(memorisation(real[name], f_fake, f_test))
                     entry[name]["memorisation_flagged_pct"] = mem["flagged_pct"]
                 print(f"[{run.name}] minute {key} {name}: FID {entry[name]['fid']:.1f} "

@@ -37,6 +37,9 @@ def test_evaluate_gan_writes_every_measure_but_utility(tiny_gan, tiny_judge, pha
     assert report["n_generated"] == report["n_real_train"]
     assert [row["class"] for row in report["detection"]] == list(CLASSES)
     assert (out / "table3" / "table3.md").is_file()
+    z = report["feature_spaces"]["judge"]["standardised"]  # the judge's features, standardised by real train
+    assert z["dims"] > z["dead"] >= 0 and 0 < z["top5_variance_share"] <= 1
+    assert "standardised" not in report["feature_spaces"].get("inception", {})
     text = (out / "evaluation.md").read_text()
     assert "floor: real train half vs half" in text
     assert "95 % interval" in text and "a small negative value" in text  # every number explained in a line

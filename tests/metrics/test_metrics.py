@@ -127,3 +127,24 @@ def test_a_registered_metric_is_computed_and_shown_in_every_table(monkeypatch):
     assert "| mean gap |" in evaluation_markdown(report)
     assert list(comparisons(report["feature_spaces"]["x"])) == ["generated vs real train",
                                                                 "floor: real train half vs half"]
+
+
+def test_standardised_features_weigh_every_unit_alike_and_drop_dead_ones():
+    from dermsynth.metrics.features import Standardiser
+
+    rng = np.random.default_rng(4)
+    real = rng.normal(size=(2000, 6))
+    fake = rng.normal(size=(2000, 6))
+    fake[:, 0] += 1.0  # a shift in one unit
+    scales = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 100.0])  # and one unit a hundred times larger than the rest
+    real_s, fake_s = real * scales, fake * scales
+    real_s = np.concatenate([real_s, np.zeros((2000, 1))], axis=1)  # a dead unit
+    fake_s = np.concatenate([fake_s, np.zeros((2000, 1))], axis=1)
+    z = Standardiser(real_s)
+    assert z.summary["dims"] == 7 and z.summary["dead"] == 1 and z.summary["top5_variance_share"] > 0.99
+    # Raw, the large unit's sampling noise swamps the shift; standardised, the distance is the shift's, about 1.
+    standardised = METRICS["fid"](z(real_s), z(fake_s))["fid"]
+    assert standardised == pytest.approx(METRICS["fid"](real, fake)["fid"], rel=0.05)
+    assert standardised == pytest.approx(1.0, abs=0.15)
+    assert METRICS["fid"](real_s, fake_s)["fid"] > 2 * standardised
+    assert z(fake_s).shape == (2000, 6)

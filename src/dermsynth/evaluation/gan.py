@@ -39,7 +39,7 @@ from dermsynth.data.index import CLASSES, DataChecks, DataError, open_index
 from dermsynth.data.splits import load_split
 from dermsynth.evaluation.sources import FolderSource, GeneratorSource
 from dermsynth.metrics import REGISTRY, overall_table, per_class, per_class_table
-from dermsynth.metrics.features import extract
+from dermsynth.metrics.features import Standardiser, extract
 from dermsynth.metrics.frechet import fid_bootstrap
 from dermsynth.metrics.inception import InceptionFeatures, WeightsError
 from dermsynth.metrics.memorisation import memorisation, plot_memorisation, summary
@@ -66,6 +66,8 @@ class JudgeFeatures:
     """The judge classifier's penultimate features, as a feature extractor."""
 
     name = "judge"
+    standardise = True
+    """Distances are taken on features standardised by the real train part (:class:`Standardiser`)."""
 
     def __init__(self, path: str | Path) -> None:
         from dermsynth.models.classifier import load_classifier
@@ -217,11 +219,17 @@ def evaluate_source(source: GeneratorSource | FolderSource, data_root: str | Pat
         f_train = extract(space, train_images, cfg.feature_cache, progress)
         f_test = extract(space, test_images, cfg.feature_cache, progress)
         f_fake = space(fake_images, progress=progress)
+        standardised = None
+        if getattr(space, "standardise", False):
+            standardised = Standardiser(f_train)
+            f_train, f_test, f_fake = standardised(f_train), standardised(f_test), standardised(f_fake)
         block = {"generated_vs_train": _metric_block(measures, f_train, train_labels, f_fake, fake_labels, options),
                  "floor_half_vs_half": _metric_block(measures, f_train[a], train_labels[a], f_train[b],
                                                      train_labels[b], options),
                  "floor_test_vs_train": _metric_block(measures, f_train, train_labels, f_test[unseen],
                                                       test_labels[unseen], options)}
+        if standardised is not None:
+            block["standardised"] = standardised.summary
         if "fid" in measures and cfg.fid_bootstrap:
             block["generated_vs_train"]["fid"]["overall"].update(
                 fid_bootstrap(f_train, f_fake, cfg.fid_bootstrap, seed))
@@ -334,6 +342,11 @@ def explain_space(block: dict) -> list[str]:
         lines.append("Precision: the share of generated images inside the real images' neighbourhoods (fidelity); "
                      "recall: the share of real images inside the generated ones' (diversity); density and "
                      "coverage are their outlier-robust versions; each from 0 to 1 (density can pass 1).")
+    if "standardised" in block:
+        z = block["standardised"]
+        lines.append(f"The judge's {z['dims']} penultimate features are standardised by the real train part before "
+                     f"any distance ({z['dead']} constant there are dropped; raw, the five largest held "
+                     f"{100 * z['top5_variance_share']:.0f} % of the variance).")
     lines.append("Distances in one space compare only with each other: the judge's features have their own scale, "
                  "so its FID and KID are not on Inception's.")
     return lines

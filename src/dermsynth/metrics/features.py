@@ -33,3 +33,21 @@ def extract(extractor, images: np.ndarray, cache_dir: str | Path | None = None, 
     features = extractor(images, progress=progress)
     atomic_write(path, lambda f: np.save(f, features), needed_bytes=features.nbytes)
     return features
+
+
+class Standardiser:
+    """Each feature divided by its standard deviation over a reference set (the real train part); features that
+    are constant there (dead ReLUs) are dropped. A network trained from scratch puts a handful of large-valued
+    units beside many small ones, and a distance on its raw features is mostly a distance on those few; on
+    standardised features every unit counts alike, as Inception's features roughly do already."""
+
+    def __init__(self, reference: np.ndarray) -> None:
+        std = np.asarray(reference, dtype=np.float64).std(axis=0)
+        self.alive = std > 1e-6 * max(float(std.max()), 1e-12)
+        self.std = std[self.alive]
+        variances = np.sort(std ** 2)[::-1]
+        self.summary = {"dims": int(len(std)), "dead": int((~self.alive).sum()),
+                        "top5_variance_share": float(variances[:5].sum() / max(variances.sum(), 1e-12))}
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(features, dtype=np.float64)[:, self.alive] / self.std
