@@ -122,8 +122,8 @@ def test_cli_trains_resnet_with_weighted_loss_and_resumes_exactly(phantom_data, 
 
 def test_saved_split_reuse_patience_and_the_config_dry_run(tiny_judge, phantom_data, tmp_path):
     cfg = classifier_config(load_yaml(REPO / "configs/classifier-tiny.yaml"),
-                            TINY_CLASSIFIER + ["train.epochs=20", "train.select=best", "train.patience=1", "train.lr=1e-9",
-                                               "split.seed=5"],
+                            TINY_CLASSIFIER + ["train.epochs=20", "train.select=best", "train.patience=1",
+                                               "train.lr=1e-9", "split.seed=5"],
                             data_root=phantom_data)
     run = train_classifier(cfg, RunOptions(out=tmp_path / "run", split_file=tiny_judge / "split.json",
                                            progress=False))

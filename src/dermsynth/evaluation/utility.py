@@ -24,8 +24,8 @@ Every classifier is scored on the same real test part (leakage guard included) a
 difference from ``real`` gets a 95 % interval that covers training and test sampling at once (seeds resampled
 jointly with the test lesions, :func:`~dermsynth.evaluation.probe.compare_arms`) and the minimum detectable
 effect, in balanced-accuracy points; each class's recall change keeps a t-interval over seeds. The generator
-must not have seen any val or test image or lesion of the study's split (checked from the ids its snapshot records). Finished trainings are reused, so
-an interrupted study picks up where it stopped.
+must not have seen any val or test image or lesion of the study's split (checked from the ids its snapshot
+records). Finished trainings are reused, so an interrupted study picks up where it stopped.
 """
 
 from __future__ import annotations
