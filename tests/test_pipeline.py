@@ -58,6 +58,9 @@ def test_every_stage_runs_and_leaves_its_outputs(study):
         assert (run / path).exists(), path
     prov = json.loads((run / "provenance.json").read_text())
     assert set(prov["stage_seconds"]) == set(STAGES) and prov["versions"]["torch"]
+    # One split hash, named one way: the hash of the parts, as split.json and the trained runs record it.
+    split_hash = json.loads((run / "split.json").read_text())["sha256"]
+    assert prov["split_sha256"] == split_hash == json.loads((run / "gan" / "run.json").read_text())["split_sha256"]
 
 
 def test_unchanged_stages_are_skipped_and_a_change_reruns_only_what_depends_on_it(study, capsys):

@@ -52,7 +52,7 @@ from dermsynth.config import (
 from dermsynth.data.cache import default_cache_dir, load_cache
 from dermsynth.data.index import DataChecks, DataError, open_index
 from dermsynth.data.phantom import make_phantom
-from dermsynth.data.splits import make_split, save_split
+from dermsynth.data.splits import load_split, make_split, save_split
 from dermsynth.data.summary import format_class_table
 from dermsynth.evaluation.detection import evaluate_detection
 from dermsynth.evaluation.gan import EvaluationConfig, evaluate_gan
@@ -71,7 +71,6 @@ from dermsynth.storage import (
     is_owned,
     read_marker,
     remove_folder,
-    sha256_file,
     storage_error,
     write_marker,
 )
@@ -362,7 +361,8 @@ class Study:
             "data_fingerprint": self.data_fingerprint,
             "data_checks": self.checks.changed(),  # what was let through that is refused by default
             "data_warnings": self.index.warnings,
-            "split_sha256": sha256_file(split_file) if split_file.is_file() else None,
+            # The hash of the split's parts, as split.json, run.json and every classifier.pt name it.
+            "split_sha256": load_split(split_file).sha256() if split_file.is_file() else None,
             "gan_config": to_plain(self.gan_cfg),
             "judge_config": to_plain(self.judge_cfg),
             "feature_judge_config": (SAME_AS_JUDGE if self.feature_judge_cfg is None

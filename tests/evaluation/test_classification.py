@@ -176,3 +176,4 @@ def test_wrong_checkpoint_kind_and_foreign_data_are_one_line(tiny_judge, ham):
     result = invoke("evaluate-classifier", "--checkpoint", tiny_judge / "classifier.pt", "--data", ham,
                     "--no-progress")
     assert result.exit_code == 2 and "was the split made for other data" in result.output
+    assert f"the classifier {tiny_judge / 'classifier.pt'}'s split: its test part" in result.output

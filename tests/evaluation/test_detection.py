@@ -106,6 +106,13 @@ def test_detection_refuses_bad_requests_with_one_line(tiny_judge, generator, pha
     assert unknown.exit_code == 2 and "unknown class" in unknown.output
 
 
+def test_a_judge_of_other_data_is_named_in_the_refusal(tiny_judge, generator, ham, tmp_path):
+    judge = tiny_judge / "classifier.pt"
+    result = invoke("evaluate", "detection", "--generator", generator, "--judge", judge, "--data", ham,
+                    "--per-class", 2, "--out", tmp_path / "x", "--no-progress")
+    assert result.exit_code == 2 and f"the judge {judge}'s split: its test part names" in result.output
+
+
 def test_help_lists_the_evaluation_commands():
     result = invoke("--help")
     for name in ("train-classifier", "evaluate-classifier", "evaluate"):

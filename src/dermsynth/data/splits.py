@@ -37,15 +37,16 @@ class Split:
     def part_of(self) -> dict[str, str]:
         return {image_id: part for part, ids in self.parts.items() for image_id in ids}
 
-    def indices(self, index: DatasetIndex, part: str) -> np.ndarray:
-        """Rows of ``index`` in ``part``; refuses ids the index does not have."""
+    def indices(self, index: DatasetIndex, part: str, whose: str = "the split") -> np.ndarray:
+        """Rows of ``index`` in ``part``; refuses ids the index does not have, naming ``whose`` split it is
+        (e.g. "the judge runs/j/classifier.pt's split")."""
         if part not in self.parts:
-            raise DataError(f"split has no part {part!r} (parts: {', '.join(self.parts)})")
+            raise DataError(f"{whose} has no part {part!r} (parts: {', '.join(self.parts)})")
         rows = {r.image_id: i for i, r in enumerate(index.records)}
         missing = [i for i in self.parts[part] if i not in rows]
         if missing:
             raise DataError(
-                f"the split's {part} part names {len(missing)} image(s) that the dataset at "
+                f"{whose}: its {part} part names {len(missing)} image(s) that the dataset at "
                 f"{index.root} does not have (e.g. {', '.join(missing[:3])}); was the split made "
                 "for other data?"
             )

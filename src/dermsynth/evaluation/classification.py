@@ -88,13 +88,15 @@ def score_dataset(
     tta: str = "none",
     checks: DataChecks = DataChecks(),
     hints: str | None = None,
+    whose: str = "the classifier's split",
 ) -> Scored:
     """Score the ``split`` part of the classifier's saved split (or ``all`` images) of a dataset.
 
     Images come from the uint8 cache at the classifier's resolution and crop.
     The leakage guard runs before anything is scored. ``tta`` averages the
     probabilities over flipped views (:data:`dermsynth.models.classifier.TTA`). ``checks`` says what the reader
-    lets through (:class:`~dermsynth.data.index.DataChecks`), ``hints`` how a refusal names the options.
+    lets through (:class:`~dermsynth.data.index.DataChecks`), ``hints`` how a refusal names the options,
+    ``whose`` whose split a refusal names (a judge's, a utility classifier's).
     """
     if split not in EVAL_SPLITS:
         raise DataError(f"--split {split!r} is not one of {', '.join(EVAL_SPLITS)}")
@@ -106,10 +108,10 @@ def score_dataset(
         wanted = None
     else:
         saved = Split(parts=meta["split_parts"], seed=int(meta["split_seed"]), fractions={})
-        records = saved.indices(index, split)  # refuses data that lacks the split's images
+        records = saved.indices(index, split, whose)  # refuses data that lacks the split's images
         wanted = {index.records[i].image_id for i in records}
         if not wanted:
-            raise DataError(f"the classifier's split has no {split} images")
+            raise DataError(f"{whose} has no {split} images")
     cached = load_cache(index, meta["resolution"], meta["crop"], cache_dir, "skip", progress=progress)
     rows = np.array([i for i, image_id in enumerate(cached.image_ids) if wanted is None or image_id in wanted],
                     dtype=np.int64)
@@ -266,7 +268,8 @@ def evaluate_classifier(
     if tta not in TTA:
         raise DataError(f"--tta {tta!r} is not one of {', '.join(TTA)}")
     model, meta = load_classifier(checkpoint, device)
-    scored = score_dataset(model, meta, data_root, split, fmt, cache_dir, progress, tta, checks, hints)
+    scored = score_dataset(model, meta, data_root, split, fmt, cache_dir, progress, tta, checks, hints,
+                           whose=f"the classifier {checkpoint}'s split")
     metrics = classification_metrics(scored.labels, scored.proba, tuple(meta["classes"]))
     default_name = f"eval-{split}" if tta == "none" else f"eval-{split}-tta-{tta}"
     out = Path(out) if out is not None else checkpoint.parent / default_name

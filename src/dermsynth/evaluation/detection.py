@@ -185,7 +185,8 @@ def evaluate_detection(
         "avg confidence %: the judge's mean probability for the intended class.",
     ]
     if data_root is not None:
-        scored = score_dataset(model, meta, data_root, "test", fmt, cache_dir, progress, tta, checks, hints)
+        scored = score_dataset(model, meta, data_root, "test", fmt, cache_dir, progress, tta, checks, hints,
+                               whose=f"the judge {judge}'s split")
         per_class_metrics = classification_metrics(scored.labels, scored.proba, tuple(meta["classes"]))["per_class"]
         real_recall = {name: (m["recall"], m["support"]) for name, m in per_class_metrics.items()}
         notes.append("real-test recall %: the judge's recall on the real images of that class in the test part of "

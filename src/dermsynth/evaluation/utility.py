@@ -328,7 +328,8 @@ def _filtered_pool(source, real_counts: dict[str, int], utility: UtilityConfig,
 
 def _scores(run_dir: Path, data_root, split: str, checks: DataChecks) -> dict:
     model, meta = load_classifier(run_dir / "classifier.pt")
-    scored = score_dataset(model, meta, data_root, split, progress=False, checks=checks)
+    scored = score_dataset(model, meta, data_root, split, progress=False, checks=checks,
+                           whose=f"the utility classifier {run_dir}'s split")
     m = classification_metrics(scored.labels, scored.proba)
     return {"balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
             "recall": {c: m["per_class"][c]["recall"] for c in CLASSES},

@@ -78,7 +78,7 @@ def _data_section(run: Path) -> str:
     if split is not None:
         srows = [[r["dx"], *[r[f"{p}_images"] for p in ("train", "val", "test")],
                   *[r[f"{p}_lesions"] for p in ("train", "val", "test")]] for r in split.get("per_class", [])]
-        out += (f"<p>Lesion-grouped split (seed {split['seed']}, sha256 {split['sha256'][:12]}): no lesion in two "
+        out += (f"<p>Lesion-grouped split (seed {split['seed']}, sha256 (of its parts) {split['sha256'][:12]}): no lesion in two "
                 "parts.</p>")
         out += _table(["dx", "train images", "val images", "test images", "train lesions", "val lesions",
                        "test lesions"], srows, "split-table")
@@ -171,8 +171,8 @@ def _provenance_section(run: Path) -> str:
     times = prov.get("stage_seconds", {})
     rows = [[stage, seconds] for stage, seconds in times.items()]
     rows.append(["total", prov.get("total_seconds")])
-    out += (f"<p>Data fingerprint {prov['data_fingerprint'][:16]}; split sha256 "
-            f"{(prov.get('split_sha256') or '')[:16]}; seed of the split {prov['study']['split'].get('seed')}, "
+    out += (f"<p>Data fingerprint {prov['data_fingerprint'][:16]}; split sha256 (of its parts) "
+            f"{(prov.get('split_sha256') or '')[:12]}; seed of the split {prov['study']['split'].get('seed')}, "
             f"of the GAN {prov['gan_config']['train']['seed']}, "
             f"of the judge {prov['judge_config']['train']['seed']}.</p>")
     out += _table(["package", "version"], [[k, v] for k, v in prov["versions"].items()], "versions")

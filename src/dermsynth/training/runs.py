@@ -184,7 +184,7 @@ def resolve_split(index: DatasetIndex, split_cfg, opts: RunOptions, parts: tuple
     else:
         split = given or make_split(index, split_cfg.fractions, split_cfg.seed)
     for part in parts:
-        split.indices(index, part)  # refuses a split made for other data
+        split.indices(index, part, f"the split {saved if saved.is_file() else opts.split_file or 'made now'}")
     return split
 
 
