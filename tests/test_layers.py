@@ -13,7 +13,8 @@ PACKAGE = SRC / "dermsynth"
 
 LAYERS = (
     # the base: they import no other layer
-    ("_version", "errors", "storage", "distributed", "checkpoint", "augment", "figures", "tables", "model_card"),
+    ("_version", "errors", "schema", "storage", "distributed", "checkpoint", "augment", "figures", "tables",
+     "model_card"),
     ("data",),
     ("models",),
     ("config",),

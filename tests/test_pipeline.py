@@ -184,7 +184,7 @@ def test_imagenet_features_are_refused_as_the_judge_space_of_a_projected_gan(tmp
     paper = {"preset": str(REPO / "configs/classifier-paper.yaml"), "set": []}
     Study(tiny_study(tmp_path, gan=projected, judge=effnet, feature_judge=paper), tmp_path / "run")  # accepted
     # The utility section's arms are checked with the presets, before anything trains.
-    with pytest.raises(ConfigError, match="unknown arm 'mixup'"):
+    with pytest.raises(ConfigError, match=r"utility.arms\[1\]: expected one of real, .*, got 'mixup'"):
         Study(tiny_study(tmp_path, utility={"arms": ["real", "mixup"]}), tmp_path / "run")
     study = Study(tiny_study(tmp_path, utility={"arms": ["balanced", "filter"], "real_fraction": 0.75}),
                   tmp_path / "run")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -28,12 +27,12 @@ def test_every_preset_resolves(path, tmp_path):
 
 def test_best_is_paper_with_an_ema_and_a_lazy_penalty():
     paper, best = (gan_config(load_yaml(CONFIGS / f"{n}.yaml")) for n in ("paper", "best"))
-    for section in (f.name for f in dataclasses.fields(paper) if f.name not in ("name", "train", "loss")):
+    for section in (name for name in type(paper).model_fields if name not in ("name", "train", "loss")):
         assert getattr(paper, section) == getattr(best, section), section
-    assert dataclasses.replace(best.loss, gp_interval=1) == paper.loss
+    assert best.loss.model_copy(update={"gp_interval": 1}) == paper.loss
     assert paper.loss.gp_interval == 1 < best.loss.gp_interval
-    differ = {f.name for f in dataclasses.fields(paper.train)
-              if getattr(paper.train, f.name) != getattr(best.train, f.name)}
+    differ = {name for name in type(paper.train).model_fields
+              if getattr(paper.train, name) != getattr(best.train, name)}
     assert differ == {"ema_halflife_kimg"} and paper.train.ema_halflife_kimg == 0 < best.train.ema_halflife_kimg
 
 

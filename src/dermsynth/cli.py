@@ -19,6 +19,7 @@ from dermsynth.data.index import DataChecks
 from dermsynth.errors import ConfigError, DataError, DermsynthError, Interrupted
 from dermsynth.evaluation.gan import MEASURES
 from dermsynth.generate import MAX_PER_CLASS
+from dermsynth.schema import validated
 from dermsynth.storage import storage_error
 
 
@@ -96,7 +97,8 @@ def data_checks(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, allow_synthetic: bool, label_conflicts: str, follow_links: bool, **kwargs):
-        return fn(*args, checks=DataChecks(allow_synthetic, label_conflicts, follow_links), **kwargs)
+        return fn(*args, checks=DataChecks(allow_synthetic=allow_synthetic, label_conflicts=label_conflicts,
+                                           follow_links=follow_links), **kwargs)
 
     command = wrapper
     for option in (
@@ -213,7 +215,7 @@ def split(root: Path, out: Path | None, fractions: str, seed: int, force: bool, 
         shares = tuple(float(x) for x in fractions.split(","))
     except ValueError:
         raise ConfigError(f"--fractions: {fractions!r} is not three comma-separated numbers") from None
-    cfg = SplitConfig(fractions=shares, seed=seed)
+    cfg = validated(SplitConfig, {"fractions": shares, "seed": seed}, "invalid split config", prefix=("split",))
     out = out or Path("splits") / f"{Path(root).stem or 'data'}-seed{seed}.json"
     if out.exists() and not force:
         raise DataError(f"{out} exists; pass --force to replace it or --out to write elsewhere")
@@ -255,8 +257,9 @@ def prepare(root: Path, resolution: int, crop: str, cache_dir: Path | None, on_c
     """Decode, crop and resize every image once into the uint8 cache."""
     from dermsynth.data.cache import load_cache
 
-    cfg = DataConfig(root=root, format=fmt, resolution=resolution, crop=crop, cache_dir=cache_dir,
-                     on_corrupt=on_corrupt, **vars(checks))
+    cfg = validated(DataConfig, {"root": root, "format": fmt, "resolution": resolution, "crop": crop,
+                                 "cache_dir": cache_dir, "on_corrupt": on_corrupt, **checks.model_dump()},
+                    "invalid data config", prefix=("data",))
     index = _open(cfg.root, cfg.format, cfg.checks())
     cached = load_cache(index, cfg.resolution, cfg.crop, cfg.cache_dir, cfg.on_corrupt, rebuild=rebuild)
     click.echo(f"{len(cached.image_ids)} images at {cfg.resolution}px ({cfg.crop} crop) in {cached.path}")
@@ -453,10 +456,11 @@ def measure_options(fn):
 
 def _evaluation_config(measuring: dict, split_file: Path | None, checks: DataChecks):
     """The EvaluationConfig of ``measure_options``' values, every combination that cannot work refused."""
-    from dermsynth.config import classifier_config, from_dict, load_yaml, parse_assignments
+    from dermsynth.config import classifier_config, load_yaml, parse_assignments
     from dermsynth.data.cache import default_cache_dir
     from dermsynth.evaluation.gan import EvaluationConfig, parse_measures
     from dermsynth.evaluation.probe import ProbeConfig
+    from dermsynth.evaluation.utility import UtilityConfig
     from dermsynth.evaluation.utility import utility_config as make_utility_config
 
     m = measuring
@@ -467,7 +471,7 @@ def _evaluation_config(measuring: dict, split_file: Path | None, checks: DataChe
             raise ConfigError("the utility measure needs --utility-config (or leave it out of --measures)")
         cfg = classifier_config(load_yaml(find_preset(m["utility_config"])), [*m["overrides"], *checks.sets()],
                                 data_root=m["data_root"])
-        options = parse_assignments(m["utility_options"], "--utility", "seeds=[0,1,2]")
+        options = parse_assignments(m["utility_options"], "--utility", "seeds=[0,1,2]", UtilityConfig)
         if m["utility_seeds"] is not None:
             options["seeds"] = [s.strip() for s in m["utility_seeds"].split(",") if s.strip()]
         if m["utility_topup_to"] is not None:
@@ -480,7 +484,8 @@ def _evaluation_config(measuring: dict, split_file: Path | None, checks: DataChe
     if m["probe_options"]:
         if "probe" not in chosen:
             raise ConfigError("--probe belongs to the probe measure; add probe to --measures")
-        probe = from_dict(ProbeConfig, parse_assignments(m["probe_options"], "--probe", "seeds=20"), "probe")
+        probe = validated(ProbeConfig, parse_assignments(m["probe_options"], "--probe", "seeds=20", ProbeConfig),
+                          "invalid probe config", prefix=("probe",))
     return EvaluationConfig(
         measures=chosen, judge=m["judge"], split_file=split_file, seed=m["seed"],
         inception_weights=m["inception_weights"], feature_cache=m["feature_cache"] or default_cache_dir() / "features",

@@ -25,16 +25,16 @@ training stage that was interrupted resumes from its last checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import yaml
+from pydantic import Field, model_validator
 
 from dermsynth.checkpoint import list_states
 from dermsynth.config import (
@@ -47,7 +47,6 @@ from dermsynth.config import (
     load_yaml,
     result_settings,
     to_plain,
-    typed_values,
 )
 from dermsynth.data.cache import default_cache_dir, load_cache
 from dermsynth.data.index import DataChecks, DataError, open_index
@@ -60,6 +59,7 @@ from dermsynth.evaluation.utility import UtilityConfig, run_utility, utility_con
 from dermsynth.generate import generate_images
 from dermsynth.models.discriminator import sees_imagenet_features
 from dermsynth.report.html import write_report
+from dermsynth.schema import Integer, Items, Section, Seed, replaced, validated
 from dermsynth.storage import (
     LOCK,
     FolderError,
@@ -82,72 +82,89 @@ SAME_AS_JUDGE = "judge"
 """``feature_judge.preset`` value: the judge's own penultimate features are the judge space (no second network)."""
 
 
-@dataclass
-class Preset:
+class Preset(Section):
     """A preset (a path relative to the study file, or absolute) and its --set overrides."""
 
-    preset: str
-    set: tuple[str, ...] = ()
+    preset: str = Field(description="A preset: a path relative to the study file, an absolute one, or a shipped "
+                                    "preset's name.")
+    set: Items[str] = Field((), description=(
+        "Overrides of the preset's options, as --set takes them: SECTION.KEY=VALUE."))
 
 
-@dataclass
-class Sampling:
+class Sampling(Section):
     """How many images per class, drawn from which noise seed."""
 
-    per_class: int = 100
-    seed: int = 0
+    per_class: Integer = Field(100, ge=1, description="Images per class.")
+    seed: Seed = Field(0, description="Noise seed of the images.")
 
 
-@dataclass
-class MetricsSection:
+class MetricsSection(Section):
     """Generative metrics to compute (fid, kid, prdc, memorisation) and their feature spaces (inception, judge)."""
 
-    measures: tuple[str, ...] = ("fid", "kid", "prdc", "memorisation")
-    spaces: tuple[str, ...] = ("inception", "judge")
+    measures: Items[str] = Field(("fid", "kid", "prdc", "memorisation"), description=(
+        "Generative metrics to compute: fid, kid, prdc, memorisation."))
+    spaces: Items[str] = Field(("inception", "judge"), description=(
+        "Their feature spaces: inception (the FID Inception network), judge (the feature judge's penultimate "
+        "layer)."))
 
 
-@dataclass
 class UtilitySection(UtilityConfig):
     """The utility study: its classifier preset and overrides, the options of
     :class:`~dermsynth.evaluation.utility.UtilityConfig`, and ``external``, a dataset in HAM10000 layout
     that scores every arm too."""
 
-    preset: str = "classifier-paper.yaml"
-    set: tuple[str, ...] = ()
-    external: str | None = None
-    given: tuple[str, ...] = field(default=(), init=False, repr=False)
-    """The options the study file wrote (they enter the stage key as they always did)."""
+    preset: str = Field("classifier-paper.yaml", description="The utility classifier's preset.")
+    set: Items[str] = Field((), description="Overrides of its options, as --set takes them: SECTION.KEY=VALUE.")
+    external: str | None = Field(None, description=(
+        "A dataset in HAM10000 layout (relative to the study file, or absolute) that scores every arm too."))
+
+    @property
+    def given(self) -> tuple[str, ...]:
+        """The options the study file wrote (they enter the stage key as they always did)."""
+        return tuple(name for name in type(self).model_fields if name in self.model_fields_set)
 
 
-@dataclass
-class StudyConfig:
+class StudyConfig(Section):
     """A whole study: which presets train the GAN and the judges, and what is measured."""
 
-    name: str = "study"
-    """Name shown in the report."""
-    phantom: PhantomConfig = field(default_factory=lambda: PhantomConfig(per_class=60, size=64))
-    """Phantom data drawn when no --data is given (not medical data)."""
-    split: SplitConfig = field(default_factory=SplitConfig)
-    """The lesion-grouped split every stage shares."""
-    gan: Preset = field(default_factory=lambda: Preset("best.yaml"))
-    """GAN preset and overrides."""
-    judge: Preset = field(default_factory=lambda: Preset("classifier-resnet.yaml"))
-    """Judge classifier preset and overrides: the classifier that scores Table III."""
-    feature_judge: Preset = field(default_factory=lambda: Preset(SAME_AS_JUDGE))
-    """The classifier whose penultimate features are the judge space of FID/KID/PRDC and memorisation:
-    ``judge`` (the judge itself) or a classifier preset and overrides, trained in feature-judge/. A network
-    pretrained on ImageNet is refused there when the GAN's discriminator sees ImageNet features (projected):
-    the measure would share the features the generator was trained against."""
-    generate: Sampling = field(default_factory=Sampling)
-    """Synthetic export: images per class and noise seed."""
-    detection: Sampling = field(default_factory=Sampling)
-    """Table III: images per class and noise seed."""
-    metrics: MetricsSection = field(default_factory=MetricsSection)
-    utility: UtilitySection = field(default_factory=UtilitySection)
-    data_checks: DataChecks = field(default_factory=DataChecks)
-    """What the data (and the utility's external set) may hold that every stage refuses by default: synthetic
-    images (allow_synthetic), lesions under two diagnoses (label_conflicts: drop or majority), images behind links
-    leading outside the data root (follow_links). ``dermsynth run``'s flags of the same names add to it."""
+    name: str = Field("study", description="Name shown in the report.")
+    phantom: PhantomConfig = Field(default_factory=lambda: PhantomConfig(per_class=60, size=64), description=(
+        "Phantom data drawn when no --data is given (not medical data)."))
+    split: SplitConfig = Field(default_factory=SplitConfig, description="The lesion-grouped split every stage "
+                                                                        "shares.")
+    gan: Preset = Field(default_factory=lambda: Preset(preset="best.yaml"), description="GAN preset and overrides.")
+    judge: Preset = Field(default_factory=lambda: Preset(preset="classifier-resnet.yaml"), description=(
+        "Judge classifier preset and overrides: the classifier that scores Table III."))
+    feature_judge: Preset = Field(default_factory=lambda: Preset(preset=SAME_AS_JUDGE), description=(
+        "The classifier whose penultimate features are the judge space of FID/KID/PRDC and memorisation: "
+        "``judge`` (the judge itself) or a classifier preset and overrides, trained in feature-judge/. A network "
+        "pretrained on ImageNet is refused there when the GAN's discriminator sees ImageNet features (projected): "
+        "the measure would share the features the generator was trained against."))
+    generate: Sampling = Field(default_factory=Sampling, description="Synthetic export: images per class and "
+                                                                     "noise seed.")
+    detection: Sampling = Field(default_factory=Sampling, description="Table III: images per class and noise "
+                                                                      "seed.")
+    metrics: MetricsSection = Field(default_factory=MetricsSection, description=MetricsSection.__doc__)
+    utility: UtilitySection = Field(default_factory=UtilitySection, description=UtilitySection.__doc__)
+    data_checks: DataChecks = Field(default_factory=DataChecks, description=(
+        "What the data (and the utility's external set) may hold that every stage refuses by default: synthetic "
+        "images (allow_synthetic), lesions under two diagnoses (label_conflicts: drop or majority), images behind "
+        "links leading outside the data root (follow_links). ``dermsynth run``'s flags of the same names add to "
+        "it."))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _study_defaults(cls, values: Any) -> Any:
+        """A section the file writes changes the options it names; the others keep the study's defaults (which
+        differ from the sections' own for the phantom data and the presets)."""
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        for name in ("phantom", "gan", "judge", "feature_judge"):
+            if isinstance(values.get(name), dict):
+                default = cls.model_fields[name].default_factory()
+                values[name] = {**{k: getattr(default, k) for k in type(default).model_fields}, **values[name]}
+        return values
 
 
 _UTILITY_FIRST = ("preset", "set", "seeds", "topup_to", "synthetic_per_class")
@@ -169,38 +186,7 @@ def section_settings(section: Any) -> dict[str, Any]:
 def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
     """A study file as a typed :class:`StudyConfig`, every problem named at once, and the file's folder."""
     path = Path(path)
-    raw = load_yaml(path)
-    known = {f.name for f in dataclasses.fields(StudyConfig)}
-    unknown = sorted(set(raw) - known, key=str)
-    problems = [f"unknown section(s) {', '.join(map(str, unknown))} (known: {', '.join(sorted(known))})"] \
-        if unknown else []
-    defaults = StudyConfig()
-    sections: dict[str, Any] = {}
-    for name, value in raw.items():
-        if name not in known:
-            continue
-        if name == "name":
-            if not isinstance(value, str):
-                problems.append(f"name: expected text, got {value!r}")
-            sections[name] = str(value)
-            continue
-        if not isinstance(value, dict):
-            problems.append(f"{name}: expected a mapping of options, got {value!r}")
-            continue
-        typed, found = typed_values(type(getattr(defaults, name)), value, name)
-        problems += found
-        if found:
-            continue
-        try:  # the section's own checks (split fractions that do not sum to 1): each problem on its own line
-            sections[name] = dataclasses.replace(getattr(defaults, name), **typed)
-        except (ConfigError, DataError, ValueError) as e:
-            problems += [line.removeprefix("  - ") for line in str(e).splitlines()[1:]] or [str(e)]
-            continue
-        if name == "utility":
-            sections[name].given = tuple(typed)
-    if problems:
-        raise ConfigError(f"{path}: invalid study config:\n  - " + "\n  - ".join(problems))
-    return StudyConfig(**sections), path.parent
+    return validated(StudyConfig, load_yaml(path), f"{path}: invalid study config"), path.parent
 
 
 def _key(payload: Any) -> str:
@@ -214,7 +200,7 @@ class Study:
                  progress: bool = True, checks: DataChecks | None = None) -> None:
         self.cfg, self.base = load_study(config_path)
         # The study file's data checks, with what the command line changed on top; every stage reads with them.
-        self.checks = dataclasses.replace(self.cfg.data_checks, **(checks.changed() if checks else {}))
+        self.checks = replaced(self.cfg.data_checks, **(checks.changed() if checks else {}))
         self.out = Path(out)
         self.progress = progress
         self.data = Path(data) if data is not None else self.out / "phantom-data"
@@ -241,8 +227,8 @@ class Study:
             except (ConfigError, DataError) as e:
                 problems.append(f"{name}: {e}")
         try:  # the utility options alone, checked (and the baseline arm added)
-            self.utility = utility_config({f.name: getattr(self.cfg.utility, f.name)
-                                           for f in dataclasses.fields(UtilityConfig)})
+            self.utility = utility_config({name: getattr(self.cfg.utility, name)
+                                           for name in UtilityConfig.model_fields})
         except ConfigError as e:
             problems.append(str(e))
         if not problems:

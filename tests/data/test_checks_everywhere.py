@@ -85,5 +85,6 @@ def test_a_study_refuses_synthetic_data_unless_told_and_then_records_it(marked, 
 
 
 def test_a_study_names_a_bad_data_checks_section(tmp_path):
-    with pytest.raises(ConfigError, match="label conflicts rule 'vote' is not one of refuse, drop, majority"):
+    with pytest.raises(ConfigError, match="data_checks.label_conflicts: expected one of refuse, drop, majority, "
+                                          "got 'vote'"):
         run_study(tiny_study(tmp_path, data_checks={"label_conflicts": "vote"}), tmp_path / "run", progress=False)

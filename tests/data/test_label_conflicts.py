@@ -63,5 +63,5 @@ def test_the_training_config_takes_the_rule(tmp_path):
 
     assert gan_config(load_yaml("configs/best.yaml"), ["data.label_conflicts=majority"]).data.label_conflicts == \
         "majority"
-    with pytest.raises(ConfigError, match="data.label_conflicts: 'vote' is not one of refuse, drop, majority"):
+    with pytest.raises(ConfigError, match="data.label_conflicts: expected one of refuse, drop, majority, got 'vote'"):
         gan_config(load_yaml("configs/best.yaml"), ["data.label_conflicts=vote"])

@@ -68,8 +68,16 @@ def test_classifier_config_reports_every_problem_at_once():
     with pytest.raises(ConfigError) as e:
         classifier_config(raw)
     message = str(e.value)
-    for part in ("model.arch 'vit'", "train.imbalance 'smote'", "train.optimizer 'lion'", "val share"):
+    for part in ("model.arch: expected one of paper, resnet, effnet, got 'vit'", "train.imbalance: expected one of "
+                 "oversample, weighted_loss, none, got 'smote'", "train.optimizer: expected one of adam, adamw, sgd, "
+                 "got 'lion'"):
         assert part in message, part
+    # Checks across sections run once every section is valid on its own; then all of them are named at once.
+    with pytest.raises(ConfigError) as e:
+        classifier_config({**raw, "model": {"resolution": 64}, "train": {}})
+    assert str(e.value) == ("invalid classifier config:\n"
+                            "  - split.fractions: the val share must be above 0 (the best epoch is chosen on val)\n"
+                            "  - model.resolution: must equal data.resolution (32), got 64")
     cfg = classifier_config({"data": {"resolution": 32}}, ["train.epochs=3"])
     assert cfg.model.resolution == 32 and cfg.train.epochs == 3
     with pytest.raises(ConfigError, match="must equal data.resolution"):

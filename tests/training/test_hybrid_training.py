@@ -86,10 +86,10 @@ def test_lazy_r1_runs_on_every_interval_th_step_on_the_pixel_critic_only(phantom
 
 
 def test_weights_are_for_a_hybrid_discriminator_only(phantom_data):
-    with pytest.raises(ConfigError, match="loss.pixel_weight and loss.feature_weight weigh the two heads of a "
-                                          "hybrid discriminator; discriminator.arch is projected"):
+    with pytest.raises(ConfigError, match="loss.pixel_weight: weighs a head of a hybrid discriminator; "
+                                          "discriminator.arch is projected"):
         gan_config(load_yaml(REPO / "configs" / "projected.yaml"), ["loss.pixel_weight=0.5"], data_root=phantom_data)
-    with pytest.raises(ConfigError, match="not both 0"):
+    with pytest.raises(ConfigError, match="loss.feature_weight: pixel_weight and feature_weight must not both be 0"):
         gan_config(load_yaml(HYBRID), ["loss.pixel_weight=0", "loss.feature_weight=0"], data_root=phantom_data)
 
 

@@ -22,12 +22,14 @@ import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 from PIL import Image
+from pydantic import Field
 
 from dermsynth.errors import DataError
+from dermsynth.schema import Section
 from dermsynth.storage import is_owned, sha256_file
 
 SYNTHETIC_MARK = b"dermsynth synthetic image"
@@ -41,21 +43,19 @@ LABEL_CONFLICTS = ("refuse", "drop", "majority")
 its most frequent diagnosis (a tie drops it)."""
 
 
-@dataclass(frozen=True)
-class DataChecks:
+class DataChecks(Section):
     """What :func:`open_index` refuses unless told otherwise, chosen once for a command or a study and passed to
     every reader it opens: images dermsynth generated, lesions filed under two diagnoses, files that resolve
     outside the data root."""
 
-    allow_synthetic: bool = False
-    label_conflicts: str = "refuse"
-    """A rule of :data:`LABEL_CONFLICTS`."""
-    follow_links: bool = False
-
-    def __post_init__(self) -> None:
-        if self.label_conflicts not in LABEL_CONFLICTS:
-            raise DataError(f"label conflicts rule {self.label_conflicts!r} is not one of "
-                            f"{', '.join(LABEL_CONFLICTS)}")
+    allow_synthetic: bool = Field(False, description=(
+        "Take images dermsynth generated as if they were data (refused unless true: they are not patients' "
+        "images)."))
+    label_conflicts: Literal[LABEL_CONFLICTS] = Field("refuse", description=(
+        "A lesion filed under two diagnoses: refuse the data, drop the lesion, or keep its most frequent "
+        "diagnosis (majority; a tie drops the lesion)."))
+    follow_links: bool = Field(False, description=(
+        "Read images behind symbolic links that lead outside the data root (refused unless true)."))
 
     def readers(self) -> dict:
         """The keyword arguments of :func:`open_index` for a data root or reference set."""
@@ -65,7 +65,7 @@ class DataChecks:
     def changed(self) -> dict:
         """The options that differ from the defaults (empty for a study that changed none)."""
         default = DataChecks()
-        return {k: v for k, v in vars(self).items() if getattr(default, k) != v}
+        return {k: v for k, v in self.model_dump().items() if getattr(default, k) != v}
 
     def sets(self) -> list[str]:
         """The changed options as ``data.KEY=VALUE`` overrides of a training run's config."""

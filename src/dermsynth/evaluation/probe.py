@@ -26,16 +26,17 @@ the minimum detectable effect (80 % power, two-sided 5 %) beside it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, field_validator
 from tqdm import tqdm
 
 from dermsynth.data.index import CLASSES
-from dermsynth.errors import ConfigError
+from dermsynth.schema import Integer, Items, Number, Section
 
 PROBE_ARMS = ("real", "half", "shuffled", "topup", "synthetic")
 CONTROLS = {"half": "positive control", "shuffled": "negative control"}
@@ -44,39 +45,29 @@ Z_POWER = 1.959964 + 0.841621
 """z(0.975) + z(0.80): the minimum detectable effect in standard errors (two-sided 5 %, 80 % power)."""
 
 
-@dataclass
-class ProbeConfig:
+class ProbeConfig(Section):
     """What the probe fits, how often, and on which features."""
 
-    arms: tuple[str, ...] = PROBE_ARMS
-    seeds: int = 20
-    """Fits per arm; each draws its own half, shuffled images and synthetic noise."""
-    topup_to: int = 500
-    """topup and shuffled: top each class up to this many train images."""
-    synthetic_per_class: int = 500
-    """synthetic: images of each class (the Classification Accuracy Score)."""
-    feature_resolution: int = 128
-    """Side the images are resized to (bilinear) before the backbone."""
-    l2: float = 1e-3
-    """Weight of the squared weights in the head's loss (features standardised on the arm's train images)."""
-    iterations: int = 200
-    """L-BFGS iterations of every fit (a fixed schedule)."""
-    bootstrap: int = 2000
-    """Bootstrap draws of the intervals."""
-    synthetic_seed: int = 1000
+    arms: Items[Literal[PROBE_ARMS]] = Field(PROBE_ARMS, description=(
+        "Arms to fit; the baseline, real, is always fitted."))
+    seeds: Integer = Field(20, ge=2, description="Fits per arm; each draws its own half, shuffled images and "
+                                                 "synthetic noise.")
+    topup_to: Integer = Field(500, ge=0, description="topup and shuffled: top each class up to this many train "
+                                                     "images.")
+    synthetic_per_class: Integer = Field(500, ge=1, description=(
+        "synthetic: images of each class (the Classification Accuracy Score)."))
+    feature_resolution: Literal[32, 64, 128, 224, 256] = Field(128, description=(
+        "Side the images are resized to (bilinear) before the backbone."))
+    l2: Number = Field(1e-3, ge=0, description=(
+        "Weight of the squared weights in the head's loss (features standardised on the arm's train images)."))
+    iterations: Integer = Field(200, ge=1, description="L-BFGS iterations of every fit (a fixed schedule).")
+    bootstrap: Integer = Field(2000, ge=100, description="Bootstrap draws of the intervals.")
+    synthetic_seed: Integer = Field(1000, description="Noise seed of the synthetic images.")
 
-    def __post_init__(self) -> None:
-        self.arms = tuple(self.arms)
-        unknown = [a for a in self.arms if a not in PROBE_ARMS]
-        problems = [f"probe.arms: unknown arm {a!r} (known: {', '.join(PROBE_ARMS)})" for a in unknown]
-        if self.seeds < 2 or self.bootstrap < 100 or self.iterations < 1:
-            problems.append("probe.seeds must be >= 2, probe.bootstrap >= 100, probe.iterations >= 1")
-        if self.feature_resolution not in (32, 64, 128, 224, 256):
-            problems.append("probe.feature_resolution must be one of 32, 64, 128, 224, 256")
-        if problems:
-            raise ConfigError("invalid probe config:\n  - " + "\n  - ".join(problems))
-        if BASELINE not in self.arms:
-            self.arms = (BASELINE, *self.arms)
+    @field_validator("arms")
+    @classmethod
+    def _with_baseline(cls, arms: tuple[str, ...]) -> tuple[str, ...]:
+        return arms if BASELINE in arms else (BASELINE, *arms)
 
 
 class Lite0Features:
@@ -229,7 +220,7 @@ def run_probe(train: dict, test: dict, cfg: ProbeConfig, pool: tuple[np.ndarray,
     bar.close()
     arms, differences = compare_arms(correct, test_labels, weights, rng)
     verdict = controls_verdict(differences)
-    return {"config": asdict(cfg), "n_train": int(len(y)), "n_test": int(len(test_labels)),
+    return {"config": cfg.model_dump(), "n_train": int(len(y)), "n_test": int(len(test_labels)),
             "n_test_lesions": int(len(set(test["lesions"]))), "arms": arms, "differences": differences,
             "controls": verdict, "unit": "balanced accuracy, percentage points"}
 

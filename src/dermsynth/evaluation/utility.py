@@ -30,18 +30,18 @@ records). Finished trainings are reused, so an interrupted study picks up where 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from dermsynth.checkpoint import list_states
-from dermsynth.config import ClassifierRunConfig, ConfigError, from_dict, result_settings
+from dermsynth.config import ClassifierRunConfig, result_settings
 from dermsynth.data.index import CLASSES, DataChecks, DataError, open_index
 from dermsynth.data.splits import load_split
 from dermsynth.evaluation.classification import (
@@ -55,6 +55,7 @@ from dermsynth.figures import pyplot, save_figure
 from dermsynth.evaluation.sources import FolderSource, GeneratorSource, check_held_out
 from dermsynth.models.classifier import load_classifier, predict_proba
 from dermsynth.errors import FolderError
+from dermsynth.schema import Integer, Items, Number, Section, Seed, raise_problems, replaced, validated
 from dermsynth.storage import atomic_write_json, atomic_write_text, is_owned, remove_folder, sha256_file
 from dermsynth.tables import markdown_table, percent
 from dermsynth.training.classifier_loop import train_classifier
@@ -65,55 +66,42 @@ BASELINE = "real"
 _LEGACY_NAMES = {"real+synthetic": "topup"}  # utility.json records written before the arms had these names
 
 
-@dataclass
-class UtilityConfig:
+class UtilityConfig(Section):
     """Which arms a utility study trains, with how many seeds, and each strategy's setting."""
 
-    arms: tuple[str, ...] = ("real", "half", "shuffled", "topup", "synthetic")
-    """Arms to train (see the module's docstring); ``real`` is the baseline and always trained; ``half`` and
-    ``shuffled`` are the known-answer controls."""
-    seeds: tuple[int, ...] = (0, 1, 2)
-    """A classifier per arm and seed; paired differences from ``real`` are taken seed by seed."""
-    topup_to: int = 500
-    """topup and filter: top each class up to this many train images."""
-    ratio: float = 0.5
-    """ratio: synthetic images added per real train image of each class."""
-    real_fraction: float = 0.5
-    """balanced: the share of each class's draws that are real images."""
-    pretrain_epochs: int = 5
-    """pretrain: epochs on synthetic images before fine-tuning on real ones."""
-    filter_confidence: float = 0.5
-    """filter: the judge's least probability for the intended class."""
-    filter_max_draws: int = 20
-    """filter: at most this many candidates per image wanted (fewer kept if too few pass)."""
-    synthetic_per_class: int = 500
-    """synthetic, balanced and pretrain: synthetic images of each class."""
-    synthetic_seed: int = 1000
-    """Noise seed of the synthetic images (one pool: image k of a class is the same in every arm)."""
+    arms: Items[Literal[ARMS]] = Field(("real", "half", "shuffled", "topup", "synthetic"), description=(
+        "Arms to train (see the module's docstring); ``real`` is the baseline and always trained; ``half`` and "
+        "``shuffled`` are the known-answer controls."))
+    seeds: Items[Seed] = Field((0, 1, 2), min_length=1, description=(
+        "A classifier per arm and seed; paired differences from ``real`` are taken seed by seed."))
+    topup_to: Integer = Field(500, ge=0, description="topup and filter: top each class up to this many train images.")
+    ratio: Number = Field(0.5, ge=0, description="ratio: synthetic images added per real train image of each class.")
+    real_fraction: Number = Field(0.5, ge=0, le=1, description=(
+        "balanced: the share of each class's draws that are real images."))
+    pretrain_epochs: Integer = Field(5, ge=1, description=(
+        "pretrain: epochs on synthetic images before fine-tuning on real ones."))
+    filter_confidence: Number = Field(0.5, ge=0, le=1, description=(
+        "filter: the judge's least probability for the intended class."))
+    filter_max_draws: Integer = Field(20, ge=1, description=(
+        "filter: at most this many candidates per image wanted (fewer kept if too few pass)."))
+    synthetic_per_class: Integer = Field(500, ge=1, description=(
+        "synthetic, balanced and pretrain: synthetic images of each class."))
+    synthetic_seed: Integer = Field(1000, description=(
+        "Noise seed of the synthetic images (one pool: image k of a class is the same in every arm)."))
 
-    def problems(self) -> list[str]:
-        out = [f"utility.arms: unknown arm {a!r} (known: {', '.join(ARMS)})" for a in self.arms if a not in ARMS]
-        if len(set(self.arms)) != len(self.arms):
-            out.append("utility.arms: an arm is named twice")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            out.append("utility.seeds: at least one seed, none twice")
-        if self.topup_to < 0 or self.ratio < 0 or self.synthetic_per_class < 1:
-            out.append("utility.topup_to and utility.ratio must be >= 0, utility.synthetic_per_class >= 1")
-        if not 0 <= self.real_fraction <= 1 or not 0 <= self.filter_confidence <= 1:
-            out.append("utility.real_fraction and utility.filter_confidence must be in [0, 1]")
-        if self.pretrain_epochs < 1 or self.filter_max_draws < 1:
-            out.append("utility.pretrain_epochs and utility.filter_max_draws must be >= 1")
-        return out
+    @model_validator(mode="after")
+    def _each_once(self) -> UtilityConfig:
+        raise_problems([(name, f"{what} is named twice") for name, what in (("arms", "an arm"), ("seeds", "a seed"))
+                        if len(set(getattr(self, name))) != len(getattr(self, name))])
+        return self
 
 
 def utility_config(values: dict | None = None) -> UtilityConfig:
-    """A checked :class:`UtilityConfig` from a dict (a study's ``utility`` section without its preset)."""
-    cfg = from_dict(UtilityConfig, values or {}, "utility")
-    problems = cfg.problems()
-    if problems:
-        raise ConfigError("invalid utility config:\n  - " + "\n  - ".join(problems))
+    """A checked :class:`UtilityConfig` from a dict (a study's ``utility`` section without its preset), with the
+    baseline arm added."""
+    cfg = validated(UtilityConfig, values or {}, "invalid utility config", prefix=("utility",))
     if BASELINE not in cfg.arms:
-        cfg = dataclasses.replace(cfg, arms=(BASELINE, *cfg.arms))
+        cfg = replaced(cfg, arms=(BASELINE, *cfg.arms))
     return cfg
 
 
@@ -272,7 +260,7 @@ def run_utility(
             runs.append({**record, "synthetic_per_class": used[arm]})
     result = {"runs": runs, "summary": summarise(runs, utility.arms, "test"), "real_train_per_class": real_counts,
               "generator": source.name, "generator_check": checked, "classifier": cfg.name,
-              "config": dataclasses.asdict(utility), "filter_acceptance": acceptance or None}
+              "config": utility.model_dump(), "filter_acceptance": acceptance or None}
     if external is not None:
         result["external"] = {"data": str(external), "summary": summarise(runs, utility.arms, "external")}
     atomic_write_json(out / "utility.json", result)
@@ -358,10 +346,10 @@ def _train_arm(arm: str, seed: int, cfg: ClassifierRunConfig, utility: UtilityCo
     record = json.loads(result_file.read_text()) if result_file.is_file() else None
     if record is None:
         atomic_write_text(made_by_file, made_by)
-        seeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+        seeded = replaced(cfg, train=replaced(cfg.train, seed=seed))
         init_from = None
         if arm == "pretrain":
-            stage = dataclasses.replace(seeded, train=dataclasses.replace(
+            stage = replaced(seeded, train=replaced(
                 seeded.train, epochs=utility.pretrain_epochs,
                 warmup_epochs=min(seeded.train.warmup_epochs, utility.pretrain_epochs)))
             _train_once(stage, stage_dir, split_file, progress, synthetic=synthetic, use_real=False)

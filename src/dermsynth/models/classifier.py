@@ -22,11 +22,12 @@ arrays, as the cache and the generator's exports hold them::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 
 from dermsynth.augment import dihedral_view
@@ -34,55 +35,43 @@ from dermsynth.checkpoint import CLASSIFIER_FORMAT, load_checkpoint
 from dermsynth.data.index import DataError
 from dermsynth.figures import from_uint8
 from dermsynth.models.efficientnet import BackboneWeightsError, EfficientNetLite0, find_backbone_weights, load_lite0
+from dermsynth.schema import FilePath, Integer, Items, Number, Section, raise_problems
 
 ARCHS = ("paper", "resnet", "effnet")
 
 
-@dataclass
-class ClassifierConfig:
+Dropout = Annotated[Number, Field(ge=0, lt=1)]
+
+
+class ClassifierConfig(Section):
     """Architecture of a judge classifier (saved with every snapshot)."""
 
-    arch: str = "paper"
-    """paper (the study's three-block CNN), resnet (a small ResNet) or effnet (EfficientNet-Lite0 from ImageNet)."""
-    resolution: int = 64
-    """Input size in pixels: 32, 64, 128 or 256."""
-    num_classes: int = 7
-    """Number of classes."""
-    widths: tuple[int, ...] = (32, 64, 128)
-    """Channels of each conv block (paper) or residual stage (resnet); one entry per block or stage."""
-    blocks_per_stage: int = 2
-    """Basic residual blocks per stage (resnet only)."""
-    dense_units: int = 256
-    """Width of the dense layer before the output (paper only)."""
-    conv_dropout: float = 0.25
-    """Dropout after each conv block (paper only)."""
-    head_dropout: float = 0.5
-    """Dropout before the output layer."""
-    backbone_weights: Path | None = None
-    """effnet: the ImageNet EfficientNet-Lite0 weights file; None finds the installed package's."""
+    arch: Literal[ARCHS] = Field("paper", description=(
+        "paper (the study's three-block CNN), resnet (a small ResNet) or effnet (EfficientNet-Lite0 from "
+        "ImageNet)."))
+    resolution: Literal[32, 64, 128, 256] = Field(64, description="Input size in pixels: 32, 64, 128 or 256.")
+    num_classes: Integer = Field(7, ge=2, description="Number of classes.")
+    widths: Items[Annotated[Integer, Field(ge=1)]] = Field((32, 64, 128), min_length=1, description=(
+        "Channels of each conv block (paper) or residual stage (resnet); one entry per block or stage."))
+    blocks_per_stage: Integer = Field(2, ge=1, description="Basic residual blocks per stage (resnet only).")
+    dense_units: Integer = Field(256, ge=1, description="Width of the dense layer before the output (paper only).")
+    conv_dropout: Dropout = Field(0.25, description="Dropout after each conv block (paper only).")
+    head_dropout: Dropout = Field(0.5, description="Dropout before the output layer.")
+    backbone_weights: FilePath | None = Field(None, description=(
+        "effnet: the ImageNet EfficientNet-Lite0 weights file; None finds the installed package's."))
 
-    def __post_init__(self) -> None:
-        self.widths = tuple(int(w) for w in self.widths)
-        problems = []
-        if self.arch not in ARCHS:
-            problems.append(f"model.arch {self.arch!r} is not one of {ARCHS}")
-        if self.resolution not in (32, 64, 128, 256):
-            problems.append(f"model.resolution {self.resolution} is not 32, 64, 128 or 256")
-        if not self.widths or any(w < 1 for w in self.widths):
-            problems.append(f"model.widths must be positive channel counts, got {list(self.widths)}")
-        elif self.resolution >> len(self.widths) < 1:
-            problems.append(f"model.widths: {len(self.widths)} halvings do not fit {self.resolution} px")
-        if self.blocks_per_stage < 1 or self.dense_units < 1 or self.num_classes < 2:
-            problems.append("model.blocks_per_stage, model.dense_units must be >= 1 and num_classes >= 2")
-        if not (0 <= self.conv_dropout < 1 and 0 <= self.head_dropout < 1):
-            problems.append("model.conv_dropout and model.head_dropout must be in [0, 1)")
+    @model_validator(mode="after")
+    def _fits(self) -> ClassifierConfig:
+        found = []
+        if self.resolution >> len(self.widths) < 1:
+            found.append(("widths", f"{len(self.widths)} halvings do not fit {self.resolution} px"))
         if self.arch == "effnet":
             try:
                 find_backbone_weights(self.backbone_weights)
             except BackboneWeightsError as e:
-                problems.append(f"model.backbone_weights: {e}")
-        if problems:
-            raise ValueError("; ".join(problems))
+                found.append(("backbone_weights", str(e)))
+        raise_problems(found)
+        return self
 
 
 class ConvBlock(nn.Sequential):

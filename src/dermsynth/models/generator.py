@@ -11,60 +11,41 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from dermsynth.models.blocks import LRELU_SLOPE, UpBlock, channel_schedule, init_dcgan_, norm_layer, one_hot
+from dermsynth.schema import Integer, Section
 
 
 GENERATOR_ARCHS = ("dcgan", "fastgan")
 
 
-@dataclass
-class GeneratorConfig:
+class GeneratorConfig(Section):
     """Architecture of the generator (saved with every snapshot)."""
 
-    arch: str = "dcgan"
-    """dcgan (the paper's network) or fastgan (light FastGAN-style network, see the module docstring)."""
-    resolution: int = 64
-    """Output size in pixels: 32, 64, 128 or 256."""
-    num_classes: int = 7
-    """Number of classes (HAM10000: 7; images are RGB, the 7 are classes)."""
-    z_dim: int = 100
-    """Noise dimensions, drawn from N(0, I)."""
-    conditioning: str = "onehot"
-    """onehot (the paper: one-hot label concatenated to z) or embedding (learned, embed_dim)."""
-    embed_dim: int = 64
-    """Size of the learned class embedding when conditioning is embedding."""
-    base_channels: int = 64
-    """dcgan: channels at half the output resolution; fastgan: at the output resolution; doubling at each
-    halving."""
-    max_channels: int = 512
-    """Cap on channels."""
-    upsample: str = "deconv"
-    """dcgan only: deconv (transposed conv 4x4/2, the paper) or nearest (upsample + conv 3x3)."""
-    norm: str = "batch"
-    """dcgan only: batch (the paper) or none (fastgan always uses class-conditional BatchNorm)."""
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.arch not in GENERATOR_ARCHS:
-            problems.append(f"generator.arch {self.arch!r} is not one of {', '.join(GENERATOR_ARCHS)}")
-        if self.resolution not in (32, 64, 128, 256):
-            problems.append(f"generator.resolution {self.resolution} is not 32, 64, 128 or 256")
-        if self.conditioning not in ("onehot", "embedding"):
-            problems.append(f"generator.conditioning {self.conditioning!r} is not onehot or embedding")
-        if self.upsample not in ("deconv", "nearest"):
-            problems.append(f"generator.upsample {self.upsample!r} is not deconv or nearest")
-        if self.norm not in ("batch", "none"):
-            problems.append(f"generator.norm {self.norm!r} is not batch or none")
-        if self.num_classes < 1 or self.z_dim < 1:
-            problems.append("generator.num_classes and generator.z_dim must be positive")
-        if problems:
-            raise ValueError("; ".join(problems))
+    arch: Literal[GENERATOR_ARCHS] = Field("dcgan", description=(
+        "dcgan (the paper's network) or fastgan (light FastGAN-style network, see the module docstring)."))
+    resolution: Literal[32, 64, 128, 256] = Field(64, description="Output size in pixels: 32, 64, 128 or 256.")
+    num_classes: Integer = Field(7, ge=1, description=(
+        "Number of classes (HAM10000: 7; images are RGB, the 7 are classes)."))
+    z_dim: Integer = Field(100, ge=1, description="Noise dimensions, drawn from N(0, I).")
+    conditioning: Literal["onehot", "embedding"] = Field("onehot", description=(
+        "onehot (the paper: one-hot label concatenated to z) or embedding (learned, embed_dim)."))
+    embed_dim: Integer = Field(64, ge=1, description="Size of the learned class embedding when conditioning is "
+                                                     "embedding.")
+    base_channels: Integer = Field(64, ge=1, description=(
+        "dcgan: channels at half the output resolution; fastgan: at the output resolution; doubling at each "
+        "halving."))
+    max_channels: Integer = Field(512, ge=1, description="Cap on channels.")
+    upsample: Literal["deconv", "nearest"] = Field("deconv", description=(
+        "dcgan only: deconv (transposed conv 4x4/2, the paper) or nearest (upsample + conv 3x3)."))
+    norm: Literal["batch", "none"] = Field("batch", description=(
+        "dcgan only: batch (the paper) or none (fastgan always uses class-conditional BatchNorm)."))
 
 
 class Generator(nn.Module):
