@@ -14,7 +14,6 @@ from dermsynth.data.index import open_index
 from dermsynth.data.phantom import make_phantom
 from dermsynth.data.splits import make_split, save_split
 from dermsynth.evaluation.probe import Lite0Features, ProbeConfig, probe_data, run_probe
-from dermsynth.errors import ConfigError
 
 
 def test_the_controls_come_out_as_known_on_phantom_data(tmp_path):

@@ -132,11 +132,9 @@ def test_true_and_false_are_booleans(value, expected):
 
 def test_yes_in_a_config_file_is_refused_too(tmp_path):
     preset = tmp_path / "yes.yaml"
-    preset.write_text((CONFIGS / "paper.yaml").read_text() + "\n# YAML 1.1 booleans\n")
-    raw = load_yaml(preset)
-    preset.write_text(yaml.safe_dump({**raw, "train": {**raw["train"], "channels_last": "PLACEHOLDER"}})
-                      .replace("PLACEHOLDER", "yes"))
-    refused(dry_run(preset=preset), "train.channels_last: expected true or false, got 'yes'")
+    preset.write_text("name: yes\ntrain: {channels_last: yes, amp: on}\ndata: {follow_links: true}\n")
+    refused(dry_run(preset=preset), "train.amp: expected one of auto, bf16, none, got 'on'",
+            "train.channels_last: expected true or false, got 'yes'")
 
 
 def test_bool_from_text_is_refused_for_the_classifier_too():
