@@ -369,7 +369,7 @@ def evaluate_classifier_cmd(checkpoint: Path, data_root: Path, split: str, out: 
 @main.group()
 def evaluate() -> None:
     """Evaluate generators: Table III (detection), or every measure at once of a generator (gan) or of a folder
-    of images another tool made (images)."""
+    of images another tool made (images), and several evaluated sets side by side (compare)."""
 
 
 @evaluate.command()
@@ -537,6 +537,20 @@ def evaluate_images_cmd(images: Path, split_file: Path, out: Path, resolution: s
     evaluate_images(images, measuring["data_root"], out, cfg, int(resolution), crop, progress=not no_progress)
     click.echo((out / "evaluation.md").read_text())
     click.echo(f"written to {out} (evaluation.json, evaluation.md)")
+
+
+@evaluate.command("compare")
+@click.argument("evaluated", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@_clean_errors
+def evaluate_compare_cmd(evaluated: tuple[Path, ...], out: Path) -> None:
+    """Several image sets side by side: folders written by `evaluate gan` or `evaluate images` (the same split and
+    resolution), each named by its folder; writes compare.md, compare.json and compare.png."""
+    from dermsynth.report.compare import compare_evaluations
+
+    compare_evaluations(list(evaluated), out)
+    click.echo((out / "compare.md").read_text())
+    click.echo(f"written to {out} (compare.md, compare.json, compare.png)")
 
 
 @main.command("run")

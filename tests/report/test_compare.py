@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from click.testing import CliRunner
 
+from dermsynth.cli import main
 from dermsynth.errors import DataError
 from dermsynth.evaluation.gan import evaluate_images
 from dermsynth.report.compare import compare_evaluations
@@ -27,6 +29,11 @@ def test_two_sets_side_by_side_and_the_refusals(tiny_gan, tiny_judge, phantom_da
     text = (tmp_path / "compare" / "compare.md").read_text()
     assert "| train-set |" in text and "| val-set |" in text and "compare.png" in text
     assert (tmp_path / "compare" / "compare.png").stat().st_size > 0
+    cli = CliRunner().invoke(main, ["evaluate", "compare", str(evaluated["train"]), str(evaluated["val"]),
+                                    "--out", str(tmp_path / "cli")])
+    assert cli.exit_code == 0 and "| val-set |" in cli.output
+    alone = CliRunner().invoke(main, ["evaluate", "compare", str(evaluated["train"]), "--out", str(tmp_path / "z")])
+    assert alone.exit_code == 2 and "at least two" in alone.output and "Traceback" not in alone.output
 
     with pytest.raises(DataError, match="no evaluation.json"):
         compare_evaluations([evaluated["train"], tmp_path], tmp_path / "x")

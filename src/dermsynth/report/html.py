@@ -78,8 +78,8 @@ def _data_section(run: Path) -> str:
     if split is not None:
         srows = [[r["dx"], *[r[f"{p}_images"] for p in ("train", "val", "test")],
                   *[r[f"{p}_lesions"] for p in ("train", "val", "test")]] for r in split.get("per_class", [])]
-        out += (f"<p>Lesion-grouped split (seed {split['seed']}, sha256 (of its parts) {split['sha256'][:12]}): no lesion in two "
-                "parts.</p>")
+        out += (f"<p>Lesion-grouped split (seed {split['seed']}, sha256 (of its parts) {split['sha256'][:12]}): "
+                "no lesion in two parts.</p>")
         out += _table(["dx", "train images", "val images", "test images", "train lesions", "val lesions",
                        "test lesions"], srows, "split-table")
     return out
