@@ -336,7 +336,8 @@ def generate(checkpoint: Path, out: Path, layout: str, image_format: str, qualit
 def train_classifier_cmd(config_path: Path, data_root: Path, out: Path, split_file: Path | None,
                          resume: str | None, overwrite: bool, overrides: tuple[str, ...], dry_run: bool,
                          no_progress: bool) -> None:
-    """Train a judge classifier on the train part of the split; the best val epoch is kept."""
+    """Train a judge classifier on the train part of the split; it keeps the mean of its last epochs' weights
+    (train.select: average) or its best val epoch (select: best), as its preset says."""
     _train("classifier", config_path, data_root, overrides, dry_run, out=out, split_file=split_file, resume=resume,
            overwrite=overwrite, progress=not no_progress)
 
