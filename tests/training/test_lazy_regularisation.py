@@ -38,8 +38,10 @@ def test_the_penalty_runs_every_kth_step_weighted_by_k(monkeypatch):
     assert extra == pytest.approx([10 * 4 * 0.5 if s in (0, 4, 8) else 0.0 for s in range(9)], abs=1e-4)
 
 
-def test_the_best_preset_is_lazy_and_paper_stays_eager():
-    assert tiny(".").loss.gp_interval == 16
+def test_the_presets_keep_the_eager_penalty_and_lazy_is_an_option():
+    # Measured at equal time (docs/performance.md), the lazy penalty was worse, so no preset ships it.
+    assert tiny(".").loss.gp_interval == 1
+    assert tiny(".", "loss.gp_interval=16").loss.gp_interval == 16
     paper = gan_config(load_yaml(REPO / "configs" / "paper.yaml"), TINY_GAN, data_root=".")
     assert paper.loss.gp_interval == 1 and paper.loss.gp_weight == 10
     with pytest.raises(ConfigError, match="gp_interval"):
