@@ -263,41 +263,40 @@ def test_a_study_with_the_projected_preset_runs_to_its_report(tmp_path):
     assert (config["generator"]["arch"], config["discriminator"]["arch"]) == ("fastgan", "projected")
 
 
-def test_options_added_later_at_their_neutral_value_leave_old_studies_up_to_date():
-    from dermsynth.config import classifier_config, gan_config, load_yaml, to_plain
-    from dermsynth.config import NEUTRAL_ADDITIONS
+def test_what_decides_a_run_is_every_option_but_where_things_live_and_the_guard_s_bounds():
+    from dermsynth.config import gan_config, load_yaml
     from dermsynth.config import result_settings as _settings
 
     cfg = gan_config(load_yaml(REPO / "configs" / "paper.yaml"))
-    judge = classifier_config(load_yaml(REPO / "configs" / "classifier-paper.yaml"))
-    old, old_judge = to_plain(cfg), to_plain(judge)  # config.yaml files written before these options existed
-    removed = set()
-    for section, neutral in NEUTRAL_ADDITIONS.items():
-        for key in neutral:
-            for plain in (old, old_judge):
-                if key in plain.get(section, {}):
-                    del plain[section][key]
-                    removed.add((section, key))
-    # each is an option of one of them (the data section's of both)
-    assert removed == {(section, key) for section, neutral in NEUTRAL_ADDITIONS.items() for key in neutral}
-    assert _settings(old_judge) == _settings(judge)
-    del old["discriminator"]["backbone_weights"]
-    for key in ("divergence_max_loss", "divergence_max_grad_norm", "divergence_zero_grad_steps"):
-        del old["train"][key]
-    assert _settings(old) == _settings(cfg)
     bounds = gan_config(load_yaml(REPO / "configs" / "paper.yaml"), ["train.divergence_max_loss=10"])
     assert _settings(bounds) == _settings(cfg)  # the guard's bounds change nothing a finished run computed
-    projected = gan_config(load_yaml(REPO / "configs" / "projected.yaml"))
-    assert _settings(projected)["generator"]["arch"] == "fastgan"  # a non-neutral value stays in the key
+    moved = gan_config(load_yaml(REPO / "configs" / "paper.yaml"), data_root="/elsewhere")
+    assert _settings(moved) == _settings(cfg)
+    # an option at its default value counts as any other: no value is left out of the key
+    assert _settings(cfg)["generator"]["arch"] == "dcgan" and _settings(cfg)["loss"]["mode_seeking"] == 0.0
+    assert _settings(gan_config(load_yaml(REPO / "configs" / "paper.yaml"), ["loss.mode_seeking=1"])) != _settings(cfg)
 
 
-def test_the_utility_section_keys_the_options_the_file_wrote_and_no_later_default(tmp_path):
-    from dermsynth.pipeline import load_study, section_settings
+def test_a_study_of_an_earlier_folder_format_is_refused_unless_overwritten_and_one_without_a_marker_always(tmp_path):
+    from dermsynth.storage import MARKER
 
-    first = tmp_path / "first.yaml"
-    first.write_text("utility: {seeds: [0, 1]}\n")
-    written = tmp_path / "written.yaml"
-    written.write_text("utility: {seeds: [0, 1], ratio: 0.5}\n")  # a later option, at its default value
-    plain = section_settings(load_study(first)[0].utility)
-    assert set(plain) == {"preset", "set", "seeds", "topup_to", "synthetic_per_class"}  # as the first studies keyed it
-    assert section_settings(load_study(written)[0].utility) == {**plain, "ratio": 0.5}
+    def run(out: Path, *extra: str):
+        return CliRunner().invoke(main, ["run", "--config", str(tiny_study(tmp_path)), "--out", str(out),
+                                         "--stages", "prepare", *extra])
+
+    old = tmp_path / "old"
+    (old / "stages").mkdir(parents=True)
+    (old / "stages" / "gan.json").write_text('{"key": "0"}')
+    (old / MARKER).write_text(json.dumps({"format": "dermsynth-folder/1", "kind": "study"}))
+    result = run(old)
+    assert result.exit_code == 2 and "earlier dermsynth (dermsynth-folder/1)" in result.output
+    assert (old / "stages" / "gan.json").is_file()  # nothing deleted without --overwrite
+    assert run(old, "--overwrite").exit_code == 0
+    assert json.loads((old / MARKER).read_text())["format"] == "dermsynth-folder/2"
+    assert not (old / "stages" / "gan.json").exists()
+    # stages/ without a marker: some folder of the user's, never continued nor replaced
+    (tmp_path / "bare" / "stages").mkdir(parents=True)
+    for extra in ((), ("--overwrite",)):
+        result = run(tmp_path / "bare", *extra)
+        assert result.exit_code == 2 and "not a dermsynth study folder" in result.output
+    assert (tmp_path / "bare" / "stages").is_dir()

@@ -461,25 +461,11 @@ def classifier_config(
                      "invalid classifier config", context={"disk": True})
 
 
-# Options added after a study format was fixed, with the value that keeps the earlier behaviour: at that value
-# they are left out of a stage's settings, so a study trained before they existed stays up to date (and its
-# trained GAN is not replaced) when dermsynth is upgraded.
-NEUTRAL_ADDITIONS = {
-    "generator": {"arch": "dcgan"},
-    "discriminator": {"arch": "dcgan", "backbone_resolution": None, "head_channels": 128, "cmap_dim": 64,
-                      "mbstd_group": 0, "pixel_channels": 32},
-    "loss": {"mode_seeking": 0.0, "pixel_weight": 1.0, "feature_weight": 1.0},
-    "data": {"allow_synthetic": False, "label_conflicts": "refuse", "follow_links": False},
-    "train": {"class_sampling": "uniform", "warmup_epochs": 0, "random_resized_crop": 0.0},
-}
-
-
 def result_settings(cfg: Any) -> Any:
     """What decides a run's results: a resolved config (a model or its YAML dict) as JSON values without
     where the data, cache and pretrained weights live, nor the divergence guard's bounds (they stop a run that
     fails, they change nothing a finished run computed). The data enter a study's keys by their content
-    fingerprint, so moved or copied data change nothing; options at the neutral value of
-    :data:`NEUTRAL_ADDITIONS` are left out."""
+    fingerprint, so moved or copied data change nothing. Every other option counts, at whatever value."""
     plain = json.loads(json.dumps(to_plain(cfg)))
     for key in ("root", "cache_dir"):
         plain.get("data", {}).pop(key, None)
@@ -487,10 +473,4 @@ def result_settings(cfg: Any) -> Any:
     plain.get("model", {}).pop("backbone_weights", None)
     for key in [k for k in plain.get("train", {}) if k.startswith("divergence_")]:
         del plain["train"][key]
-    for section, neutral in NEUTRAL_ADDITIONS.items():
-        values = plain.get(section)
-        if isinstance(values, dict):
-            for key, value in neutral.items():
-                if key in values and values[key] == value:
-                    del values[key]
     return plain

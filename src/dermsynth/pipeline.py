@@ -68,8 +68,8 @@ from dermsynth.storage import (
     atomic_write_text,
     check_folder,
     clear_folder,
+    earlier_format,
     is_owned,
-    read_marker,
     remove_folder,
     storage_error,
     write_marker,
@@ -118,11 +118,6 @@ class UtilitySection(UtilityConfig):
     external: str | None = Field(None, description=(
         "A dataset in HAM10000 layout (relative to the study file, or absolute) that scores every arm too."))
 
-    @property
-    def given(self) -> tuple[str, ...]:
-        """The options the study file wrote (they enter the stage key as they always did)."""
-        return tuple(name for name in type(self).model_fields if name in self.model_fields_set)
-
 
 class StudyConfig(Section):
     """A whole study: which presets train the GAN and the judges, and what is measured."""
@@ -167,20 +162,9 @@ class StudyConfig(Section):
         return values
 
 
-_UTILITY_FIRST = ("preset", "set", "seeds", "topup_to", "synthetic_per_class")
-"""The utility options of the first studies: the others enter a study's keys only away from their defaults,
-so that a study made before they existed stays up to date."""
-
-
-def section_settings(section: Any) -> dict[str, Any]:
-    """A study section as the JSON values its stage key hashes (the utility section's later options only
-    where the file wrote them or they differ from their defaults)."""
-    plain = json.loads(json.dumps(to_plain(section)))
-    if isinstance(section, UtilitySection):
-        default = json.loads(json.dumps(to_plain(UtilitySection())))
-        kept = set(_UTILITY_FIRST) | set(section.given)
-        plain = {k: v for k, v in plain.items() if k in kept or default[k] != v}
-    return plain
+def section_settings(section: Any) -> Any:
+    """A study section as the JSON values its stage key hashes."""
+    return json.loads(json.dumps(to_plain(section)))
 
 
 def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
@@ -292,11 +276,14 @@ class Study:
             raise storage_error(e, self.out) from None
         with FolderLock(self.out / LOCK, f"study folder {self.out}"):  # one `dermsynth run` per study at a time
             entries = {p.name for p in self.out.iterdir()} - {LOCK}
-            # A study made before folders carried a marker is continued (nothing is deleted), never replaced.
-            legacy = not read_marker(self.out) and (self.out / "stages").is_dir()
-            if entries and not is_owned(self.out, "study") and not legacy:
+            if entries and not is_owned(self.out, "study"):
                 raise FolderError(f"{self.out} exists, is not empty and is not a dermsynth study folder; "
                                   "choose another --out")
+            earlier = earlier_format(self.out) if entries else None
+            if earlier and not overwrite:
+                raise FolderError(f"{self.out} is a study of an earlier dermsynth ({earlier}) whose stage keys "
+                                  "are computed differently: continuing it would retrain every stage. Pass "
+                                  "--overwrite to start it afresh, or choose another --out")
             if overwrite and entries:
                 clear_folder(self.out, "study")
                 entries = set()
@@ -411,10 +398,7 @@ class Study:
                          self._training_options("feature_judge", folder, key, self.feature_judge_cfg))
 
     def stage_generate(self, key: str) -> None:
-        folder = self.out / "synthetic"
-        if folder.exists() and not is_owned(folder, "export"):
-            remove_folder(folder)  # the study's own export, written before exports carried a marker
-        generate_images(self.out / "gan" / "generator.pt", folder, per_class=self.cfg.generate.per_class,
+        generate_images(self.out / "gan" / "generator.pt", self.out / "synthetic", per_class=self.cfg.generate.per_class,
                         seed=self.cfg.generate.seed, overwrite=True, progress=self.progress)
 
     def stage_detection(self, key: str) -> None:
@@ -476,7 +460,7 @@ STAGE_TABLE: tuple[Stage, ...] = (
           lambda s: section_settings(s.cfg.generate), Study.stage_generate),
     Stage("detection", lambda s: ("gan", "judge"), lambda s: [s.out / "eval" / "table3" / "table3.json"],
           lambda s: section_settings(s.cfg.detection), Study.stage_detection),
-    # With the judge's own features, the judge as before the feature judge existed: old studies keep their metrics.
+    # The judge space is the feature judge's, or the judge's own when there is none.
     Stage("metrics", lambda s: ("gan", "judge") if _own_features(s) else ("gan", "feature_judge"),
           lambda s: [s.out / "eval" / "evaluation.json"], lambda s: section_settings(s.cfg.metrics),
           Study.stage_metrics),

@@ -27,7 +27,10 @@ from dermsynth._version import __version__
 from dermsynth.errors import FolderError, StorageError
 
 MARKER = ".dermsynth-folder.json"
-MARKER_FORMAT = "dermsynth-folder/1"
+MARKER_FORMAT = "dermsynth-folder/2"
+"""Raised from 1 when a study's stage keys came to hash every option as written (no option is left out at a
+value that kept an earlier behaviour): a study of format 1 is refused rather than silently retrained."""
+_FORMAT_PREFIX = "dermsynth-folder/"
 LOCK = ".dermsynth.lock"
 KINDS = ("gan-run", "classifier-run", "export", "study", "phantom")
 
@@ -87,18 +90,26 @@ def atomic_write_json(path: str | Path, obj, indent: int | None = 1) -> Path:
 
 
 def read_marker(folder: Path) -> dict | None:
-    """The marker of ``folder`` (kind, format, created), or None if it has none (or an unreadable one)."""
+    """The marker of ``folder`` (kind, format, created) of this format or an earlier one, or None if it has
+    none (or an unreadable one)."""
     try:
         marker = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return marker if isinstance(marker, dict) and marker.get("format") == MARKER_FORMAT else None
+    made = isinstance(marker, dict) and str(marker.get("format", "")).startswith(_FORMAT_PREFIX)
+    return marker if made else None
 
 
 def is_owned(folder: Path, kind: str) -> bool:
-    """Whether ``folder`` carries dermsynth's marker of this kind."""
+    """Whether ``folder`` carries dermsynth's marker of this kind (of any format: dermsynth made it)."""
     marker = read_marker(folder)
     return marker is not None and marker.get("kind") == kind
+
+
+def earlier_format(folder: Path) -> str | None:
+    """The format of a marker written by an earlier dermsynth, or None (no marker, or this format)."""
+    marker = read_marker(folder)
+    return None if marker is None or marker["format"] == MARKER_FORMAT else marker["format"]
 
 
 def write_marker(folder: Path, kind: str) -> None:

@@ -25,7 +25,6 @@ from dermsynth.evaluation.utility import (
     summarise,
     synthetic_counts,
     t_interval,
-    upgrade,
     utility_config,
 )
 from dermsynth.checkpoint import load_checkpoint, save_atomic
@@ -165,25 +164,25 @@ def test_every_arm_runs_through_the_cli_and_only_changed_runs_train_again(tiny_g
     # filter at confidence 1.0: the near-uniform tiny judge accepts nothing, so the arm trains on real images only
     assert all(v == 0.0 for v in saved["filter_acceptance"].values()) and "pass the judge" in output
     assert sum(info("filter-seed0")["synthetic_train_images_per_class"].values()) == 0
-    assert sum(info("real-plus-synthetic-seed0")["synthetic_train_images_per_class"].values()) > 0
+    assert sum(info("topup-seed0")["synthetic_train_images_per_class"].values()) > 0
     md = (folder / "utility.md").read_text()
     assert "95 % interval" in md and "external set" in md and (folder / "utility.png").is_file()
     # the controls: real images only (no generator in their fingerprint), every difference with its joint interval
     assert info("half-seed0")["train_images"] < info("real-seed0")["train_images"]
     assert info("shuffled-seed0")["synthetic_train_images_per_class"] == info(
-        "real-plus-synthetic-seed0")["synthetic_train_images_per_class"]
+        "topup-seed0")["synthetic_train_images_per_class"]
     assert all("bootstrap" in d for d in saved["summary"]["differences"].values())
     assert "positive_resolved" in saved["summary"]["controls"]
 
     # Run again with topup_to changed: topup and filter train again, the other arms are reused.
     stamp = {name: (folder / name / "classifier.pt").stat().st_mtime_ns
-             for name in ("real-seed0", "ratio-seed1", "real-plus-synthetic-seed0", "filter-seed1")}
+             for name in ("real-seed0", "ratio-seed1", "topup-seed0", "filter-seed1")}
     output = run("--utility", "topup_to=10")
     assert output.count("made by other settings") == 6  # topup, filter and shuffled, two seeds each
     assert (folder / "real-seed0" / "classifier.pt").stat().st_mtime_ns == stamp["real-seed0"]
     assert (folder / "ratio-seed1" / "classifier.pt").stat().st_mtime_ns == stamp["ratio-seed1"]
-    assert (folder / "real-plus-synthetic-seed0" / "classifier.pt").stat().st_mtime_ns != stamp[
-        "real-plus-synthetic-seed0"]
+    assert (folder / "topup-seed0" / "classifier.pt").stat().st_mtime_ns != stamp[
+        "topup-seed0"]
     assert json.loads((folder / "utility.json").read_text())["config"]["topup_to"] == 10
 
 
@@ -235,15 +234,6 @@ def test_a_generator_that_saw_test_lesions_is_refused(tiny_gan, phantom_data, tm
     shutil.copyfile(tiny_gan / "split.json", tmp_path / "old" / "split.json")
     with pytest.raises(LeakageError):
         run_utility(tmp_path / "old" / "generator.pt", phantom_data, other, cfg, tmp_path / "w", progress=False)
-
-
-def test_records_of_the_first_utility_studies_are_read():
-    first = {"runs": [{"setting": s, "seed": k, "balanced_accuracy": b, "recall": {c: b for c in CLASSES}}
-                      for s, b in (("real", 0.5), ("real+synthetic", 0.4)) for k in (0, 1)],
-             "summary": {"real": {}}}
-    new = upgrade(first)
-    assert set(new["summary"]["arms"]) == {"real", "topup"}
-    assert new["summary"]["differences"]["topup"]["balanced_accuracy_mean"] == pytest.approx(-0.1)
 
 
 class _NoSynthetic(utility.FolderSource):

@@ -63,7 +63,6 @@ from dermsynth.training.runs import RunOptions
 
 ARMS = ("real", "half", "shuffled", "topup", "ratio", "balanced", "pretrain", "filter", "synthetic")
 BASELINE = "real"
-_LEGACY_NAMES = {"real+synthetic": "topup"}  # utility.json records written before the arms had these names
 
 
 class UtilityConfig(Section):
@@ -117,8 +116,7 @@ def synthetic_counts(real_counts: dict[str, int], arm: str, cfg: UtilityConfig) 
 
 
 def _folder_name(arm: str, seed: int, part: str = "") -> str:
-    name = "real-plus-synthetic" if arm == "topup" else arm  # the first studies' name for topup: kept, reused
-    return f"{name}{part}-seed{seed}"
+    return f"{arm}{part}-seed{seed}"
 
 
 def check_external(external: Path, split, index, generator_ids: list[str], checks: DataChecks = DataChecks()) -> str:
@@ -508,17 +506,6 @@ def summary_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
 
 def summary_markdown(summary: dict) -> list[str]:
     return markdown_table(*summary_rows(summary))
-
-
-def upgrade(result: dict) -> dict:
-    """A utility.json of any version in this version's form (the first ones named the arms settings)."""
-    if "arms" in result.get("summary", {}):
-        return result
-    runs = [{**{k: v for k, v in r.items() if k != "setting"}, "arm": _LEGACY_NAMES.get(r["setting"], r["setting"])}
-            for r in result["runs"]]
-    arms = tuple(dict.fromkeys(r["arm"] for r in runs))
-    return {**result, "runs": runs, "summary": summarise(runs, arms), "classifier": result.get("classifier", "?"),
-            "generator": result.get("generator", "?"), "generator_check": result.get("generator_check", "not recorded")}
 
 
 def utility_markdown(result: dict) -> str:

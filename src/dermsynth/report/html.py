@@ -144,16 +144,15 @@ def _metrics_section(run: Path) -> str:
 
 
 def _utility_section(run: Path) -> str:
-    from dermsynth.evaluation.utility import summary_rows, upgrade
+    from dermsynth.evaluation.utility import summary_rows
 
     ut = _read(run / "eval" / "utility" / "utility.json")
     out = "<h2>Utility: does adding synthetic images help on real test images?</h2>"
     if ut is None:
         return out + _missing("Utility study", "utility")
-    ut = upgrade(ut)
     out += (f"<p>Classifier {html.escape(str(ut['classifier']))}, one per arm and seed, scored on the real test "
             "part; each arm's paired difference from <em>real</em> (the same classifier on real images only, same "
-            "seed) with its 95 % t-interval over seeds.</p>")
+            "seed) with its 95 % interval from a bootstrap over seeds and test lesions together.</p>")
     out += _table(*summary_rows(ut["summary"]), "utility")
     if "external" in ut:
         out += f"<h3>External test set: {html.escape(ut['external']['data'])}</h3>"
