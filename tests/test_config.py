@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from dermsynth.config import PRESETS, classifier_config, gan_config, load_yaml, result_settings, to_plain
-from dermsynth.pipeline import STAGES, Study
+from dermsynth.study.pipeline import STAGES, Study
 
 RUN_PRESETS = sorted(p for p in PRESETS.glob("*.yaml") if not p.name.startswith("run-"))
 

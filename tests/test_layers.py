@@ -21,8 +21,7 @@ LAYERS = (
     ("training",),
     ("generate",),
     ("metrics", "evaluation"),
-    ("report",),
-    ("pipeline",),
+    ("study",),  # the pipeline, its config, its folder's layout and the report
     ("api",),
     ("cli", "__main__", "__init__"),  # the package root re-exports the public API
 )
@@ -96,3 +95,18 @@ def test_lines_fit_120_columns():
             for path in sorted((root / folder).rglob("*.py"))
             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if len(line) > 120]
     assert not long, long
+
+
+def test_the_study_names_its_folder_s_paths_in_one_place():
+    """The pipeline and the report read every study-folder path from study/layout.py's StudyLayout, which takes
+    the file names inside run and result folders from the modules that write them: no file name is typed twice."""
+    import re
+
+    named = re.compile(r'"[\w./-]+\.(json|png|pt|html|md|csv|yaml|started)"')
+    for name in ("pipeline.py", "report.py"):
+        text = (PACKAGE / "study" / name).read_text(encoding="utf-8")
+        assert not named.findall(text), f"study/{name} types a file name; name it in study/layout.py"
+    layout = (PACKAGE / "study" / "layout.py").read_text(encoding="utf-8")
+    for written_elsewhere in ("generator.pt", "classifier.pt", "run.json", "split.json", "table3.json",
+                              "evaluation.json", "utility.json", "grid.png"):
+        assert f'"{written_elsewhere}"' not in layout, written_elsewhere

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from dermsynth.cli import main
-from dermsynth.pipeline import STAGES, run_study
+from dermsynth.study.pipeline import STAGES, run_study
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -149,6 +150,18 @@ def test_an_interrupted_training_stage_resumes(study, capsys):
     assert (run / "judge" / "classifier.pt").is_file() and (run / "stages" / "judge.json").is_file()
 
 
+def test_a_larger_time_cap_trains_the_gan_on_instead_of_afresh(study, tmp_path, capsys):
+    shutil.copytree(study / "run", tmp_path / "run")
+    run = tmp_path / "run"
+    gan = yaml.safe_load(tiny_study(study).read_text())["gan"]
+    run_study(tiny_study(tmp_path, gan={"set": [*gan["set"], "train.max_minutes=600"]}), run, stages=("gan",),
+              progress=False)
+    out = capsys.readouterr().out
+    assert "[gan] running" in out and "resumed from" in out  # the same recipe: continued, not retrained
+    record = json.loads((run / "gan" / "run.json").read_text())
+    assert record["resumed"][-1]["changed"] == {"train.max_minutes": [None, 600]}
+
+
 def test_a_feature_judge_of_its_own_gives_the_judge_space_and_reruns_only_the_metrics(study, tmp_path, capsys):
     config = tiny_study(study)
     shutil.copytree(study / "run", tmp_path / "run")
@@ -175,7 +188,7 @@ def test_a_feature_judge_of_its_own_gives_the_judge_space_and_reruns_only_the_me
 
 def test_imagenet_features_are_refused_as_the_judge_space_of_a_projected_gan(tmp_path):
     from dermsynth.config import ConfigError
-    from dermsynth.pipeline import STAGE, Study
+    from dermsynth.study.pipeline import STAGE, Study
 
     projected = {"preset": str(REPO / "configs/projected.yaml"), "set": []}
     effnet = {"preset": str(REPO / "configs/classifier-effnet.yaml"), "set": []}
@@ -183,6 +196,12 @@ def test_imagenet_features_are_refused_as_the_judge_space_of_a_projected_gan(tmp
         Study(tiny_study(tmp_path, gan=projected, judge=effnet), tmp_path / "run")
     paper = {"preset": str(REPO / "configs/classifier-paper.yaml"), "set": []}
     Study(tiny_study(tmp_path, gan=projected, judge=effnet, feature_judge=paper), tmp_path / "run")  # accepted
+    # The metrics are checked too: a typo is named, not silently skipped; Table III and utility are stages.
+    for measures, bad in ((["fid", "fdi"], "[1]"), (["utility"], "[0]")):
+        with pytest.raises(ConfigError, match=re.escape(f"metrics.measures{bad}: expected one of fid, kid, prdc")):
+            Study(tiny_study(tmp_path, metrics={"measures": measures}), tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"metrics.spaces\[0\]: expected one of inception, judge"):
+        Study(tiny_study(tmp_path, metrics={"spaces": ["clip"]}), tmp_path / "run")
     # The utility section's arms are checked with the presets, before anything trains.
     with pytest.raises(ConfigError, match=r"utility.arms\[1\]: expected one of real, .*, got 'mixup'"):
         Study(tiny_study(tmp_path, utility={"arms": ["real", "mixup"]}), tmp_path / "run")
@@ -232,7 +251,7 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
 
 
 def test_a_gan_trained_outside_the_study_with_its_config_is_adopted(study, tmp_path, capsys):
-    from dermsynth.pipeline import Study
+    from dermsynth.study.pipeline import Study
     from dermsynth.training.gan_loop import RunOptions, train_gan
 
     config = tiny_study(study)

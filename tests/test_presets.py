@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from dermsynth.config import classifier_config, gan_config, load_yaml
-from dermsynth.pipeline import Study
+from dermsynth.study.pipeline import Study
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError, open_index
+from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, open_index
+from dermsynth.errors import DataError
 from dermsynth.figures import from_uint8
 from dermsynth.generate import load_generator as _load_generator
 from dermsynth.generate import sample as _sample

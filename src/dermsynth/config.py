@@ -15,7 +15,8 @@ import yaml
 from pydantic import BaseModel, Field, Strict, field_validator, model_validator
 
 from dermsynth.augment import check_policy
-from dermsynth.data.cache import CROPS, RESOLUTIONS
+from dermsynth.data import FORMATS
+from dermsynth.data.cache import CROPS, ON_CORRUPT, RESOLUTIONS
 from dermsynth.data.index import LABEL_CONFLICTS, DataChecks
 from dermsynth.errors import ConfigError
 from dermsynth.models.classifier import ClassifierConfig
@@ -42,7 +43,7 @@ class DataConfig(Section):
 
     root: FilePath = Field(Path("data/phantom"), description=(
         "Data root: a HAM10000-layout folder, class folders, or a DermaMNIST .npz."))
-    format: Literal["auto", "ham10000", "folder", "dermamnist"] = Field("auto", description=(
+    format: Literal[FORMATS] = Field("auto", description=(
         "Reader: auto, ham10000, folder or dermamnist."))
     resolution: Literal[RESOLUTIONS] = Field(64, description=(
         "Square training resolution in pixels: 32, 64, 128 or 256."))
@@ -50,7 +51,7 @@ class DataConfig(Section):
         "center (centre square), full (squeeze whole image) or pad (letterbox)."))
     cache_dir: FilePath | None = Field(None, description=(
         "Preprocessing cache folder; None means $DERMSYNTH_CACHE or ~/.cache/dermsynth."))
-    on_corrupt: Literal["skip", "fail"] = Field("skip", description=(
+    on_corrupt: Literal[ON_CORRUPT] = Field("skip", description=(
         "Undecodable image files: skip (listed in the cache's skipped.csv) or fail."))
     allow_synthetic: bool = Field(False, description=(
         "Train on images dermsynth generated (its export marker, metadata column or file tag): refused unless "

@@ -4,7 +4,8 @@ The command line prints one line, ``error: <message>``, never a traceback, and e
 ``exit_code``:
 
     1  DownloadError         a download failed (network, server, archive); it resumes when run again
-    2  ConfigError           a preset, --set option or study section is wrong (every problem named at once)
+    2  UsageError            a command-line flag or argument is wrong, or flags that cannot go together
+       ConfigError           a preset, --set option or study section is wrong (every problem named at once)
        DataError             a dataset, file, row or image is missing or wrong (named)
        LeakageError          a score would use images or lesions a classifier was trained on
        FolderError           a folder dermsynth must not write, replace or delete (not its own, or in use)
@@ -28,6 +29,10 @@ class DermsynthError(Exception):
     exit_code = 2
     prefix = ""
     """Put before the message on the command line."""
+
+
+class UsageError(DermsynthError, ValueError):
+    """A flag or argument that cannot work: an unknown choice, a value out of range, flags that conflict."""
 
 
 class ConfigError(DermsynthError, ValueError):

@@ -15,7 +15,6 @@ same images, whichever other classes are asked for.
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -26,7 +25,8 @@ from tqdm import tqdm
 from dermsynth.checkpoint import SNAPSHOT_FORMAT, STATE_FORMAT, CheckpointError, error_summary, load_checkpoint, seeded
 from dermsynth.config import MAX_SEED
 from dermsynth.data.ham10000 import write_metadata
-from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError
+from dermsynth.data.index import CLASS_TO_LABEL, CLASSES
+from dermsynth.errors import UsageError
 from dermsynth.figures import labelled_grid, save_synthetic_image, to_uint8
 from dermsynth.models.generator import Generator, GeneratorConfig, build_generator
 from dermsynth.storage import (
@@ -39,11 +39,14 @@ from dermsynth.storage import (
     is_owned,
     sha256_file,
     storage_error,
+    swap_in,
     write_marker,
 )
 
 LAYOUTS = ("ham10000", "imagefolder")
 IMAGE_FORMATS = ("png", "jpg")
+GRID_FILE = "grid.png"
+"""An export's class grid, one row per class."""
 
 PIXEL_NOISE_SEED = 1 << 40  # offset: the per-pixel noise stream never shares a seed with a class's z stream
 
@@ -94,10 +97,10 @@ def parse_classes(classes: str | None) -> list[str]:
         return list(CLASSES)
     names = [c.strip().lower() for c in classes.split(",") if c.strip()]
     if not names:
-        raise DataError(f"--classes {classes!r} names no class; choose from {', '.join(CLASSES)}")
+        raise UsageError(f"--classes {classes!r} names no class; choose from {', '.join(CLASSES)}")
     unknown = [c for c in names if c not in CLASS_TO_LABEL]
     if unknown:
-        raise DataError(f"unknown class(es) {', '.join(unknown)}; choose from {', '.join(CLASSES)}")
+        raise UsageError(f"unknown class(es) {', '.join(unknown)}; choose from {', '.join(CLASSES)}")
     return list(dict.fromkeys(names))
 
 
@@ -135,13 +138,13 @@ def generate_images(
         out = out.resolve()  # the export is swapped in beside its folder: that needs the folder's name
     names = parse_classes(classes)
     if layout not in LAYOUTS or image_format not in IMAGE_FORMATS or not 1 <= quality <= 100:
-        raise DataError(f"layout must be one of {', '.join(LAYOUTS)}, format one of {', '.join(IMAGE_FORMATS)} "
+        raise UsageError(f"layout must be one of {', '.join(LAYOUTS)}, format one of {', '.join(IMAGE_FORMATS)} "
                         f"and quality in [1, 100]; got {layout!r}, {image_format!r}, {quality}")
     if not 1 <= per_class <= max_per_class:
-        raise DataError(f"--per-class must be between 1 and {max_per_class:,}, got {per_class:,}"
+        raise UsageError(f"--per-class must be between 1 and {max_per_class:,}, got {per_class:,}"
                         + (" (raise the limit with --max-per-class)" if per_class > max_per_class else ""))
     if not 0 <= seed <= MAX_SEED:
-        raise DataError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
+        raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
     _check_export_target(out, overwrite)
     G, _ = load_generator(checkpoint, device)  # before anything is written: a wrong path changes nothing
     digest = sha256_file(checkpoint)
@@ -158,23 +161,7 @@ def generate_images(
             tmp.mkdir()
             write_marker(tmp, "export")
             _write_export(G, tmp, names, per_class, seed, digest, device, progress, layout, image_format, quality)
-            if out.exists():  # an empty folder, or an export of ours (checked above): swap, then delete it
-                out.rename(old)
-                try:
-                    tmp.rename(out)
-                except BaseException:
-                    old.rename(out)  # put the old export back where the user left it
-                    raise
-                try:
-                    if is_owned(old, "export"):
-                        shutil.rmtree(old)
-                    else:
-                        old.rmdir()  # it was empty when checked; if something appeared since, it stays
-                except OSError as e:
-                    print(f"warning: the new export is in place, but the old one could not be removed from {old} "
-                          f"({e.strerror or e})", file=sys.stderr)
-            else:
-                tmp.rename(out)
+            swap_in(tmp, out, old, "export")  # out: empty, or an export of ours (checked above)
         except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(e, OSError) and not isinstance(e, StorageError):
@@ -231,4 +218,4 @@ def _write_export(G, folder: Path, names: list[str], per_class: int, seed: int, 
     cols = min(len(g) for g in grid_images)
     grid = labelled_grid(np.concatenate([g[:cols] for g in grid_images]), names,
                          f"checkpoint {digest[:12]}, seed {seed}")
-    save_synthetic_image(grid, folder / "grid.png", checkpoint_sha256=digest, seed=seed)
+    save_synthetic_image(grid, folder / GRID_FILE, checkpoint_sha256=digest, seed=seed)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -253,3 +254,33 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def settings_key(payload) -> str:
+    """A short stable hash of JSON-able settings (keys sorted; paths and other objects as text): what a study's
+    stage keys and a utility classifier's fingerprint are made of."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def swap_in(new: Path, out: Path, old: Path, kind: str) -> None:
+    """Put the complete folder ``new`` in the place of ``out``, which is missing, empty, or dermsynth's own
+    ``kind`` (the caller checked): ``out`` is first renamed to ``old`` (and put back if the swap fails), then
+    deleted, all of it only if it carries the marker of ``kind``, else only while still empty. A crash at any
+    point leaves either the old folder or the new one in place, never half of one."""
+    if not out.exists():
+        new.rename(out)
+        return
+    out.rename(old)
+    try:
+        new.rename(out)
+    except BaseException:
+        old.rename(out)  # the old folder back where the user left it
+        raise
+    try:
+        if is_owned(old, kind):
+            shutil.rmtree(old)
+        else:
+            old.rmdir()  # it was empty when checked; if something appeared since, it stays
+    except OSError as e:
+        print(f"warning: the new {kind} folder is in place, but the old one could not be removed from {old} "
+              f"({e.strerror or e})", file=sys.stderr)

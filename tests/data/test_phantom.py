@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dermsynth.data import CLASSES, DataError, open_index, phantom
+from dermsynth.data import CLASSES, open_index, phantom
+from dermsynth.errors import FolderError, UsageError
 from dermsynth.data.phantom import make_phantom, plan_images
 from dermsynth.storage import MARKER
 
@@ -79,12 +80,12 @@ def test_refuses_to_overwrite(small, tmp_path):
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("keep me")
-    with pytest.raises(DataError, match="not empty"):
+    with pytest.raises(FolderError, match="not empty"):
         make_phantom(busy, per_class=1, size=16, seed=0)
-    with pytest.raises(DataError, match="refusing to delete"):
+    with pytest.raises(FolderError, match="refusing to delete"):
         make_phantom(busy, per_class=1, size=16, seed=0, overwrite=True)
     assert (busy / "notes.txt").read_text() == "keep me"
-    with pytest.raises(DataError, match="not a folder"):
+    with pytest.raises(FolderError, match="not a folder"):
         make_phantom(busy / "notes.txt", per_class=1, size=16, seed=0)
 
     (tmp_path / "empty").mkdir()
@@ -95,10 +96,10 @@ def test_refuses_to_overwrite(small, tmp_path):
 
 
 def test_bad_arguments_are_all_reported(tmp_path):
-    with pytest.raises(DataError) as info:
+    with pytest.raises(UsageError) as info:
         make_phantom(tmp_path / "x", per_class=0, size=8, seed=-1)
     assert all(name in str(info.value) for name in ("per_class", "size", "seed"))
-    with pytest.raises(DataError, match="integer"):
+    with pytest.raises(UsageError, match="integer"):
         make_phantom(tmp_path / "x", per_class=2.5, size=32, seed=0)
     assert not (tmp_path / "x").exists()
 

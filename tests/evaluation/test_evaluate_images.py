@@ -16,7 +16,6 @@ from dermsynth.data.phantom import make_phantom
 from dermsynth.data.splits import load_split, make_split, save_split
 from dermsynth.errors import LeakageError
 from dermsynth.evaluation.gan import EvaluationConfig, evaluate_gan, evaluate_images
-from dermsynth.evaluation.probe import ProbeConfig
 from tests.conftest import write_csv
 
 
@@ -75,11 +74,14 @@ def test_the_probe_sees_held_out_real_images_as_a_gain(tmp_path):
     index = open_index(root)
     save_split(make_split(index, (0.2, 0.3, 0.5), 0), tmp_path / "split.json", index)
     folder = copy_part(root, tmp_path / "split.json", "val", tmp_path / "val", "folder")
-    cfg = EvaluationConfig(measures=("probe",), split_file=tmp_path / "split.json",
-                           feature_cache=tmp_path / "features",
-                           probe=ProbeConfig(arms=("real", "half", "topup"), seeds=4, iterations=100, bootstrap=300,
-                                             topup_to=50, feature_resolution=64))
-    report = evaluate_images(folder, root, tmp_path / "eval", cfg, resolution=32, progress=False)
+    probe = ("arms=[real,half,topup]", "seeds=4", "iterations=100", "bootstrap=300", "topup_to=50",
+             "feature_resolution=64")
+    result = CliRunner().invoke(main, [
+        "evaluate", "utility", "--images", str(folder), "--data", str(root), "--split", str(tmp_path / "split.json"),
+        "--out", str(tmp_path / "eval"), "--resolution", "32", "--feature-cache", str(tmp_path / "features"),
+        "--no-progress", *[x for option in probe for x in ("--probe", option)]], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = {"probe": json.loads((tmp_path / "eval" / "probe" / "probe.json").read_text())}
     topup, half = report["probe"]["differences"]["topup"], report["probe"]["differences"]["half"]
     assert half["ci95"][0] > 0 and topup["ci95"][0] > 0, (half, topup)
 

@@ -1,5 +1,5 @@
 """The utility probe: known-answer controls on phantom data, a lesion bootstrap that narrows with more test
-lesions, and `evaluate gan --measures probe`."""
+lesions, and `evaluate utility`."""
 
 from __future__ import annotations
 
@@ -49,13 +49,13 @@ def test_the_bootstrap_interval_narrows_with_more_test_lesions():
     assert widths[1] < 0.7 * widths[0], widths
 
 
-def test_evaluate_gan_runs_the_probe_and_reports_every_arm(tiny_gan, phantom_data, tmp_path):
+def test_evaluate_utility_runs_the_probe_and_reports_every_arm(tiny_gan, phantom_data, tmp_path):
     out = tmp_path / "eval"
     options = ["seeds=2", "iterations=20", "bootstrap=100", "feature_resolution=32", "topup_to=12",
                "synthetic_per_class=6"]
     result = CliRunner().invoke(main, [
-        "evaluate", "gan", "--generator", str(tiny_gan / "generator.pt"), "--data", str(phantom_data),
-        "--measures", "probe", "--out", str(out), "--no-progress", "--feature-cache", str(tmp_path / "features"),
+        "evaluate", "utility", "--generator", str(tiny_gan / "generator.pt"), "--data", str(phantom_data),
+        "--out", str(out), "--no-progress", "--feature-cache", str(tmp_path / "features"),
         *[x for o in options for x in ("--probe", o)]])
     assert result.exit_code == 0, result.output
     probe = json.loads((out / "probe" / "probe.json").read_text())
@@ -64,16 +64,18 @@ def test_evaluate_gan_runs_the_probe_and_reports_every_arm(tiny_gan, phantom_dat
     for d in probe["differences"].values():
         assert d["ci95"][0] <= d["mean"] <= d["ci95"][1] and d["mde"] > 0 and len(d["per_seed"]) == 2
     assert "no val or test image" in probe["generator_check"]
-    assert "Utility probe" in (out / "evaluation.md").read_text()
+    assert "positive control" in result.output and not (out / "study").exists()  # no --classifier: probe only
     assert "positive control" in (out / "probe" / "probe.md").read_text()
 
 
 def test_a_bad_probe_option_is_named(tiny_gan, phantom_data, tmp_path):
     with pytest.raises(ValueError, match=r"arms\.1\n  Input should be 'real', 'half'"):
         ProbeConfig(arms=("real", "bogus"))
-    base = ["evaluate", "gan", "--generator", str(tiny_gan / "generator.pt"), "--data", str(phantom_data),
+    base = ["evaluate", "utility", "--generator", str(tiny_gan / "generator.pt"), "--data", str(phantom_data),
             "--out", str(tmp_path / "eval")]
-    result = CliRunner().invoke(main, [*base, "--measures", "fid", "--probe", "seeds=4"])
-    assert result.exit_code == 2 and "add probe to --measures" in result.output
-    result = CliRunner().invoke(main, [*base, "--measures", "probe", "--probe", "seeds=one"])
+    result = CliRunner().invoke(main, [*base, "--utility", "seeds=[0]"])
+    assert result.exit_code == 2 and "add --classifier" in result.output
+    result = CliRunner().invoke(main, [*base, "--images", str(phantom_data)])
+    assert result.exit_code == 2 and "one of --generator" in result.output
+    result = CliRunner().invoke(main, [*base, "--probe", "seeds=one"])
     assert result.exit_code == 2 and "probe.seeds" in result.output and len(result.output.strip().splitlines()) <= 3

@@ -128,9 +128,10 @@ def test_every_arm_runs_through_the_cli_and_only_changed_runs_train_again(tiny_g
     sets = [x for s in TINY_CLASSIFIER + ["train.epochs=1"] for x in ("--set", s)]
 
     def run(*options):
-        args = ["evaluate", "gan", "--generator", tiny_gan / "generator.pt", "--data", phantom_data,
-                "--judge", tiny_judge / "classifier.pt", "--measures", "utility", "--out", out,
-                "--utility-config", REPO / "configs/classifier-paper.yaml", *sets,
+        args = ["evaluate", "utility", "--generator", tiny_gan / "generator.pt", "--data", phantom_data,
+                "--judge", tiny_judge / "classifier.pt", "--out", out, "--feature-cache", tmp_path / "features",
+                "--probe", "seeds=2", "--probe", "iterations=20", "--probe", "bootstrap=100",
+                "--probe", "feature_resolution=32", "--classifier", REPO / "configs/classifier-paper.yaml", *sets,
                 "--utility", f"arms=[{','.join(ARMS)}]", "--utility", "seeds=[0,1]", "--utility", "topup_to=12",
                 "--utility", "synthetic_per_class=6", "--utility", "pretrain_epochs=1",
                 "--utility", "filter_confidence=1.0", "--external", external, "--no-progress", *options]
@@ -139,8 +140,9 @@ def test_every_arm_runs_through_the_cli_and_only_changed_runs_train_again(tiny_g
         return result.output
 
     output = run()
-    folder = out / "utility"
+    folder = out / "study"
     saved = json.loads((folder / "utility.json").read_text())
+    assert (out / "probe" / "probe.json").is_file()  # the probe runs beside the fine-tuned study
     assert len(saved["runs"]) == 2 * len(ARMS) and set(saved["summary"]["arms"]) == set(ARMS)
     # seed by seed: every arm of seed 0 is trained before any of seed 1 (a study stopped early can be compared)
     assert [(r["seed"], r["arm"]) for r in saved["runs"]] == [(s, a) for s in (0, 1) for a in ARMS]

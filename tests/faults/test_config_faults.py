@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import dermsynth.config as config
 from dermsynth.cli import main
 from dermsynth.config import ConfigError, PhantomConfig, classifier_config, gan_config, load_yaml, parse_assignments
-from dermsynth.pipeline import Study
+from dermsynth.study.pipeline import Study
 from dermsynth.schema import validated
 from tests.conftest import read_rows
 
@@ -294,7 +294,7 @@ def test_every_section_describes_every_option():
     from pydantic import BaseModel
 
     from dermsynth.evaluation.probe import ProbeConfig
-    from dermsynth.pipeline import StudyConfig
+    from dermsynth.study.config import StudyConfig
 
     def models(cls):
         yield cls
@@ -377,7 +377,7 @@ def test_study_sections_are_typed_and_every_problem_named(tmp_path):
 
 
 def test_a_study_section_keeps_the_study_defaults_it_does_not_name(tmp_path):
-    from dermsynth.pipeline import load_study
+    from dermsynth.study.config import load_study
 
     study = tmp_path / "study.yaml"
     study.write_text("phantom: {seed: 3}\ngan: {set: [train.epochs=2]}\n")

@@ -2,6 +2,11 @@
 
 # Each reader module registers its format on import; ``open_index(fmt="auto")`` tries them in this order.
 from dermsynth.data import dermamnist, ham10000, folder  # isort: skip
-from dermsynth.data.index import CLASSES, DataError, DatasetIndex, Record, open_index
+from dermsynth.data.index import CLASSES, READERS, DatasetIndex, Record, open_index
+from dermsynth.errors import DataError
 
-__all__ = ["CLASSES", "DataError", "DatasetIndex", "Record", "open_index", "dermamnist", "ham10000", "folder"]
+FORMATS = ("auto", *READERS)
+"""The data formats a command takes: auto (detected), or a reader's name."""
+
+__all__ = ["CLASSES", "FORMATS", "READERS", "DataError", "DatasetIndex", "Record", "open_index", "dermamnist",
+           "ham10000", "folder"]

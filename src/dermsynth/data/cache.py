@@ -36,12 +36,15 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from dermsynth.data.index import CLASSES, DataError, DatasetIndex, check_nonempty
+from dermsynth.data.index import CLASSES, DatasetIndex, check_nonempty
+from dermsynth.errors import DataError
 from dermsynth.storage import atomic_write, atomic_write_text
 
 CACHE_VERSION = 1
 RESOLUTIONS = (32, 64, 128, 256)
 CROPS = ("center", "full", "pad")
+ON_CORRUPT = ("skip", "fail")
+"""What an undecodable image file does to a cache build: skipped (and listed) or the build stops."""
 
 
 def default_cache_dir() -> Path:
@@ -210,7 +213,7 @@ def load_cache(
         problems.append(f"resolution must be one of {RESOLUTIONS}, got {resolution}")
     if crop not in CROPS:
         problems.append(f"crop must be one of {CROPS}, got {crop!r}")
-    if on_corrupt not in ("skip", "fail"):
+    if on_corrupt not in ON_CORRUPT:
         problems.append(f"on_corrupt must be 'skip' or 'fail', got {on_corrupt!r}")
     if problems:
         raise ValueError("; ".join(problems))

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dermsynth.data.index import CLASS_TO_LABEL, DataError, DatasetIndex, Record, register_reader
+from dermsynth.data.index import CLASS_TO_LABEL, DatasetIndex, Record, register_reader
+from dermsynth.errors import DataError
 
 DERMAMNIST_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 PARTS = ("train", "val", "test")

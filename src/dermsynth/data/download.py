@@ -39,8 +39,7 @@ from tqdm import tqdm
 
 from dermsynth._version import __version__
 from dermsynth.data.ham10000 import read_ham10000
-from dermsynth.data.index import DataError
-from dermsynth.errors import DownloadError
+from dermsynth.errors import DataError, DownloadError
 
 DEFAULT_BASE_URL = "https://dataverse.harvard.edu"
 BASE_URL_ENV = "DERMSYNTH_DATAVERSE_URL"

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from dermsynth.data.ham10000 import IMAGE_SUFFIXES
-from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError, DatasetIndex, Record, register_reader
+from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DatasetIndex, Record, register_reader
+from dermsynth.errors import DataError
 
 
 def looks_like_class_folders(root: Path) -> bool:

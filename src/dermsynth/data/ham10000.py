@@ -15,12 +15,12 @@ from pathlib import Path
 from dermsynth.data.index import (
     CLASS_TO_LABEL,
     CLASSES,
-    DataError,
     DatasetIndex,
     Record,
     register_reader,
     safe_file_name,
 )
+from dermsynth.errors import DataError
 from dermsynth.storage import atomic_write_text
 
 METADATA_NAMES = (

@@ -48,8 +48,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from dermsynth.data.ham10000 import write_metadata
-from dermsynth.data.index import CLASSES, DataError
-from dermsynth.storage import MARKER, is_owned, write_marker
+from dermsynth.data.index import CLASSES
+from dermsynth.errors import FolderError, UsageError
+from dermsynth.storage import MARKER, is_owned, swap_in, write_marker
 
 SYNTHETIC_TAG = "phantom"
 """Value of the metadata's ``synthetic`` column."""
@@ -677,7 +678,7 @@ def plan_images(per_class: int, seed: int) -> list[PlannedImage]:
 def check_arguments(per_class: int, size: int, seed: int) -> None:
     """Raise one error that lists every bad argument.
 
-    It is a :class:`DataError` (a ValueError) so that the CLI reports it as one clean line.
+    It is a :class:`UsageError` (a ValueError) so that the CLI reports it as one clean line.
     """
     problems = []
     for name, value, low in (("per_class", per_class, 1), ("size", size, MIN_SIZE), ("seed", seed, 0)):
@@ -686,21 +687,21 @@ def check_arguments(per_class: int, size: int, seed: int) -> None:
         elif value < low:
             problems.append(f"{name} must be >= {low}, got {value}")
     if problems:
-        raise DataError("make_phantom: " + "; ".join(problems))
+        raise UsageError("make_phantom: " + "; ".join(problems))
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
     if not out.exists():
         return
     if not out.is_dir():
-        raise DataError(f"{out}: exists and is not a folder")
+        raise FolderError(f"{out}: exists and is not a folder")
     if not any(out.iterdir()):
         return
     if not overwrite:
-        raise DataError(f"{out}: folder is not empty; choose another folder or pass overwrite=True")
+        raise FolderError(f"{out}: folder is not empty; choose another folder or pass overwrite=True")
     if out.is_symlink() or not is_owned(out, "phantom"):
         # Overwriting means deleting: only ever delete what make_phantom itself wrote (its marker says so).
-        raise DataError(
+        raise FolderError(
             f"{out}: folder is not empty and is not phantom data made by dermsynth (no phantom marker {MARKER}); "
             "refusing to delete it even with overwrite=True"
         )
@@ -753,14 +754,9 @@ def make_phantom(out: Path, per_class: int, size: int, seed: int, overwrite: boo
         write_metadata(tmp / METADATA_NAME, rows, extra_columns=("synthetic",))
         write_marker(tmp, "phantom")
         _check_out(out, overwrite)  # again: something may have appeared meanwhile
-        if out.exists():
-            old = _sibling(out, "old")
-            old.rmdir()
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        old = _sibling(out, "old")
+        old.rmdir()
+        swap_in(tmp, out, old, "phantom")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

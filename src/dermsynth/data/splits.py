@@ -17,10 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dermsynth.data.index import CLASSES, DataError, DatasetIndex
+from dermsynth.data.index import CLASSES, DatasetIndex
+from dermsynth.errors import DataError
 from dermsynth.storage import atomic_write_json
 
 PARTS = ("train", "val", "test")
+SPLIT_FILE = "split.json"
+"""The split's file name in a run or study folder."""
 SPLIT_FORMAT = "dermsynth-split/1"
 
 

@@ -33,9 +33,9 @@ from sklearn.metrics import (
 )
 
 from dermsynth.data.cache import load_cache
-from dermsynth.data.index import CLASSES, DataChecks, DataError, open_index
+from dermsynth.data.index import CLASSES, DataChecks, open_index
 from dermsynth.data.splits import Split
-from dermsynth.errors import LeakageError
+from dermsynth.errors import DataError, LeakageError, UsageError
 from dermsynth.figures import pyplot, save_figure
 from dermsynth.models.classifier import TTA, Classifier, load_classifier, predict_proba
 from dermsynth.storage import atomic_write_text, sha256_file
@@ -99,7 +99,7 @@ def score_dataset(
     ``whose`` whose split a refusal names (a judge's, a utility classifier's).
     """
     if split not in EVAL_SPLITS:
-        raise DataError(f"--split {split!r} is not one of {', '.join(EVAL_SPLITS)}")
+        raise UsageError(f"--split {split!r} is not one of {', '.join(EVAL_SPLITS)}")
     index = open_index(data_root, fmt, lesions_required=split != "all",  # an external set may lack lesion ids
                        hints=hints, **checks.readers())
     for warning in index.warnings:
@@ -266,7 +266,7 @@ def evaluate_classifier(
     """
     checkpoint = Path(checkpoint)
     if tta not in TTA:
-        raise DataError(f"--tta {tta!r} is not one of {', '.join(TTA)}")
+        raise UsageError(f"--tta {tta!r} is not one of {', '.join(TTA)}")
     model, meta = load_classifier(checkpoint, device)
     scored = score_dataset(model, meta, data_root, split, fmt, cache_dir, progress, tta, checks, hints,
                            whose=f"the classifier {checkpoint}'s split")

@@ -27,7 +27,8 @@ import numpy as np
 from PIL import Image
 
 from dermsynth.data.cache import crop_resize
-from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataChecks, DataError, check_nonempty, open_index
+from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataChecks, check_nonempty, open_index
+from dermsynth.errors import UsageError
 from dermsynth.evaluation.classification import check_no_leakage, classification_metrics, score_dataset
 from dermsynth.generate import load_generator, parse_classes, sample, trained_against
 from dermsynth.models.classifier import TTA, load_classifier, predict_proba
@@ -42,6 +43,8 @@ PAPER_TABLE3: dict[str, dict[str, float]] = {
     "bkl": {"detection_pct": 16.13, "avg_confidence_pct": 80.21},
 }
 """The published Table III (percent), for comparison; the paper reports these four classes."""
+
+TABLE3_JSON = "table3.json"
 
 COLUMNS = (
     ("class", "class"),
@@ -67,7 +70,7 @@ def images_from_generator(
 ) -> dict[str, np.ndarray]:
     """``per_class`` uint8 images of each class from a loaded generator, as ``dermsynth generate`` draws them."""
     if per_class < 1:
-        raise DataError(f"--per-class must be >= 1, got {per_class}")
+        raise UsageError(f"--per-class must be >= 1, got {per_class}")
     return {
         name: at_judge_resolution(sample(G, CLASS_TO_LABEL[name], per_class, seed, device=device), resolution, crop)
         for name in classes
@@ -161,9 +164,9 @@ def evaluate_detection(
     images and the real test images of the ceiling alike. ``checks`` and ``hints``: how ``data_root`` is read
     (:func:`~dermsynth.evaluation.classification.score_dataset`)."""
     if tta not in TTA:
-        raise DataError(f"--tta {tta!r} is not one of {', '.join(TTA)}")
+        raise UsageError(f"--tta {tta!r} is not one of {', '.join(TTA)}")
     if (generator is None) == (images is None):
-        raise DataError("give exactly one of --generator (a generator snapshot) or --images (a generated folder)")
+        raise UsageError("give exactly one of --generator (a generator snapshot) or --images (a generated folder)")
     judge = Path(judge)
     model, meta = load_classifier(judge, device)
     resolution, crop = int(meta["resolution"]), meta["crop"]
@@ -222,7 +225,7 @@ def evaluate_detection(
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "table3.json", json.dumps({"rows": rows, **info}, indent=1))
+    atomic_write_text(out / TABLE3_JSON, json.dumps({"rows": rows, **info}, indent=1))
     atomic_write_text(out / "table3.md", table3_markdown(rows, info))
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=[key for key, _ in COLUMNS])

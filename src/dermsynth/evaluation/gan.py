@@ -1,5 +1,6 @@
-"""``dermsynth evaluate gan`` and ``evaluate images``: every measure of a generator, or of a folder of images any
-tool made, in one command, each also alone.
+"""``dermsynth evaluate gan`` and ``evaluate images``: the generative metrics of a generator, or of a folder of
+images any tool made, in one command, each also alone (Table III and utility are commands of their own:
+``evaluate detection``, ``evaluate utility``).
 
 For a generator snapshot and its data (the split is the one the GAN trained on,
 ``split.json`` next to ``generator.pt``, unless given), or for a folder of images
@@ -15,12 +16,8 @@ the split is given):
   part has that many): what real images unseen in training score.
 - ``memorisation``: nearest-training distances of synthetic vs real test images,
   near-copies flagged, figure of the closest pairs (Inception space if available).
-- ``detection``: Table III with the judge (needs ``--judge``).
-- ``utility``: classifiers trained on real images and with synthetic ones (arms) on the real
-  test part, several seeds (needs a classifier config; the slowest measure).
 
-Writes ``evaluation.json`` and ``evaluation.md`` (and the figures/tables of each
-measure) to ``--out``.
+Writes ``evaluation.json`` and ``evaluation.md`` (and the memorisation figures) to ``--out``.
 """
 
 from __future__ import annotations
@@ -30,12 +27,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from dermsynth.data.cache import load_cache
-from dermsynth.data.index import CLASSES, DataChecks, DataError, open_index
+from dermsynth.data.index import CLASSES, DataChecks, open_index
 from dermsynth.data.splits import load_split
 from dermsynth.evaluation.sources import FolderSource, GeneratorSource
 from dermsynth.metrics import REGISTRY, overall_table, per_class, per_class_table
@@ -44,12 +40,15 @@ from dermsynth.metrics.frechet import fid_bootstrap
 from dermsynth.metrics.inception import InceptionFeatures, WeightsError
 from dermsynth.metrics.memorisation import memorisation, plot_memorisation, summary
 from dermsynth.model_card import add_metrics
+from dermsynth.errors import DataError, UsageError
 from dermsynth.storage import atomic_write_text, sha256_file
 from dermsynth.tables import markdown_table
 
-FEATURE_MEASURES = (*REGISTRY, "memorisation")
-"""Measures computed in feature spaces: every registered metric, and memorisation."""
-MEASURES = (*FEATURE_MEASURES, "detection", "utility", "probe")
+MEASURES = (*REGISTRY, "memorisation")
+"""The generative metrics, each computed in every feature space: the registered metrics, and memorisation."""
+SPACES = ("inception", "judge")
+"""The feature spaces: the FID Inception network, the judge's penultimate layer."""
+EVALUATION_JSON, EVALUATION_MD = "evaluation.json", "evaluation.md"
 
 
 def parse_measures(text: str | None) -> tuple[str, ...]:
@@ -58,7 +57,7 @@ def parse_measures(text: str | None) -> tuple[str, ...]:
     names = tuple(m.strip() for m in text.split(",") if m.strip())
     unknown = [m for m in names if m not in MEASURES]
     if unknown:
-        raise DataError(f"unknown measure(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)} or all")
+        raise UsageError(f"unknown measure(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)} or all")
     return names
 
 
@@ -99,10 +98,10 @@ class EvaluationConfig:
     """What ``evaluate gan`` measures, and with what."""
 
     measures: tuple[str, ...] = MEASURES
-    spaces: tuple[str, ...] = ("inception", "judge")
+    spaces: tuple[str, ...] = SPACES
     """Feature spaces of the feature measures: the FID Inception network, the judge's penultimate layer."""
     judge: Path | None = None
-    """A classifier.pt: its features are the judge space; it scores Table III and filters the filter arm."""
+    """A classifier.pt: its penultimate features are the judge space."""
     split_file: Path | None = None
     """The split the GAN trained on [default: split.json beside the generator]."""
     seed: int = 0
@@ -113,14 +112,6 @@ class EvaluationConfig:
     inception_weights: Path | None = None
     feature_cache: Path | None = None
     """Folder caching real-image features."""
-    utility_classifier: Any = None
-    """The utility study's classifier config (a ClassifierRunConfig)."""
-    utility: Any = None
-    """The utility study's arms, seeds ... (a :class:`~dermsynth.evaluation.utility.UtilityConfig`)."""
-    external: Path | None = None
-    """A dataset in HAM10000 layout that scores every utility classifier too."""
-    probe: Any = None
-    """The utility probe's settings (a :class:`~dermsynth.evaluation.probe.ProbeConfig`; None: its defaults)."""
     checks: DataChecks = DataChecks()
     """What the data root (and the external set) may hold that is refused by default; recorded in the report."""
     hints: str | None = None
@@ -129,13 +120,12 @@ class EvaluationConfig:
 
 def evaluate_gan(generator: str | Path, data_root: str | Path, out: str | Path,
                  cfg: EvaluationConfig | None = None, progress: bool = True) -> dict:
-    """Run ``cfg``'s measures on a generator snapshot; FID/KID/PRDC/memorisation in each of its feature spaces."""
+    """``cfg``'s generative metrics of a generator snapshot, in each feature space."""
     cfg = cfg or EvaluationConfig()
     generator = Path(generator)
     split_file = Path(cfg.split_file) if cfg.split_file else generator.parent / "split.json"
     if not split_file.is_file():
         raise DataError(f"{split_file}: no split; pass --split (the split the GAN trained on)")
-    check_measures(cfg)
     return evaluate_source(GeneratorSource(generator), data_root, out, split_file, cfg, progress)
 
 
@@ -147,17 +137,8 @@ def evaluate_images(images: str | Path, data_root: str | Path, out: str | Path, 
         raise DataError(f"{cfg.split_file or 'no split given'}: pass --split, the split whose train part the "
                         "images' generator learned from (`dermsynth data split` writes one; a dermsynth run keeps "
                         "its split.json)")
-    check_measures(cfg)
     return evaluate_source(FolderSource(images, resolution, crop, progress), data_root, out,
                            Path(cfg.split_file), cfg, progress)
-
-
-def check_measures(cfg: EvaluationConfig) -> None:
-    """Refuse measures that lack what they need, before anything is read."""
-    if "detection" in cfg.measures and cfg.judge is None:
-        raise DataError("the detection measure needs --judge (a classifier.pt)")
-    if "utility" in cfg.measures and cfg.utility_classifier is None:
-        raise DataError("the utility measure needs a classifier config (--utility-config)")
 
 
 def evaluate_source(source: GeneratorSource | FolderSource, data_root: str | Path, out: str | Path,
@@ -189,23 +170,22 @@ def evaluate_source(source: GeneratorSource | FolderSource, data_root: str | Pat
         "data_checks": cfg.checks.changed(), "data_warnings": index.warnings,
     }
     wanted_spaces, spaces = cfg.spaces, []
-    if any(m in measures for m in FEATURE_MEASURES) and "inception" in wanted_spaces:
+    if "inception" in wanted_spaces:
         try:
             spaces.append(InceptionFeatures(cfg.inception_weights))
         except WeightsError as e:  # reported; the judge's space may still run
             print(f"warning: Inception features unavailable ({e}); using the judge's features only", file=sys.stderr)
             report["inception_unavailable"] = str(e)
-    if any(m in measures for m in FEATURE_MEASURES):
-        if judge is not None and "judge" in wanted_spaces:
-            space = JudgeFeatures(judge)
-            if space.model.cfg.arch == "effnet" and source.imagenet_discriminator:
-                raise DataError(f"{judge} is EfficientNet-Lite0 from ImageNet weights, the features the "
-                                f"{source.imagenet_discriminator} "
-                                "discriminator trained this generator against: its judge-space FID would not be "
-                                "independent. Pass a judge trained from scratch (e.g. configs/classifier-paper.yaml)")
-            spaces.append(space)
-        if not spaces:
-            raise DataError("no feature space: the Inception weights are missing or not asked for, and no --judge")
+    if judge is not None and "judge" in wanted_spaces:
+        space = JudgeFeatures(judge)
+        if space.model.cfg.arch == "effnet" and source.imagenet_discriminator:
+            raise DataError(f"{judge} is EfficientNet-Lite0 from ImageNet weights, the features the "
+                            f"{source.imagenet_discriminator} "
+                            "discriminator trained this generator against: its judge-space FID would not be "
+                            "independent. Pass a judge trained from scratch (e.g. configs/classifier-paper.yaml)")
+        spaces.append(space)
+    if not spaces:
+        raise DataError("no feature space: the Inception weights are missing or not asked for, and no --judge")
 
     options = {"subset_size": cfg.kid_subset}  # the registered metrics' options
     # The floors: two random halves of the real train part against each other, and real test images (as many as
@@ -241,28 +221,9 @@ def evaluate_source(source: GeneratorSource | FolderSource, data_root: str | Pat
             block["memorisation"]["figure"] = figure.name
         report["feature_spaces"][space.name] = block
 
-    if "detection" in measures:
-        from dermsynth.evaluation.detection import evaluate_detection
-
-        made = {"generator": source.path} if isinstance(source, GeneratorSource) else {"images": source.path}
-        rows = evaluate_detection(judge, out / "table3", **made, data_root=data_root, progress=progress,
-                                  checks=cfg.checks)
-        report["detection"] = rows
-    if "utility" in measures:
-        from dermsynth.evaluation.utility import run_utility
-
-        report["utility"] = run_utility(source, data_root, split_file, cfg.utility_classifier, out / "utility",
-                                        utility=cfg.utility, judge=judge, external=cfg.external,
-                                        progress=progress)["summary"]
-    if "probe" in measures:
-        from dermsynth.evaluation.probe import probe_generator
-
-        probed = probe_generator(source, data_root, split_file, out / "probe", cfg.probe, cfg.checks,
-                                 cfg.feature_cache, progress)
-        report["probe"] = {k: probed[k] for k in ("arms", "differences", "controls", "unit")}
     report["elapsed_s"] = round(time.perf_counter() - start, 1)
-    atomic_write_text(out / "evaluation.json", json.dumps(report, indent=1, default=float))
-    atomic_write_text(out / "evaluation.md", evaluation_markdown(report))
+    atomic_write_text(out / EVALUATION_JSON, json.dumps(report, indent=1, default=float))
+    atomic_write_text(out / EVALUATION_MD, evaluation_markdown(report))
     if isinstance(source, GeneratorSource):
         card_metrics(source.path, report)
     return report
@@ -295,13 +256,6 @@ def evaluation_markdown(report: dict) -> str:
                       f"real test images do; median nearest-training distance {mem['synthetic_median']:.2f} "
                       f"(synthetic) vs {mem['test_median']:.2f} (real test); ![]({mem['figure']})"]
         lines.append("")
-    if "detection" in report:
-        lines += ["## Table III (judge)", "", "See `table3/table3.md`.", ""]
-    if "utility" in report:
-        lines += ["## Utility", "", (Path("utility") / "utility.md").as_posix(), ""]
-    if "probe" in report:
-        lines += ["## Utility probe", "", report["probe"]["controls"].get("statement", ""), "",
-                  (Path("probe") / "probe.md").as_posix(), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -314,9 +268,6 @@ def card_metrics(generator: Path, report: dict) -> bool:
             measured[f"{space} FID"] = round(gen["fid"]["overall"]["fid"], 1)
         if "kid" in gen:
             measured[f"{space} KID x1000"] = round(1000 * gen["kid"]["overall"]["kid"], 1)
-    if report.get("detection"):
-        rows = report["detection"]
-        measured["Table III mean detection %"] = round(float(np.mean([r["detection_pct"] for r in rows])), 1)
     if not measured:
         return False
     return add_metrics(generator, measured, f"evaluate gan, {report['n_generated']} generated vs "

@@ -16,9 +16,9 @@ import numpy as np
 from tqdm import tqdm
 
 from dermsynth.data.cache import crop_resize
-from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataError, check_nonempty, open_index
+from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, check_nonempty, open_index
 from dermsynth.data.splits import load_split
-from dermsynth.errors import LeakageError
+from dermsynth.errors import DataError, LeakageError
 from dermsynth.generate import load_generator, sample, trained_against
 from dermsynth.models.discriminator import sees_imagenet_features
 from dermsynth.storage import sha256_file

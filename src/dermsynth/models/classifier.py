@@ -32,7 +32,7 @@ from torch import nn
 
 from dermsynth.augment import dihedral_view
 from dermsynth.checkpoint import CLASSIFIER_FORMAT, load_checkpoint
-from dermsynth.data.index import DataError
+from dermsynth.errors import DataError
 from dermsynth.figures import from_uint8
 from dermsynth.models.efficientnet import BackboneWeightsError, EfficientNetLite0, find_backbone_weights, load_lite0
 from dermsynth.schema import FilePath, Integer, Items, Number, Section, raise_problems

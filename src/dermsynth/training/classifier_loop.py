@@ -47,12 +47,15 @@ from dermsynth.checkpoint import (
     state_path,
 )
 from dermsynth.config import ClassifierRunConfig, to_plain
-from dermsynth.data.index import CLASSES, DataError
-from dermsynth.errors import DivergenceError
+from dermsynth.data.index import CLASSES
+from dermsynth.errors import DataError, DivergenceError
 from dermsynth.figures import from_uint8
 from dermsynth.models.classifier import Classifier, predict_proba
 from dermsynth.training.runs import (RunOptions, StatsLog, autocast, device_images, finish_record, open_run_folder,
                                      prepare_data, progress_bar, resume_trainer, start_record, truncate_stats)
+
+CLASSIFIER_FILE = "classifier.pt"
+"""A classifier run's snapshot (a judge, or a utility arm's classifier)."""
 
 
 def epoch_order(labels: torch.Tensor, imbalance: str, seed: int, epoch: int,
@@ -386,7 +389,7 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
                 is_best = line["val_balanced_accuracy"] > trainer.best_score
                 if is_best:
                     trainer.best_score, trainer.best_epoch = line["val_balanced_accuracy"], trainer.epoch
-                    save_atomic(snapshot(), out / "classifier.pt")
+                    save_atomic(snapshot(), out / CLASSIFIER_FILE)
             else:  # the mean of the last epochs' weights; before the window, the latest weights stand in
                 is_best = False
                 first = trainer.average_window()
@@ -399,7 +402,7 @@ def _train(cfg: ClassifierRunConfig, opts: RunOptions, synthetic, use_real: bool
                 else:
                     weights, scores, selection = None, line, f"the weights of epoch {trainer.epoch} (not averaged yet)"
                 trainer.best_score, trainer.best_epoch = scores["val_balanced_accuracy"], trainer.epoch
-                save_atomic(snapshot(weights, selection), out / "classifier.pt")
+                save_atomic(snapshot(weights, selection), out / CLASSIFIER_FILE)
             trainer.elapsed_s = time.perf_counter() - start
             line = {"epoch": trainer.epoch, **{k: v if k == "lr" else round(v, 6) for k, v in line.items()},
                     "best_epoch": trainer.best_epoch, "elapsed_s": round(trainer.elapsed_s, 2)}

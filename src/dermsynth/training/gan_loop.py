@@ -44,14 +44,15 @@ from dermsynth.checkpoint import (
     set_rng_state,
 )
 from dermsynth.config import CLASS_SAMPLING, GanConfig, to_plain
-from dermsynth.data.index import CLASSES, DataError
-from dermsynth.errors import DivergenceError
+from dermsynth.data.index import CLASSES
+from dermsynth.errors import ConfigError, DataError, DivergenceError
 from dermsynth.figures import class_grid, from_uint8, plot_gan_stats, save_synthetic_image, to_uint8
 from dermsynth.model_card import HAM10000_TERMS, OTHER_TERMS, write_model_card
 from dermsynth.models.discriminator import build_discriminator
 from dermsynth.models.generator import build_generator
 from dermsynth.training import gan_losses
 from dermsynth.training.runs import (
+    LOSS_CURVES,
     RunOptions,
     StatsLog,
     autocast,
@@ -65,6 +66,9 @@ from dermsynth.training.runs import (
     start_record,
     truncate_stats,
 )
+
+GENERATOR_FILE = "generator.pt"
+"""A GAN run's generator snapshot (what `generate` and `evaluate gan` take)."""
 
 
 def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
@@ -80,7 +84,7 @@ class Trainer:
         t = cfg.train
         self.world = dist.world_size()
         if t.batch_size % self.world:
-            raise DataError(f"train.batch_size {t.batch_size} is not divisible by the {self.world} processes")
+            raise ConfigError(f"train.batch_size {t.batch_size} is not divisible by the {self.world} processes")
         self.batch_per_gpu = t.batch_size // self.world
         self.autocast = autocast(t.amp, device)
         self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
@@ -411,8 +415,8 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
 
     def save_snapshot(state: dict) -> None:
         save_state(state, out / "checkpoints", trainer.step, cfg.train.keep_checkpoints)
-        save_atomic({**trainer.snapshot(), **trained_on}, out / "generator.pt")
-        write_model_card(out / "generator.pt", {**card, "training": {
+        save_atomic({**trainer.snapshot(), **trained_on}, out / GENERATOR_FILE)
+        write_model_card(out / GENERATOR_FILE, {**card, "training": {
             **card["training"], "steps": trainer.step, "kimg": round(trainer.images_seen / 1000, 3),
             "minutes": round((time.perf_counter() - start) / 60, 1)}})
         with torch.no_grad(), seeded(cfg.train.seed + 12345):
@@ -420,7 +424,7 @@ def _train(cfg: GanConfig, opts: RunOptions, device: torch.device, resume_path: 
         (out / "samples").mkdir(exist_ok=True)
         save_synthetic_image(class_grid(grid, len(CLASSES)), out / "samples" / f"fakes-{trainer.step:08d}.png",
                              atomic=True, step=trainer.step)
-        plot_gan_stats(out / "stats.jsonl", out / "loss_curves.png")
+        plot_gan_stats(out / "stats.jsonl", out / LOSS_CURVES)
 
     start = time.perf_counter() - trainer.elapsed_s
     tick_sums: dict[str, torch.Tensor] = {}

@@ -25,8 +25,9 @@ from dermsynth._version import __version__
 from dermsynth.checkpoint import CheckpointError, error_summary, load_checkpoint
 from dermsynth.config import to_plain
 from dermsynth.data.cache import load_cache
-from dermsynth.data.index import DataError, DatasetIndex, open_index
-from dermsynth.data.splits import Split, load_split, make_split, save_split
+from dermsynth.data.index import DatasetIndex, open_index
+from dermsynth.data.splits import SPLIT_FILE, Split, load_split, make_split, save_split
+from dermsynth.errors import DataError
 from dermsynth.storage import (
     LOCK,
     MARKER,
@@ -62,7 +63,13 @@ class RunOptions:
 
 # What a run writes before its first checkpoint: a folder holding only these (and no checkpoint) is a start
 # that failed or was killed, and a plain rerun may start it afresh.
-_START_FILES = {MARKER, "split.json", "config.yaml", "run.json", "stats.jsonl", "samples", "loss_curves.png",
+CONFIG_YAML = "config.yaml"
+"""A run's resolved config, every option written out."""
+RUN_JSON = "run.json"
+"""A run's record: its settings, data, split, versions and hardware, and how it ended."""
+LOSS_CURVES = "loss_curves.png"
+
+_START_FILES = {MARKER, SPLIT_FILE, CONFIG_YAML, RUN_JSON, "stats.jsonl", "samples", LOSS_CURVES,
                 "tensorboard", "checkpoints"}
 
 
@@ -175,7 +182,7 @@ def resolve_split(index: DatasetIndex, split_cfg, opts: RunOptions, parts: tuple
 
     A run keeps one split for life: resuming with a different --split is refused.
     """
-    saved = opts.out / "split.json"
+    saved = opts.out / SPLIT_FILE
     given = load_split(opts.split_file) if opts.split_file is not None else None
     if saved.is_file():
         split = load_split(saved)
@@ -208,8 +215,8 @@ def prepare_data(cfg, opts: RunOptions, parts: tuple[str, ...] = ("train",), mai
 
     cached = None
     if main:
-        if not (opts.out / "split.json").is_file():
-            save_split(split, opts.out / "split.json", index)
+        if not (opts.out / SPLIT_FILE).is_file():
+            save_split(split, opts.out / SPLIT_FILE, index)
         cached = cache(opts.progress)
     if barrier is not None:
         barrier()
@@ -277,7 +284,7 @@ def resume_trainer(trainer, path: Path, expect: str, what: str, out: Path) -> No
     try:
         trainer.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError, IndexError) as e:
-        config = out / "config.yaml"
+        config = out / CONFIG_YAML
         where = f"; the run's own config is {config}" if config.is_file() else ""
         raise CheckpointError(f"{path}: does not fit this config's {what} ({error_summary(e)}){where}") from None
 
@@ -294,28 +301,28 @@ def start_record(cfg, device: torch.device, index: DatasetIndex, split: Split, o
     with ``position`` (step or epoch) and the options that changed."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     previous = {}
-    if resume_path is not None and (out / "run.json").is_file():
+    if resume_path is not None and (out / RUN_JSON).is_file():
         try:
-            previous = json.loads((out / "run.json").read_text(encoding="utf-8"))
+            previous = json.loads((out / RUN_JSON).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             previous = {}
     ended = {k: previous.pop(k) for k in SESSION_RESULTS if k in previous}
     record = {**previous, **provenance(cfg, device, index, split), **fields, "started": previous.get("started", now)}
     if resume_path is not None:
         session = {"from": str(resume_path), **position, "at": now, "previous_session": ended}
-        changed = _changed_options(out / "config.yaml", to_plain(cfg))
+        changed = _changed_options(out / CONFIG_YAML, to_plain(cfg))
         if changed:
             session["changed"] = changed
         record["resumed"] = previous.get("resumed", []) + [session]
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_plain(cfg), sort_keys=False))
-    atomic_write_json(out / "run.json", record)
+    atomic_write_text(out / CONFIG_YAML, yaml.safe_dump(to_plain(cfg), sort_keys=False))
+    atomic_write_json(out / RUN_JSON, record)
     return record
 
 
 def finish_record(out: Path, record: dict, **results) -> None:
     """run.json at the end of a session: the record with when it finished and the session's ``results``."""
     record.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **results)
-    atomic_write_json(out / "run.json", record)
+    atomic_write_json(out / RUN_JSON, record)
 
 
 def _changed_options(saved: Path, now: dict) -> dict:

@@ -1,7 +1,7 @@
 """The study report: one HTML file with its figures embedded, readable offline.
 
-``write_report(run_dir)`` reads what the pipeline stages left in a run folder
-(any missing part is shown as "not run") and writes ``run_dir/report.html``.
+``write_report(study_dir)`` reads what the pipeline's stages left in a study folder
+(any missing part is shown as "not run") and writes ``study_dir/report.html``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dermsynth.data.index import CLASSES
 from dermsynth.evaluation.gan import comparisons
 from dermsynth.metrics import overall_table, per_class_table
 from dermsynth.storage import atomic_write_text
+from dermsynth.study.layout import StudyLayout
 from dermsynth.tables import number
 
 CSS = """
@@ -60,8 +61,8 @@ def _missing(what: str, section_id: str) -> str:
     return f'<p class="missing" id="{section_id}">{html.escape(what)}: not run.</p>'
 
 
-def _data_section(run: Path) -> str:
-    summary = _read(run / "data-summary.json")
+def _data_section(paths: StudyLayout) -> str:
+    summary = _read(paths.data_summary)
     if summary is None:
         return _missing("Data summary", "class-table")
     rows = [[r["dx"], r["name"], r["images"], r["lesions"]] for r in summary["class_table"]]
@@ -74,7 +75,7 @@ def _data_section(run: Path) -> str:
         out += f'<p class="warn">Taken in on request: {html.escape(warning)}.</p>'
     out += f"<p>{html.escape(summary['data'])} ({summary['source']}). The paper's Table II:</p>"
     out += _table(["dx", "class", "images", "lesions"], rows, "class-table")
-    split = _read(run / "split.json")
+    split = _read(paths.split)
     if split is not None:
         srows = [[r["dx"], *[r[f"{p}_images"] for p in ("train", "val", "test")],
                   *[r[f"{p}_lesions"] for p in ("train", "val", "test")]] for r in split.get("per_class", [])]
@@ -85,22 +86,22 @@ def _data_section(run: Path) -> str:
     return out
 
 
-def _gan_section(run: Path) -> str:
-    info = _read(run / "gan" / "run.json")
+def _gan_section(paths: StudyLayout) -> str:
+    info = _read(paths.gan_record)
     out = "<h2>GAN training</h2>"
     if info is None:
         return out + _missing("GAN training", "loss-curves")
     out += (f"<p>Preset <code>{html.escape(str(info.get('preset')))}</code>: {info.get('steps', '?')} steps, "
             f"{info.get('kimg', 0):.1f} kimg, {info.get('elapsed_s', 0) / 60:.1f} min on "
             f"{html.escape(str(info['hardware'].get('gpu') or info['hardware']['device']))}.</p>")
-    out += _img(run / "gan" / "loss_curves.png", "Loss curves (the paper's Fig. 5)", "loss-curves")
-    out += _img(run / "synthetic" / "grid.png", "Synthetic images, one row per class (the paper's Fig. 4)",
+    out += _img(paths.loss_curves, "Loss curves (the paper's Fig. 5)", "loss-curves")
+    out += _img(paths.grid, "Synthetic images, one row per class (the paper's Fig. 4)",
                 "sample-grid")
     return out
 
 
-def _table3_section(run: Path) -> str:
-    t3 = _read(run / "eval" / "table3" / "table3.json")
+def _table3_section(paths: StudyLayout) -> str:
+    t3 = _read(paths.table3_json)
     out = "<h2>Table III: does the judge recognise each generated class?</h2>"
     if t3 is None:
         return out + _missing("Table III", "table3")
@@ -112,8 +113,8 @@ def _table3_section(run: Path) -> str:
     return out
 
 
-def _metrics_section(run: Path) -> str:
-    ev = _read(run / "eval" / "evaluation.json")
+def _metrics_section(paths: StudyLayout) -> str:
+    ev = _read(paths.evaluation)
     out = "<h2>Generative metrics</h2>"
     if ev is None:
         return out + _missing("FID/KID/precision/recall", "metrics")
@@ -123,7 +124,7 @@ def _metrics_section(run: Path) -> str:
     for space, block in ev["feature_spaces"].items():
         out += f"<h3>{html.escape(space)} features</h3>"
         if space == "judge":
-            feature = (_read(run / "provenance.json") or {}).get("feature_judge_config", "judge")
+            feature = (_read(paths.provenance) or {}).get("feature_judge_config", "judge")
             which = ("the judge's (the Table III classifier)" if feature in (None, "judge")
                      else f"a classifier of their own ({html.escape(str(feature.get('name')))}, feature-judge/)")
             out += f"<p>Penultimate-layer features of {which}.</p>"
@@ -138,15 +139,15 @@ def _metrics_section(run: Path) -> str:
                     f"{mem['percentile']:g} % of real test images are (an independent generator flags about "
                     f"{mem['percentile']:g} %). Median nearest-training distance: {mem['synthetic_median']:.2f} "
                     f"synthetic, {mem['test_median']:.2f} real test.</p>")
-            out += _img(run / "eval" / mem["figure"], f"Memorisation check in {space} space: distances and the "
+            out += _img(paths.eval / mem["figure"], f"Memorisation check in {space} space: distances and the "
                         "closest synthetic/training pairs", f"memorisation-figure-{space}")
     return out
 
 
-def _utility_section(run: Path) -> str:
+def _utility_section(paths: StudyLayout) -> str:
     from dermsynth.evaluation.utility import summary_rows
 
-    ut = _read(run / "eval" / "utility" / "utility.json")
+    ut = _read(paths.utility_json)
     out = "<h2>Utility: does adding synthetic images help on real test images?</h2>"
     if ut is None:
         return out + _missing("Utility study", "utility")
@@ -157,13 +158,13 @@ def _utility_section(run: Path) -> str:
     if "external" in ut:
         out += f"<h3>External test set: {html.escape(ut['external']['data'])}</h3>"
         out += _table(*summary_rows(ut["external"]["summary"]), "utility-external")
-    out += _img(run / "eval" / "utility" / "utility.png", "Balanced accuracy per arm (mean ± sd over seeds) and the "
+    out += _img(paths.utility_figure, "Balanced accuracy per arm (mean ± sd over seeds) and the "
                 "paired differences from real with 95 % intervals", "utility-figure")
     return out
 
 
-def _provenance_section(run: Path) -> str:
-    prov = _read(run / "provenance.json")
+def _provenance_section(paths: StudyLayout) -> str:
+    prov = _read(paths.provenance)
     out = "<h2>Provenance</h2>"
     if prov is None:
         return out + _missing("Provenance", "provenance")
@@ -185,16 +186,16 @@ def _provenance_section(run: Path) -> str:
 
 
 def write_report(run: str | Path) -> Path:
-    run = Path(run)
-    prov = _read(run / "provenance.json") or {}
-    name = (prov.get("study") or {}).get("name", run.name)
+    paths = StudyLayout(Path(run))
+    prov = _read(paths.provenance) or {}
+    name = (prov.get("study") or {}).get("name", paths.root.name)
     body = "".join([
         f"<h1>dermsynth report: {html.escape(name)}</h1>",
         '<p class="note">Every generated image in this report and in <code>synthetic/</code> is synthetic '
         "(GAN-generated) and marked as such in its metadata; none is a patient's image.</p>",
-        _data_section(run), _gan_section(run), _table3_section(run), _metrics_section(run),
-        _utility_section(run), _provenance_section(run),
+        _data_section(paths), _gan_section(paths), _table3_section(paths), _metrics_section(paths),
+        _utility_section(paths), _provenance_section(paths),
     ])
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>dermsynth: {html.escape(name)}"
             f"</title><style>{CSS}</style></head><body>{body}</body></html>")
-    return atomic_write_text(run / "report.html", page)
+    return atomic_write_text(paths.report, page)

@@ -25,7 +25,6 @@ training stage that was interrupted resumes from its last checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -34,32 +33,22 @@ from typing import Any, Callable
 
 import torch
 import yaml
-from pydantic import Field, model_validator
 
 from dermsynth.checkpoint import list_states
-from dermsynth.config import (
-    ConfigError,
-    PhantomConfig,
-    SplitConfig,
-    classifier_config,
-    find_preset,
-    gan_config,
-    load_yaml,
-    result_settings,
-    to_plain,
-)
+from dermsynth.config import classifier_config, find_preset, gan_config, load_yaml, result_settings, to_plain
 from dermsynth.data.cache import default_cache_dir, load_cache
-from dermsynth.data.index import DataChecks, DataError, open_index
+from dermsynth.data.index import DataChecks, open_index
+from dermsynth.data.phantom import METADATA_NAME as PHANTOM_METADATA
 from dermsynth.data.phantom import make_phantom
 from dermsynth.data.splits import load_split, make_split, save_split
 from dermsynth.data.summary import format_class_table
+from dermsynth.errors import ConfigError, DataError, UsageError
 from dermsynth.evaluation.detection import evaluate_detection
 from dermsynth.evaluation.gan import EvaluationConfig, evaluate_gan
 from dermsynth.evaluation.utility import UtilityConfig, run_utility, utility_config
 from dermsynth.generate import generate_images
 from dermsynth.models.discriminator import sees_imagenet_features
-from dermsynth.report.html import write_report
-from dermsynth.schema import Integer, Items, Section, Seed, replaced, validated
+from dermsynth.schema import replaced
 from dermsynth.storage import (
     LOCK,
     FolderError,
@@ -71,111 +60,16 @@ from dermsynth.storage import (
     earlier_format,
     is_owned,
     remove_folder,
+    settings_key,
     storage_error,
     write_marker,
 )
+from dermsynth.study.config import SAME_AS_JUDGE, Preset, UtilitySection, load_study, section_settings
+from dermsynth.study.layout import StudyLayout
+from dermsynth.study.report import write_report
 from dermsynth.training.classifier_loop import train_classifier
 from dermsynth.training.gan_loop import train_gan
-from dermsynth.training.runs import RunOptions, hardware, versions
-
-SAME_AS_JUDGE = "judge"
-"""``feature_judge.preset`` value: the judge's own penultimate features are the judge space (no second network)."""
-
-
-class Preset(Section):
-    """A preset (a path relative to the study file, or absolute) and its --set overrides."""
-
-    preset: str = Field(description="A preset: a path relative to the study file, an absolute one, or a shipped "
-                                    "preset's name.")
-    set: Items[str] = Field((), description=(
-        "Overrides of the preset's options, as --set takes them: SECTION.KEY=VALUE."))
-
-
-class Sampling(Section):
-    """How many images per class, drawn from which noise seed."""
-
-    per_class: Integer = Field(100, ge=1, description="Images per class.")
-    seed: Seed = Field(0, description="Noise seed of the images.")
-
-
-class MetricsSection(Section):
-    """Generative metrics to compute (fid, kid, prdc, memorisation) and their feature spaces (inception, judge)."""
-
-    measures: Items[str] = Field(("fid", "kid", "prdc", "memorisation"), description=(
-        "Generative metrics to compute: fid, kid, prdc, memorisation."))
-    spaces: Items[str] = Field(("inception", "judge"), description=(
-        "Their feature spaces: inception (the FID Inception network), judge (the feature judge's penultimate "
-        "layer)."))
-
-
-class UtilitySection(UtilityConfig):
-    """The utility study: its classifier preset and overrides, the options of
-    :class:`~dermsynth.evaluation.utility.UtilityConfig`, and ``external``, a dataset in HAM10000 layout
-    that scores every arm too."""
-
-    preset: str = Field("classifier-paper.yaml", description="The utility classifier's preset.")
-    set: Items[str] = Field((), description="Overrides of its options, as --set takes them: SECTION.KEY=VALUE.")
-    external: str | None = Field(None, description=(
-        "A dataset in HAM10000 layout (relative to the study file, or absolute) that scores every arm too."))
-
-
-class StudyConfig(Section):
-    """A whole study: which presets train the GAN and the judges, and what is measured."""
-
-    name: str = Field("study", description="Name shown in the report.")
-    phantom: PhantomConfig = Field(default_factory=lambda: PhantomConfig(per_class=60, size=64), description=(
-        "Phantom data drawn when no --data is given (not medical data)."))
-    split: SplitConfig = Field(default_factory=SplitConfig, description="The lesion-grouped split every stage "
-                                                                        "shares.")
-    gan: Preset = Field(default_factory=lambda: Preset(preset="best.yaml"), description="GAN preset and overrides.")
-    judge: Preset = Field(default_factory=lambda: Preset(preset="classifier-resnet.yaml"), description=(
-        "Judge classifier preset and overrides: the classifier that scores Table III."))
-    feature_judge: Preset = Field(default_factory=lambda: Preset(preset=SAME_AS_JUDGE), description=(
-        "The classifier whose penultimate features are the judge space of FID/KID/PRDC and memorisation: "
-        "``judge`` (the judge itself) or a classifier preset and overrides, trained in feature-judge/. A network "
-        "pretrained on ImageNet is refused there when the GAN's discriminator sees ImageNet features (projected): "
-        "the measure would share the features the generator was trained against."))
-    generate: Sampling = Field(default_factory=Sampling, description="Synthetic export: images per class and "
-                                                                     "noise seed.")
-    detection: Sampling = Field(default_factory=Sampling, description="Table III: images per class and noise "
-                                                                      "seed.")
-    metrics: MetricsSection = Field(default_factory=MetricsSection, description=MetricsSection.__doc__)
-    utility: UtilitySection = Field(default_factory=UtilitySection, description=UtilitySection.__doc__)
-    data_checks: DataChecks = Field(default_factory=DataChecks, description=(
-        "What the data (and the utility's external set) may hold that every stage refuses by default: synthetic "
-        "images (allow_synthetic), lesions under two diagnoses (label_conflicts: drop or majority), images behind "
-        "links leading outside the data root (follow_links). ``dermsynth run``'s flags of the same names add to "
-        "it."))
-
-    @model_validator(mode="before")
-    @classmethod
-    def _study_defaults(cls, values: Any) -> Any:
-        """A section the file writes changes the options it names; the others keep the study's defaults (which
-        differ from the sections' own for the phantom data and the presets)."""
-        if not isinstance(values, dict):
-            return values
-        values = dict(values)
-        for name in ("phantom", "gan", "judge", "feature_judge"):
-            if isinstance(values.get(name), dict):
-                default = cls.model_fields[name].default_factory()
-                values[name] = {**{k: getattr(default, k) for k in type(default).model_fields}, **values[name]}
-        return values
-
-
-def section_settings(section: Any) -> Any:
-    """A study section as the JSON values its stage key hashes."""
-    return json.loads(json.dumps(to_plain(section)))
-
-
-def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
-    """A study file as a typed :class:`StudyConfig`, every problem named at once, and the file's folder."""
-    path = Path(path)
-    return validated(StudyConfig, load_yaml(path), f"{path}: invalid study config"), path.parent
-
-
-def _key(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
+from dermsynth.training.runs import CONFIG_YAML, RunOptions, hardware, versions
 
 class Study:
     """One ``dermsynth run``: resolves every stage's settings up front, then runs the stages."""
@@ -186,8 +80,9 @@ class Study:
         # The study file's data checks, with what the command line changed on top; every stage reads with them.
         self.checks = replaced(self.cfg.data_checks, **(checks.changed() if checks else {}))
         self.out = Path(out)
+        self.paths = StudyLayout(self.out)
         self.progress = progress
-        self.data = Path(data) if data is not None else self.out / "phantom-data"
+        self.data = Path(data) if data is not None else self.paths.phantom_data
         self.uses_phantom = data is None
         # Check every preset now, so a typo fails before hours of training.
         problems = []
@@ -235,8 +130,7 @@ class Study:
 
     def feature_judge_path(self) -> Path:
         """The classifier.pt whose penultimate features are the judge space."""
-        folder = "judge" if self.feature_judge_cfg is None else "feature-judge"
-        return self.out / folder / "classifier.pt"
+        return self.paths.judge_classifier if self.feature_judge_cfg is None else self.paths.feature_judge_classifier
 
     def _path(self, name: str) -> Path:
         """A path from the study file: relative to its folder, or absolute; else a shipped preset's name."""
@@ -254,13 +148,10 @@ class Study:
         entry = STAGE[stage]
         upstream = [self.keys.get(s) or self._recorded(s) for s in entry.inputs(self)]
         extra = self.data_fingerprint if stage == "prepare" else None
-        return _key([stage, entry.settings(self), upstream, extra])
-
-    def _marker(self, stage: str) -> Path:
-        return self.out / "stages" / f"{stage}.json"
+        return settings_key([stage, entry.settings(self), upstream, extra])
 
     def _recorded(self, stage: str) -> str | None:
-        marker = self._marker(stage)
+        marker = self.paths.stage_record(stage)
         return json.loads(marker.read_text()).get("key") if marker.is_file() else None
 
     def _done(self, stage: str, key: str) -> bool:
@@ -292,8 +183,8 @@ class Study:
             return self._run(STAGES if stages is None else stages)
 
     def _run(self, stages: tuple[str, ...]) -> Path:
-        (self.out / "stages").mkdir(exist_ok=True)
-        if self.uses_phantom and not (self.data / "HAM10000_metadata.csv").is_file():
+        self.paths.stages.mkdir(exist_ok=True)
+        if self.uses_phantom and not (self.data / PHANTOM_METADATA).is_file():
             make_phantom(self.data, per_class=self.cfg.phantom.per_class, size=self.cfg.phantom.size,
                          seed=self.cfg.phantom.seed, overwrite=True)
         self.index = open_index(self.data, hints="flags", **self.checks.readers())
@@ -314,19 +205,19 @@ class Study:
             seconds = round(time.perf_counter() - start, 1)
             # Re-read: another `dermsynth run --stages ...` on this folder may have recorded its stages meanwhile.
             timings = {**self._load_provenance().get("stage_seconds", {}), stage: seconds}
-            atomic_write_json(self._marker(stage), {"key": key, "seconds": seconds,
+            atomic_write_json(self.paths.stage_record(stage), {"key": key, "seconds": seconds,
                                                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
             self._write_provenance(timings)
             print(f"[{stage}] done in {seconds:.0f} s", flush=True)
-        return self.out / "report.html"
+        return self.paths.report
 
     def _load_provenance(self) -> dict:
-        path = self.out / "provenance.json"
+        path = self.paths.provenance
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def _write_provenance(self, timings: dict) -> None:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        split_file = self.out / "split.json"
+        split_file = self.paths.split
         payload = {
             "study": to_plain(self.cfg),
             "data": str(self.data),
@@ -345,24 +236,25 @@ class Study:
             "stage_seconds": timings,
             "total_seconds": round(sum(timings.values()), 1),
         }
-        atomic_write_text(self.out / "provenance.json", json.dumps(payload, indent=1, default=str))
+        atomic_write_text(self.paths.provenance, json.dumps(payload, indent=1, default=str))
 
     def _training_options(self, stage: str, folder: Path, key: str, cfg):
         """Resume an interrupted run of the same settings; replace one of other settings.
 
         A run folder trained outside the study (for example under torchrun) with exactly
-        the study's resolved config counts as the same run and is continued, not replaced.
+        the study's resolved config counts as the same run and is continued, not replaced; so does a run whose
+        settings differ only in ``train.max_minutes``: a larger cap trains on from where the run stopped.
         """
-        started = self.out / "stages" / f"{stage}.started"
+        started = self.paths.stage_started(stage)
         same = started.is_file() and started.read_text() == key
-        if not same and (folder / "config.yaml").is_file():
-            same = result_settings(yaml.safe_load((folder / "config.yaml").read_text())) == result_settings(cfg)
+        if not same and (folder / CONFIG_YAML).is_file():
+            same = _beyond_time_cap(yaml.safe_load((folder / CONFIG_YAML).read_text())) == _beyond_time_cap(cfg)
         has_state = bool(list_states(folder / "checkpoints"))
         if not (same and has_state):  # the study's own sub-folder, nothing to continue (refused while in use)
             remove_folder(folder)
         started.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(started, key)
-        return RunOptions(out=folder, split_file=self.out / "split.json",
+        return RunOptions(out=folder, split_file=self.paths.split,
                           resume="auto" if same and has_state else None, progress=self.progress)
 
     def stage_prepare(self, key: str) -> None:
@@ -373,7 +265,7 @@ class Study:
         for resolution in sorted(resolutions):
             load_cache(self.index, resolution, self.gan_cfg.data.crop, self.gan_cfg.data.cache_dir,
                        progress=self.progress)
-        atomic_write_json(self.out / "data-summary.json", {
+        atomic_write_json(self.paths.data_summary, {
             "data": str(self.data), "source": self.index.source, "phantom": self.uses_phantom,
             "class_table": self.index.class_table(), "images": len(self.index),
             "lesions": len({r.lesion_id for r in self.index.records}), "warnings": self.index.warnings,
@@ -381,48 +273,54 @@ class Study:
 
     def stage_split(self, key: str) -> None:
         split = make_split(self.index, self.cfg.split.fractions, self.cfg.split.seed)
-        save_split(split, self.out / "split.json", self.index)
+        save_split(split, self.paths.split, self.index)
 
     def stage_gan(self, key: str) -> None:
-        train_gan(self.gan_cfg, self._training_options("gan", self.out / "gan", key, self.gan_cfg))
+        train_gan(self.gan_cfg, self._training_options("gan", self.paths.gan, key, self.gan_cfg))
 
     def stage_judge(self, key: str) -> None:
-        train_classifier(self.judge_cfg, self._training_options("judge", self.out / "judge", key, self.judge_cfg))
+        train_classifier(self.judge_cfg, self._training_options("judge", self.paths.judge, key, self.judge_cfg))
 
     def stage_feature_judge(self, key: str) -> None:
         if self.feature_judge_cfg is None:
             print("[feature_judge] the judge's own features are the judge space", flush=True)
             return
-        folder = self.out / "feature-judge"
         train_classifier(self.feature_judge_cfg,
-                         self._training_options("feature_judge", folder, key, self.feature_judge_cfg))
+                         self._training_options("feature_judge", self.paths.feature_judge, key, self.feature_judge_cfg))
 
     def stage_generate(self, key: str) -> None:
-        generate_images(self.out / "gan" / "generator.pt", self.out / "synthetic", per_class=self.cfg.generate.per_class,
+        generate_images(self.paths.generator, self.paths.synthetic, per_class=self.cfg.generate.per_class,
                         seed=self.cfg.generate.seed, overwrite=True, progress=self.progress)
 
     def stage_detection(self, key: str) -> None:
-        evaluate_detection(self.out / "judge" / "classifier.pt", self.out / "eval" / "table3",
-                           generator=self.out / "gan" / "generator.pt", data_root=self.data,
+        evaluate_detection(self.paths.judge_classifier, self.paths.table3, generator=self.paths.generator,
+                           data_root=self.data,
                            per_class=self.cfg.detection.per_class, seed=self.cfg.detection.seed,
                            progress=self.progress, checks=self.checks)
 
     def stage_metrics(self, key: str) -> None:
-        evaluate_gan(self.out / "gan" / "generator.pt", self.data, self.out / "eval", EvaluationConfig(
+        evaluate_gan(self.paths.generator, self.data, self.paths.eval, EvaluationConfig(
             measures=self.cfg.metrics.measures, spaces=self.cfg.metrics.spaces,
-            judge=self.feature_judge_path(), split_file=self.out / "split.json",
+            judge=self.feature_judge_path(), split_file=self.paths.split,
             feature_cache=default_cache_dir() / "features", checks=self.checks), progress=self.progress)
 
     def stage_utility(self, key: str) -> None:
-        folder = self.out / "eval" / "utility"  # each run checks its own fingerprint: only changed ones retrain
+        # Each classifier checks its own fingerprint: only changed ones retrain.
         external = self.cfg.utility.external
-        run_utility(self.out / "gan" / "generator.pt", self.data, self.out / "split.json", self.utility_cfg, folder,
-                    utility=self.utility, judge=self.out / "judge" / "classifier.pt",
+        run_utility(self.paths.generator, self.data, self.paths.split, self.utility_cfg, self.paths.utility,
+                    utility=self.utility, judge=self.paths.judge_classifier,
                     external=(Path(external) if Path(external).is_absolute() else self.base / external)
                     if external else None, progress=self.progress)
 
     def stage_report(self, key: str) -> None:
         write_report(self.out)
+
+
+def _beyond_time_cap(cfg: Any) -> Any:
+    """A run's settings but its time cap (``train.max_minutes``), which stops a run without changing its recipe."""
+    plain = result_settings(cfg)
+    plain.get("train", {}).pop("max_minutes", None)
+    return plain
 
 
 @dataclass(frozen=True)
@@ -443,35 +341,35 @@ def _own_features(study: Study) -> bool:
 
 STAGE_TABLE: tuple[Stage, ...] = (
     # The data enter by their content fingerprint (stage_key), not by path: moved or copied data are the same.
-    Stage("prepare", lambda s: (), lambda s: [s.out / "data-summary.json"],
+    Stage("prepare", lambda s: (), lambda s: [s.paths.data_summary],
           lambda s: {"phantom": section_settings(s.cfg.phantom) if s.uses_phantom else None,
                      **({"data_checks": s.checks.changed()} if s.checks.changed() else {})}, Study.stage_prepare),
-    Stage("split", lambda s: ("prepare",), lambda s: [s.out / "split.json"], lambda s: section_settings(s.cfg.split),
+    Stage("split", lambda s: ("prepare",), lambda s: [s.paths.split], lambda s: section_settings(s.cfg.split),
           Study.stage_split),
-    Stage("gan", lambda s: ("split",), lambda s: [s.out / "gan" / "generator.pt"], lambda s: result_settings(s.gan_cfg),
+    Stage("gan", lambda s: ("split",), lambda s: [s.paths.generator], lambda s: result_settings(s.gan_cfg),
           Study.stage_gan),
-    Stage("judge", lambda s: ("split",), lambda s: [s.out / "judge" / "classifier.pt"],
+    Stage("judge", lambda s: ("split",), lambda s: [s.paths.judge_classifier],
           lambda s: result_settings(s.judge_cfg), Study.stage_judge),
     Stage("feature_judge", lambda s: ("split", "judge") if _own_features(s) else ("split",),
           lambda s: [s.feature_judge_path()],
           lambda s: SAME_AS_JUDGE if _own_features(s) else result_settings(s.feature_judge_cfg),
           Study.stage_feature_judge),
-    Stage("generate", lambda s: ("gan",), lambda s: [s.out / "synthetic" / "grid.png"],
+    Stage("generate", lambda s: ("gan",), lambda s: [s.paths.grid],
           lambda s: section_settings(s.cfg.generate), Study.stage_generate),
-    Stage("detection", lambda s: ("gan", "judge"), lambda s: [s.out / "eval" / "table3" / "table3.json"],
+    Stage("detection", lambda s: ("gan", "judge"), lambda s: [s.paths.table3_json],
           lambda s: section_settings(s.cfg.detection), Study.stage_detection),
     # The judge space is the feature judge's, or the judge's own when there is none.
     Stage("metrics", lambda s: ("gan", "judge") if _own_features(s) else ("gan", "feature_judge"),
-          lambda s: [s.out / "eval" / "evaluation.json"], lambda s: section_settings(s.cfg.metrics),
+          lambda s: [s.paths.evaluation], lambda s: section_settings(s.cfg.metrics),
           Study.stage_metrics),
     # The filter arm's synthetic images are the ones the judge accepts.
     Stage("utility", lambda s: ("gan", "judge") if "filter" in s.utility.arms else ("gan",),
-          lambda s: [s.out / "eval" / "utility" / "utility.json"],
+          lambda s: [s.paths.utility_json],
           lambda s: {**section_settings(s.cfg.utility), "classifier": result_settings(s.utility_cfg)},
           Study.stage_utility),
     Stage("report", lambda s: ("prepare", "split", "gan", "judge", "feature_judge", "generate", "detection", "metrics",
                                "utility"),
-          lambda s: [s.out / "report.html"], lambda s: {"version": 1, "name": s.cfg.name}, Study.stage_report),
+          lambda s: [s.paths.report], lambda s: {"version": 1, "name": s.cfg.name}, Study.stage_report),
 )
 STAGE = {stage.name: stage for stage in STAGE_TABLE}
 STAGES = tuple(STAGE)
@@ -486,5 +384,5 @@ def run_study(config: str | Path, out: str | Path, data: str | Path | None = Non
     stages = STAGES if stages is None else stages
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
-        raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
+        raise UsageError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
     return Study(config, out, data, progress, checks).run(stages, overwrite)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from dermsynth.cli import main
 from dermsynth.errors import DataError
 from dermsynth.evaluation.gan import evaluate_images
-from dermsynth.report.compare import compare_evaluations
+from dermsynth.evaluation.compare import compare_evaluations
 from tests.evaluation.test_evaluate_images import copy_part, judge_space
 
 

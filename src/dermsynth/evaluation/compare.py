@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dermsynth.errors import DataError
+from dermsynth.errors import DataError, UsageError
 from dermsynth.figures import save_figure
 from dermsynth.storage import atomic_write_text
 from dermsynth.tables import markdown_table, number
@@ -137,12 +137,12 @@ def compare_evaluations(folders: list[str | Path], out: str | Path) -> dict:
     """Read each folder's evaluation, write ``compare.md``, ``compare.json`` and ``compare.png`` to ``out``."""
     folders = [Path(f) for f in folders]
     if len(folders) < 2:
-        raise DataError("give at least two evaluated folders to compare")
+        raise UsageError("give at least two evaluated folders to compare")
     reports: dict[str, dict] = {}
     for folder in folders:
         name = folder.resolve().name  # a set is named by its folder
         if name in reports:
-            raise DataError(f"two sets are named {name!r} (their folders' names): rename one folder")
+            raise UsageError(f"two sets are named {name!r} (their folders' names): rename one folder")
         reports[name] = load_evaluation(folder)
     table = compare_rows(reports)
     out = Path(out)
