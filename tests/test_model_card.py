@@ -37,12 +37,12 @@ def test_evaluate_gan_adds_its_figures_and_ham10000_data_gets_its_licence(tiny_g
     import shutil
 
     shutil.copytree(tiny_gan, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints", ".dermsynth*"))
-    report = {"n_generated": 10, "n_real_train": 10, "detection": [{"detection_pct": 40.0}, {"detection_pct": 20.0}],
+    report = {"n_generated": 10, "n_real_train": 10,
               "feature_spaces": {"inception": {"generated_vs_train": {"fid": {"overall": {"fid": 123.456}},
                                                                       "kid": {"overall": {"kid": 0.0456}}}}}}
     assert card_metrics(tmp_path / "run" / "generator.pt", report)
     card = (tmp_path / "run" / CARD).read_text()
-    assert "inception FID 123.5" in card and "inception KID x1000 45.6" in card and "mean detection % 30.0" in card
+    assert "inception FID 123.5" in card and "inception KID x1000 45.6" in card
     assert not card_metrics(tmp_path / "elsewhere" / "generator.pt", report)  # no card there: nothing written
     # A run on HAM10000 (its lesion ids) says the dataset's CC BY-NC-SA terms.
     from dermsynth.config import gan_config, load_yaml

@@ -150,16 +150,23 @@ def test_an_interrupted_training_stage_resumes(study, capsys):
     assert (run / "judge" / "classifier.pt").is_file() and (run / "stages" / "judge.json").is_file()
 
 
-def test_a_larger_time_cap_trains_the_gan_on_instead_of_afresh(study, tmp_path, capsys):
+def test_a_larger_time_cap_trains_the_gan_on_and_a_smaller_one_trains_it_afresh(study, tmp_path, capsys):
     shutil.copytree(study / "run", tmp_path / "run")
     run = tmp_path / "run"
     gan = yaml.safe_load(tiny_study(study).read_text())["gan"]
-    run_study(tiny_study(tmp_path, gan={"set": [*gan["set"], "train.max_minutes=600"]}), run, stages=("gan",),
-              progress=False)
-    out = capsys.readouterr().out
-    assert "[gan] running" in out and "resumed from" in out  # the same recipe: continued, not retrained
+
+    def with_cap(minutes: float) -> str:
+        capsys.readouterr()
+        run_study(tiny_study(tmp_path, gan={"set": [*gan["set"], f"train.max_minutes={minutes}"]}), run,
+                  stages=("gan",), progress=False)
+        return capsys.readouterr().out
+
+    assert "resumed from" not in with_cap(30)  # a cap where there was none: the run may have trained past it
+    out = with_cap(600)
+    assert "[gan] running" in out and "resumed from" in out  # a larger cap, the same recipe: continued
     record = json.loads((run / "gan" / "run.json").read_text())
-    assert record["resumed"][-1]["changed"] == {"train.max_minutes": [None, 600]}
+    assert record["resumed"][-1]["changed"]["train.max_minutes"] == [30, 600]
+    assert "resumed from" not in with_cap(20)  # a smaller cap: trained afresh, so it never ran past it
 
 
 def test_a_feature_judge_of_its_own_gives_the_judge_space_and_reruns_only_the_metrics(study, tmp_path, capsys):

@@ -18,14 +18,14 @@ from dermsynth.data import FORMATS
 from dermsynth.data.cache import CROPS, ON_CORRUPT, RESOLUTIONS
 from dermsynth.data.index import LABEL_CONFLICTS as LABEL_CONFLICT_RULES
 from dermsynth.data.index import DataChecks
+from dermsynth.data.splits import SCORED_PARTS, SPLIT_FILE
 from dermsynth.errors import ConfigError, DermsynthError, Interrupted, UsageError
-from dermsynth.evaluation.classification import EVAL_SPLITS
 from dermsynth.evaluation.gan import MEASURES
 from dermsynth.generate import IMAGE_FORMATS, LAYOUTS, MAX_PER_CLASS
 from dermsynth.models.classifier import TTA
 from dermsynth.schema import validated
 from dermsynth.storage import storage_error
-from dermsynth.study.pipeline import STAGES
+from dermsynth.study.stages import STAGES
 
 
 def _raise_interrupted(signum, frame) -> None:
@@ -355,7 +355,7 @@ def train_classifier_cmd(config_path: Path, data_root: Path, out: Path, split_fi
 @main.command("evaluate-classifier")
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="classifier.pt snapshot.")
 @click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="Data root.")
-@click.option("--split", default="test", show_default=True, type=click.Choice(EVAL_SPLITS),
+@click.option("--split", default="test", show_default=True, type=click.Choice(SCORED_PARTS),
               help="A part of the classifier's saved split, or all images (an external test set).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: <checkpoint folder>/eval-<split>].")
@@ -517,8 +517,10 @@ def evaluate_images_cmd(images: Path, split_file: Path, out: Path, resolution: s
               help="The split whose train part the images' generator learned from [default: split.json next to "
                    "the generator; needed with --images].")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@RESOLUTION
-@CROP
+@click.option("--resolution", default="64", show_default=True, type=click.Choice([str(r) for r in RESOLUTIONS]),
+              help="--images: every image is cropped and resized to this size in pixels.")
+@click.option("--crop", default="center", show_default=True, type=click.Choice(CROPS),
+              help="--images: center (centre square), full (squeeze the whole image) or pad (letterbox).")
 @click.option("--probe", "probe_options", multiple=True, metavar="KEY=VALUE",
               help="A probe option, e.g. --probe seeds=20 --probe arms=[real,half,shuffled,topup] (ProbeConfig in "
                    "evaluation/probe.py).")
@@ -553,8 +555,9 @@ def evaluate_utility_cmd(generator: Path | None, images: Path | None, data_root:
 
     if (generator is None) == (images is None):
         raise UsageError("give one of --generator (a generator.pt) or --images (a folder of images)")
-    if classifier is None and (utility_options or overrides or external is not None):
-        raise UsageError("--utility, --set and --external belong to the fine-tuned study: add --classifier PRESET")
+    if classifier is None and (utility_options or overrides or external is not None or judge is not None):
+        raise UsageError("--utility, --set, --judge and --external belong to the fine-tuned study: add --classifier "
+                         "PRESET")
     probe = validated(ProbeConfig, parse_assignments(probe_options, "--probe", "seeds=20", ProbeConfig),
                       "invalid probe config", prefix=("probe",))
     cfg = utility = None
@@ -563,13 +566,15 @@ def evaluate_utility_cmd(generator: Path | None, images: Path | None, data_root:
         utility = utility_config(parse_assignments(utility_options, "--utility", "seeds=[0,1,2]", UtilityConfig))
     if generator is not None:
         source = GeneratorSource(generator)
-        split_file = split_file or generator.parent / "split.json"
+        split_file = split_file or generator.parent / SPLIT_FILE
+        if not split_file.is_file():
+            raise UsageError(f"{split_file}: no split; pass --split (the split the GAN trained on)")
     else:
         if split_file is None:
             raise UsageError("--images needs --split: the split whose train part the images' generator learned from")
         source = FolderSource(images, int(resolution), crop, not no_progress)
     evaluate_utility(source, data_root, split_file, out, probe, cfg, utility, judge, external, checks,
-                     feature_cache or default_cache_dir() / "features", progress=not no_progress)
+                     feature_cache or default_cache_dir() / "features", progress=not no_progress, hints="flags")
     click.echo((out / "probe" / "probe.md").read_text())
     if cfg is not None:
         click.echo((out / "study" / "utility.md").read_text())

@@ -107,7 +107,7 @@ def render(facts: dict[str, Any]) -> str:
             lines.append(f"- {source} ({values.get('measured', '?')}): {shown}.")
     else:
         lines.append("- Nothing yet: `dermsynth evaluate gan --generator <this generator.pt> ...` adds FID/KID and "
-                     "Table III here.")
+                     "`evaluate detection` Table III here.")
     lines += [
         "",
         "## Intended use",

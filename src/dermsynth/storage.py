@@ -28,7 +28,8 @@ from dermsynth._version import __version__
 from dermsynth.errors import FolderError, StorageError
 
 MARKER = ".dermsynth-folder.json"
-MARKER_FORMAT = "dermsynth-folder/2"
+FORMAT_VERSION = 2
+MARKER_FORMAT = f"dermsynth-folder/{FORMAT_VERSION}"
 """Raised from 1 when a study's stage keys came to hash every option as written (no option is left out at a
 value that kept an earlier behaviour): a study of format 1 is refused rather than silently retrained."""
 _FORMAT_PREFIX = "dermsynth-folder/"
@@ -90,15 +91,21 @@ def atomic_write_json(path: str | Path, obj, indent: int | None = 1) -> Path:
 # --- folders dermsynth owns -------------------------------------------------------------
 
 
+def _format_version(marker: object) -> int | None:
+    text = str(marker.get("format", "")) if isinstance(marker, dict) else ""
+    number = text.removeprefix(_FORMAT_PREFIX)
+    return int(number) if text.startswith(_FORMAT_PREFIX) and number.isdigit() else None
+
+
 def read_marker(folder: Path) -> dict | None:
     """The marker of ``folder`` (kind, format, created) of this format or an earlier one, or None if it has
-    none (or an unreadable one)."""
+    none, an unreadable one, or one of a newer dermsynth (whose folders this version does not know)."""
     try:
         marker = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    made = isinstance(marker, dict) and str(marker.get("format", "")).startswith(_FORMAT_PREFIX)
-    return marker if made else None
+    version = _format_version(marker)
+    return marker if version is not None and version <= FORMAT_VERSION else None
 
 
 def is_owned(folder: Path, kind: str) -> bool:
@@ -265,8 +272,9 @@ def settings_key(payload) -> str:
 def swap_in(new: Path, out: Path, old: Path, kind: str) -> None:
     """Put the complete folder ``new`` in the place of ``out``, which is missing, empty, or dermsynth's own
     ``kind`` (the caller checked): ``out`` is first renamed to ``old`` (and put back if the swap fails), then
-    deleted, all of it only if it carries the marker of ``kind``, else only while still empty. A crash at any
-    point leaves either the old folder or the new one in place, never half of one."""
+    deleted, all of it only if it carries the marker of ``kind``, else only while still empty. Nothing is ever
+    half-written in ``out``: a crash between the two renames leaves ``out`` missing and the old folder whole at
+    ``old``."""
     if not out.exists():
         new.rename(out)
         return

@@ -38,8 +38,10 @@ def test_the_checks_say_what_changed():
     assert checks.readers() == {"synthetic": "allow", "label_conflicts": "majority", "follow_links": False}
 
 
-def test_evaluate_gan_and_detection_refuse_a_synthetic_data_root_in_one_line(marked, tiny_gan, tiny_judge, tmp_path):
+def test_evaluate_gan_utility_and_detection_refuse_a_synthetic_data_root_in_one_line(marked, tiny_gan, tiny_judge,
+                                                                                   tmp_path):
     for args in (("evaluate", "gan", "--generator", tiny_gan / "generator.pt", "--measures", "fid"),
+                 ("evaluate", "utility", "--generator", tiny_gan / "generator.pt"),
                  ("evaluate", "detection", "--judge", tiny_judge / "classifier.pt", "--generator",
                   tiny_gan / "generator.pt", "--per-class", 2)):
         result = cli(*args, "--data", marked, "--out", tmp_path / "eval", "--no-progress")

@@ -32,6 +32,12 @@ def test_two_sets_side_by_side_and_the_refusals(tiny_gan, tiny_judge, phantom_da
     cli = CliRunner().invoke(main, ["evaluate", "compare", str(evaluated["train"]), str(evaluated["val"]),
                                     "--out", str(tmp_path / "cli")])
     assert cli.exit_code == 0 and "| val-set |" in cli.output
+    # A probe that `evaluate utility --out` wrote into a set's folder is compared too.
+    (evaluated["val"] / "probe").mkdir()
+    (evaluated["val"] / "probe" / "probe.json").write_text(json.dumps(
+        {"differences": {"topup": {"mean": 4.25, "ci95": [1.5, 7.0]}}}))
+    compare_evaluations([evaluated["train"], evaluated["val"]], tmp_path / "probed")
+    assert "| val-set | topup | +4.2 | [+1.5, +7.0] |" in (tmp_path / "probed" / "compare.md").read_text()
     alone = CliRunner().invoke(main, ["evaluate", "compare", str(evaluated["train"]), "--out", str(tmp_path / "z")])
     assert alone.exit_code == 2 and "at least two" in alone.output and "Traceback" not in alone.output
 

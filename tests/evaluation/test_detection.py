@@ -45,6 +45,8 @@ def test_table3_from_a_checkpoint_and_from_its_export_agree(tiny_judge, generato
     assert list(rows) == ["nv", "mel", "bkl", "bcc", "akiec", "vasc", "df"]  # all 7 by default
     assert rows["nv"]["paper_detection_pct"] == 63.41 and rows["bcc"]["paper_avg_confidence_pct"] == 99.90
     assert rows["df"]["paper_detection_pct"] is None and rows["df"]["images"] == 3
+    mean = round(sum(r["detection_pct"] for r in rows.values()) / len(rows), 1)  # the headline, in the model card
+    assert f"Table III mean detection % {mean}" in (generator.parent / "MODEL_CARD.md").read_text()
 
     # The numbers are what the judge says about sample(G, class, n, seed).
     model, _ = load_classifier(judge)
@@ -117,5 +119,6 @@ def test_help_lists_the_evaluation_commands():
     result = invoke("--help")
     for name in ("train-classifier", "evaluate-classifier", "evaluate"):
         assert name in result.output
-    assert "detection" in invoke("evaluate", "--help").output
+    listed = invoke("evaluate", "--help").output
+    assert all(name in listed for name in ("detection", "gan", "images", "utility", "compare"))
     assert set(PAPER_TABLE3) == {"nv", "bcc", "mel", "bkl"}

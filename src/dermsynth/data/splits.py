@@ -24,6 +24,9 @@ from dermsynth.storage import atomic_write_json
 PARTS = ("train", "val", "test")
 SPLIT_FILE = "split.json"
 """The split's file name in a run or study folder."""
+SCORED_PARTS = ("test", "val", "all")
+"""What a classifier can be scored on: a part of its split, or every image of a dataset."""
+"""The split's file name in a run or study folder."""
 SPLIT_FORMAT = "dermsynth-split/1"
 
 

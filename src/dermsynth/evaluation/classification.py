@@ -34,14 +34,14 @@ from sklearn.metrics import (
 
 from dermsynth.data.cache import load_cache
 from dermsynth.data.index import CLASSES, DataChecks, open_index
-from dermsynth.data.splits import Split
+from dermsynth.data.splits import SCORED_PARTS, Split
 from dermsynth.errors import DataError, LeakageError, UsageError
 from dermsynth.figures import pyplot, save_figure
 from dermsynth.models.classifier import TTA, Classifier, load_classifier, predict_proba
 from dermsynth.storage import atomic_write_text, sha256_file
 from dermsynth.tables import percent
 
-EVAL_SPLITS = ("test", "val", "all")
+EVAL_SPLITS = SCORED_PARTS
 
 
 def check_no_leakage(image_ids: list[str], lesion_ids: list[str], meta: dict, what: str = "scored set") -> None:

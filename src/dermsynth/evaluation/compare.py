@@ -4,7 +4,8 @@
 ``evaluate images`` wrote in each folder and writes ``compare.md``, ``compare.json`` and ``compare.png`` (each
 feature space's FID with its 95 % interval beside the real-vs-real floors). Sets compare only where they were
 measured alike: the same split, resolution and feature spaces; a set that differs is refused, naming the
-folder and what differs.
+folder and what differs. Where ``evaluate utility --out`` wrote its probe into the same folder
+(``probe/probe.json``), the probe's differences are compared too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 from pathlib import Path
 
 from dermsynth.errors import DataError, UsageError
+from dermsynth.evaluation.gan import EVALUATION_JSON
 from dermsynth.figures import save_figure
 from dermsynth.storage import atomic_write_text
 from dermsynth.tables import markdown_table, number
@@ -22,8 +24,9 @@ ALIKE = ("split_sha256", "resolution")
 
 
 def load_evaluation(folder: str | Path) -> dict:
-    """The ``evaluation.json`` of one evaluated set, refused in one line where it is missing or unreadable."""
-    path = Path(folder) / "evaluation.json"
+    """The ``evaluation.json`` of one evaluated set, refused in one line where it is missing or unreadable, with
+    the probe ``evaluate utility`` wrote beside it (``probe/probe.json``) where there is one."""
+    path = Path(folder) / EVALUATION_JSON
     if not path.is_file():
         raise DataError(f"{folder}: no evaluation.json (make one with `dermsynth evaluate gan` or "
                         "`dermsynth evaluate images`)")
@@ -33,6 +36,12 @@ def load_evaluation(folder: str | Path) -> dict:
         raise DataError(f"{path}: not an evaluation written by dermsynth ({e})") from None
     if not isinstance(report, dict) or "feature_spaces" not in report:
         raise DataError(f"{path}: not an evaluation written by dermsynth (no feature_spaces)")
+    probe = Path(folder) / "probe" / "probe.json"
+    if probe.is_file():
+        try:
+            report["probe"] = json.loads(probe.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DataError(f"{probe}: not a probe written by dermsynth ({e})") from None
     return report
 
 

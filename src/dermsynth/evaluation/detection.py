@@ -31,6 +31,7 @@ from dermsynth.data.index import CLASS_TO_LABEL, CLASSES, DataChecks, check_none
 from dermsynth.errors import UsageError
 from dermsynth.evaluation.classification import check_no_leakage, classification_metrics, score_dataset
 from dermsynth.generate import load_generator, parse_classes, sample, trained_against
+from dermsynth.model_card import add_metrics
 from dermsynth.models.classifier import TTA, load_classifier, predict_proba
 from dermsynth.models.discriminator import sees_imagenet_features
 from dermsynth.storage import atomic_write_text, sha256_file
@@ -232,4 +233,8 @@ def evaluate_detection(
     writer.writeheader()
     writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
     atomic_write_text(out / "table3.csv", table.getvalue())
+    if generator is not None:  # the headline figure in the model card beside the generator (if it has one)
+        add_metrics(generator, {"Table III mean detection %": round(float(np.mean([r["detection_pct"]
+                                                                                  for r in rows])), 1)},
+                    f"evaluate detection, {per_class} images per class, judge {judge.name}")
     return rows

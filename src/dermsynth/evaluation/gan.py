@@ -57,7 +57,10 @@ def parse_measures(text: str | None) -> tuple[str, ...]:
     names = tuple(m.strip() for m in text.split(",") if m.strip())
     unknown = [m for m in names if m not in MEASURES]
     if unknown:
-        raise UsageError(f"unknown measure(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)} or all")
+        moved = {"detection": "evaluate detection", "utility": "evaluate utility", "probe": "evaluate utility"}
+        elsewhere = "".join(f" ({m} is `dermsynth {moved[m]}`)" for m in unknown if m in moved)
+        raise UsageError(f"unknown measure(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)} or all"
+                         + elsewhere)
     return names
 
 

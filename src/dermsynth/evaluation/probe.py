@@ -26,6 +26,7 @@ the minimum detectable effect (80 % power, two-sided 5 %) beside it.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -293,12 +294,13 @@ def probe_markdown(result: dict) -> str:
                               "95 % interval", "MDE"], rows), ""]
     if result["controls"].get("statement"):
         lines += [result["controls"]["statement"], ""]
+    lines += [f"**Data taken in on request:** {w}." for w in result.get("data_warnings", [])]
     return "\n".join(lines)
 
 
 def probe_data(data_root, split_file, resolution: int, crop: str = "center", checks=None,
                feature_cache: str | Path | None = None, extractor: Lite0Features | None = None,
-               progress: bool = True):
+               progress: bool = True, hints: str | None = None):
     """The real train and test parts of a split as the probe's inputs (features cached by image content); returns
     (train, test, extractor, index, split)."""
     from dermsynth.data.cache import load_cache
@@ -306,7 +308,9 @@ def probe_data(data_root, split_file, resolution: int, crop: str = "center", che
     from dermsynth.data.splits import load_split
     from dermsynth.metrics.features import extract
 
-    index = open_index(data_root, **(checks or DataChecks()).readers())
+    index = open_index(data_root, hints=hints, **(checks or DataChecks()).readers())
+    for warning in index.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     split = load_split(split_file)
     cached = load_cache(index, resolution, crop, progress=progress)
     extractor = extractor or Lite0Features()
@@ -320,7 +324,8 @@ def probe_data(data_root, split_file, resolution: int, crop: str = "center", che
 
 
 def probe_generator(generator, data_root, split_file, out: str | Path, cfg: ProbeConfig | None = None,
-                    checks=None, feature_cache: str | Path | None = None, progress: bool = True) -> dict:
+                    checks=None, feature_cache: str | Path | None = None, progress: bool = True,
+                    hints: str | None = None) -> dict:
     """The probe of a generator snapshot on the split it was trained on (or of another source of synthetic
     images, a folder's, say: :mod:`~dermsynth.evaluation.sources`); writes ``out``/probe.json and probe.md."""
     import json
@@ -333,7 +338,7 @@ def probe_generator(generator, data_root, split_file, out: str | Path, cfg: Prob
     source = generator if isinstance(generator, (GeneratorSource, FolderSource)) else GeneratorSource(generator)
     train, test, extractor, index, split = probe_data(
         data_root, split_file, source.resolution, "center", checks, feature_cache,
-        Lite0Features(cfg.feature_resolution), progress)
+        Lite0Features(cfg.feature_resolution), progress, hints)
     checked = source.check(split, index)
     sizes = pool_sizes(train["labels"], cfg)
     drawn = {c: source.draw(c, n, cfg.synthetic_seed) for c, n in sizes.items() if n}
@@ -342,7 +347,8 @@ def probe_generator(generator, data_root, split_file, out: str | Path, cfg: Prob
           else np.zeros((0, 1280), np.float32))
     result = run_probe(train, test, cfg, (px, py), progress)
     result.update(generator=source.name, generator_sha256=source.fingerprint, generator_check=checked,
-                  split_sha256=split.sha256(), features=extractor.settings)
+                  split_sha256=split.sha256(), features=extractor.settings,
+                  data_checks=(checks.changed() if checks else {}), data_warnings=index.warnings)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "probe.json", json.dumps(result, indent=1))
     atomic_write_text(out / "probe.md", probe_markdown(result))

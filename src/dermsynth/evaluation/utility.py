@@ -257,7 +257,9 @@ def run_utility(
             runs.append({**record, "synthetic_per_class": used[arm]})
     result = {"runs": runs, "summary": summarise(runs, utility.arms, "test"), "real_train_per_class": real_counts,
               "generator": source.name, "generator_check": checked, "classifier": cfg.name,
-              "config": utility.model_dump(), "filter_acceptance": acceptance or None}
+              "config": utility.model_dump(), "filter_acceptance": acceptance or None,
+              # what the classifier config's data checks let through that is refused by default, and what it was
+              "data_checks": cfg.data.checks().changed(), "data_warnings": index.warnings}
     if external is not None:
         result["external"] = {"data": str(external), "summary": summarise(runs, utility.arms, "external")}
     atomic_write_json(out / UTILITY_JSON, result)
@@ -270,15 +272,18 @@ def evaluate_utility(source: GeneratorSource | FolderSource, data_root: str | Pa
                      out: str | Path, probe=None, classifier: ClassifierRunConfig | None = None,
                      utility: UtilityConfig | None = None, judge: str | Path | None = None,
                      external: str | Path | None = None, checks: DataChecks = DataChecks(),
-                     feature_cache: str | Path | None = None, progress: bool = True) -> dict:
+                     feature_cache: str | Path | None = None, progress: bool = True,
+                     hints: str | None = None) -> dict:
     """The utility of ``source``'s images on the real test part: the probe (frozen EfficientNet-Lite0 features and
     a logistic head, 20 seeds in minutes; ``probe``: its :class:`~dermsynth.evaluation.probe.ProbeConfig`) into
     ``out``/probe, and with ``classifier`` the fine-tuned study of :func:`run_utility` (hours) into ``out``/study."""
     from dermsynth.evaluation.probe import probe_generator
 
     out = Path(out)
+    if classifier is not None and "filter" in (utility or utility_config()).arms and judge is None:
+        raise UsageError("the filter arm needs --judge (a classifier.pt) to keep the synthetic images it recognises")
     result = {"probe": probe_generator(source, data_root, split_file, out / "probe", probe, checks, feature_cache,
-                                       progress)}
+                                       progress, hints)}
     if classifier is not None:
         result["study"] = run_utility(source, data_root, split_file, classifier, out / "study", utility, judge,
                                       external, progress)

@@ -67,6 +67,7 @@ from dermsynth.storage import (
 from dermsynth.study.config import SAME_AS_JUDGE, Preset, UtilitySection, load_study, section_settings
 from dermsynth.study.layout import StudyLayout
 from dermsynth.study.report import write_report
+from dermsynth.study.stages import STAGES
 from dermsynth.training.classifier_loop import train_classifier
 from dermsynth.training.gan_loop import train_gan
 from dermsynth.training.runs import CONFIG_YAML, RunOptions, hardware, versions
@@ -241,19 +242,29 @@ class Study:
     def _training_options(self, stage: str, folder: Path, key: str, cfg):
         """Resume an interrupted run of the same settings; replace one of other settings.
 
-        A run folder trained outside the study (for example under torchrun) with exactly
-        the study's resolved config counts as the same run and is continued, not replaced; so does a run whose
-        settings differ only in ``train.max_minutes``: a larger cap trains on from where the run stopped.
+        The study's own run continues under the same stage key, or when only a larger time cap
+        (``train.max_minutes``) changed, its inputs (split, data) unchanged: it trains on from where it stopped.
+        A run folder trained outside the study (for example under torchrun) with exactly the study's resolved
+        config counts as the same run and is continued; one with other settings is refused, never deleted.
         """
         started = self.paths.stage_started(stage)
-        same = started.is_file() and started.read_text() == key
-        if not same and (folder / CONFIG_YAML).is_file():
-            same = _beyond_time_cap(yaml.safe_load((folder / CONFIG_YAML).read_text())) == _beyond_time_cap(cfg)
+        upstream = [self.keys.get(s) or self._recorded(s) for s in STAGE[stage].inputs(self)]
+        recipe = settings_key([stage, _beyond_time_cap(cfg), upstream])
+        before = _started_record(started)
+        saved = folder / CONFIG_YAML
+        same = before.get("key") == key
+        if not same and before.get("recipe") == recipe and saved.is_file():
+            same = _cap_raised(yaml.safe_load(saved.read_text()), cfg)
+        if not same and not started.is_file() and saved.is_file():
+            same = result_settings(yaml.safe_load(saved.read_text())) == result_settings(cfg)
+            if not same:
+                raise FolderError(f"{folder} holds a run the study did not start, trained with other settings than "
+                                  f"the study's {stage} preset; move it away (or delete it) and run again")
         has_state = bool(list_states(folder / "checkpoints"))
         if not (same and has_state):  # the study's own sub-folder, nothing to continue (refused while in use)
             remove_folder(folder)
         started.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(started, key)
+        atomic_write_json(started, {"key": key, "recipe": recipe})
         return RunOptions(out=folder, split_file=self.paths.split,
                           resume="auto" if same and has_state else None, progress=self.progress)
 
@@ -323,6 +334,23 @@ def _beyond_time_cap(cfg: Any) -> Any:
     return plain
 
 
+def _cap_raised(saved: Any, cfg: Any) -> bool:
+    """Whether ``cfg`` only raises (or lifts) the time cap of the run ``saved``: continuing it then trains on, where
+    a lower cap would leave a run trained past its recorded cap."""
+    before = (to_plain(saved).get("train") or {}).get("max_minutes")
+    now = to_plain(cfg)["train"].get("max_minutes")
+    return _beyond_time_cap(saved) == _beyond_time_cap(cfg) and before is not None and (now is None or now >= before)
+
+
+def _started_record(path: Path) -> dict:
+    """What a training stage was started with: its key and its recipe (the key but the time cap)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage of a study: the stages whose keys enter its own, what it writes (all present = done), the
@@ -372,8 +400,8 @@ STAGE_TABLE: tuple[Stage, ...] = (
           lambda s: [s.paths.report], lambda s: {"version": 1, "name": s.cfg.name}, Study.stage_report),
 )
 STAGE = {stage.name: stage for stage in STAGE_TABLE}
-STAGES = tuple(STAGE)
-"""The stages in the order they run."""
+if tuple(STAGE) != STAGES:
+    raise RuntimeError(f"STAGE_TABLE names {tuple(STAGE)}; study/stages.py names {STAGES}: make them one list")
 
 
 def run_study(config: str | Path, out: str | Path, data: str | Path | None = None,
