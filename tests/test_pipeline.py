@@ -274,6 +274,14 @@ def test_a_gan_trained_outside_the_study_with_its_config_is_adopted(study, tmp_p
     info = json.loads((run / "gan" / "run.json").read_text())
     assert info["steps"] == 4 and len(info["resumed"]) == 1
     assert (run / "gan" / "generator.pt").stat().st_mtime_ns >= stamp
+    # One trained with other settings is the user's: refused in one line, never deleted.
+    other = tmp_path / "other"
+    Study(config, other, progress=False).run(stages=("prepare", "split"))
+    changed = s.gan_cfg.model_copy(update={"train": s.gan_cfg.train.model_copy(update={"seed": 7})})
+    train_gan(changed, RunOptions(out=other / "gan", split_file=other / "split.json", progress=False))
+    result = CliRunner().invoke(main, ["run", "--config", str(config), "--out", str(other), "--stages", "gan"])
+    assert result.exit_code == 2 and "holds a run the study did not start" in result.output
+    assert (other / "gan" / "generator.pt").is_file()
 
 
 def test_a_study_with_the_projected_preset_runs_to_its_report(tmp_path):
