@@ -66,8 +66,8 @@ PINNED_STUDY = {
 PINNED_KEYS = {  # this study's keys since folder format 2 (every option hashed; data fingerprint "data")
     "prepare": "acd9483cfb52e6f6", "split": "ef413d4a865413e0", "gan": "9082b15fa6ef61e3",
     "judge": "032f49d9990a3ada", "feature_judge": "febc8333238b4b27", "generate": "b92951ce85e80db0",
-    "detection": "7a689d30cb1d5456", "metrics": "7d72103055b51130", "utility": "9fd1b3cdefc1ad05",
-    "report": "cbcb7e029fe23e2e",
+    "detection": "7a689d30cb1d5456", "metrics": "7d72103055b51130", "probe": "d0d56f4a22b0111d",
+    "utility": "9fd1b3cdefc1ad05", "report": "022b8773fb0a08b8",
 }
 
 

@@ -32,6 +32,8 @@ def tiny_study(tmp: Path, **changes) -> Path:
         "generate": {"per_class": 2, "seed": 0},
         "detection": {"per_class": 4, "seed": 0},
         "metrics": {"measures": ["fid", "kid", "prdc", "memorisation"], "spaces": ["judge"]},  # Inception: elsewhere
+        "probe": {"seeds": 2, "iterations": 20, "bootstrap": 100, "feature_resolution": 32, "topup_to": 12,
+                  "synthetic_per_class": 6},
         "utility": {"preset": str(REPO / "configs/classifier-tiny.yaml"), "set": ["train.epochs=1"], "seeds": [0],
                     "topup_to": 12, "synthetic_per_class": 6},
     }
@@ -236,8 +238,8 @@ def test_run_refuses_a_folder_it_did_not_make(tmp_path):
 def test_report_has_every_table_and_figure(study):
     page = (study / "run" / "report.html").read_text()
     for element in ('id="class-table"', 'id="split-table"', 'id="loss-curves"', 'id="sample-grid"', 'id="table3"',
-                    'id="metrics-judge"', 'id="utility"', 'id="utility-figure"', 'id="timings"', "not medical data",
-                    "data:image/png;base64,"):
+                    'id="metrics-judge"', 'id="probe"', 'id="utility"', 'id="utility-figure"', 'id="timings"',
+                    "not medical data", "data:image/png;base64,"):
         assert element in page, element
     assert "src=\"http" not in page and "<script" not in page  # self-contained, offline
 

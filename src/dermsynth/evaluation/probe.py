@@ -46,6 +46,9 @@ Z_POWER = 1.959964 + 0.841621
 """z(0.975) + z(0.80): the minimum detectable effect in standard errors (two-sided 5 %, 80 % power)."""
 
 
+PROBE_JSON = "probe.json"
+
+
 class ProbeConfig(Section):
     """What the probe fits, how often, and on which features."""
 
@@ -270,10 +273,8 @@ def controls_verdict(differences: dict) -> dict:
     return out
 
 
-def probe_markdown(result: dict) -> str:
+def probe_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     """The probe's table: every arm, its role, its score and its paired difference from the baseline."""
-    from dermsynth.tables import markdown_table
-
     names = {"real": "real train part (baseline)", "half": "half the train lesions (positive control: real "
              "minus half)", "shuffled": "top-up with class-shuffled real images (negative control)",
              "topup": "top-up with synthetic images", "synthetic": "synthetic only (CAS)"}
@@ -284,14 +285,23 @@ def probe_markdown(result: dict) -> str:
                      "" if d is None else f"{d['mean']:+.2f}",
                      "" if d is None else f"[{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]",
                      "" if d is None else f"{d['mde']:.2f}"])
-    cfg = result["config"]
-    lines = ["# Utility probe (frozen EfficientNet-Lite0 features, logistic head)", "",
-             f"{cfg['seeds']} seeds per arm; {result['n_train']} real train and {result['n_test']} real test images "
-             f"({result['n_test_lesions']} lesions); balanced accuracy on the real test part in percent. The interval "
-             "resamples the seeds and the test lesions together; MDE is the smallest difference it would detect "
-             "with 80 % power.", "",
-             *markdown_table(["arm", "balanced accuracy % (mean +- sd over seeds)", "difference (points)",
-                              "95 % interval", "MDE"], rows), ""]
+    return ["arm", "balanced accuracy % (mean +- sd over seeds)", "difference (points)", "95 % interval", "MDE"], rows
+
+
+def probe_caption(result: dict) -> str:
+    """What the probe's table shows, in a sentence or three."""
+    return (f"{result['config']['seeds']} seeds per arm; {result['n_train']} real train and {result['n_test']} real "
+            f"test images ({result['n_test_lesions']} lesions); balanced accuracy on the real test part in percent. "
+            "The interval resamples the seeds and the test lesions together; MDE is the smallest difference it "
+            "would detect with 80 % power.")
+
+
+def probe_markdown(result: dict) -> str:
+    """The probe's table and its statement of what the controls showed, as Markdown."""
+    from dermsynth.tables import markdown_table
+
+    lines = ["# Utility probe (frozen EfficientNet-Lite0 features, logistic head)", "", probe_caption(result), "",
+             *markdown_table(*probe_rows(result)), ""]
     if result["controls"].get("statement"):
         lines += [result["controls"]["statement"], ""]
     lines += [f"**Data taken in on request:** {w}." for w in result.get("data_warnings", [])]
@@ -350,6 +360,6 @@ def probe_generator(generator, data_root, split_file, out: str | Path, cfg: Prob
                   split_sha256=split.sha256(), features=extractor.settings,
                   data_checks=(checks.changed() if checks else {}), data_warnings=index.warnings)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "probe.json", json.dumps(result, indent=1))
+    atomic_write_text(out / PROBE_JSON, json.dumps(result, indent=1))
     atomic_write_text(out / "probe.md", probe_markdown(result))
     return result

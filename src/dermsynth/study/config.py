@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from dermsynth.config import PhantomConfig, SplitConfig, load_yaml, to_plain
 from dermsynth.data.index import DataChecks
 from dermsynth.evaluation.gan import MEASURES, SPACES
+from dermsynth.evaluation.probe import ProbeConfig
 from dermsynth.evaluation.utility import UtilityConfig
 from dermsynth.schema import Integer, Items, Section, Seed, validated
 
@@ -81,6 +82,9 @@ class StudyConfig(Section):
     detection: Sampling = Field(default_factory=Sampling, description="Table III: images per class and noise "
                                                                       "seed.")
     metrics: MetricsSection = Field(default_factory=MetricsSection, description=MetricsSection.__doc__)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig, description=(
+        "The utility probe: frozen EfficientNet-Lite0 features and a logistic head per arm and seed, with the "
+        "known-answer controls (minutes, where the fine-tuned utility study takes hours)."))
     utility: UtilitySection = Field(default_factory=UtilitySection, description=UtilitySection.__doc__)
     data_checks: DataChecks = Field(default_factory=DataChecks, description=(
         "What the data (and the utility's external set) may hold that every stage refuses by default: synthetic "

@@ -8,7 +8,7 @@
       judge/                  the judge classifier's run (classifier.pt): Table III
       feature-judge/          the classifier whose features are the judge space, when not the judge's own
       synthetic/              the export (images, metadata, grid.png)
-      eval/                   evaluation.json (generative metrics), table3/, utility/
+      eval/                   evaluation.json (generative metrics), table3/, probe/, utility/
 
 The file names inside each run or result folder are the ones their writers declare (``GENERATOR_FILE``,
 ``TABLE3_JSON``, ...), read here rather than typed again.
@@ -22,6 +22,7 @@ from pathlib import Path
 from dermsynth.data.splits import SPLIT_FILE
 from dermsynth.evaluation.detection import TABLE3_JSON
 from dermsynth.evaluation.gan import EVALUATION_JSON
+from dermsynth.evaluation.probe import PROBE_JSON
 from dermsynth.evaluation.utility import UTILITY_JSON, UTILITY_PNG
 from dermsynth.generate import GRID_FILE
 from dermsynth.training.classifier_loop import CLASSIFIER_FILE
@@ -122,6 +123,14 @@ class StudyLayout:
     @property
     def table3_json(self) -> Path:
         return self.table3 / TABLE3_JSON
+
+    @property
+    def probe(self) -> Path:
+        return self.eval / "probe"
+
+    @property
+    def probe_json(self) -> Path:
+        return self.probe / PROBE_JSON
 
     @property
     def utility(self) -> Path:

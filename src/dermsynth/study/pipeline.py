@@ -14,6 +14,7 @@ Stages, in order (``--stages`` runs a subset):
     generate   export synthetic images with a class grid (``synthetic/``)
     detection  Table III (``eval/table3/``)
     metrics    FID/KID/precision/recall per class and memorisation (``eval/``)
+    probe      the utility probe with its known-answer controls, minutes (``eval/probe/``)
     utility    classifiers trained on real images, and with synthetic ones in each arm (``eval/utility/``)
     report     ``report.html``
 
@@ -45,6 +46,7 @@ from dermsynth.data.summary import format_class_table
 from dermsynth.errors import ConfigError, DataError, UsageError
 from dermsynth.evaluation.detection import evaluate_detection
 from dermsynth.evaluation.gan import EvaluationConfig, evaluate_gan
+from dermsynth.evaluation.probe import probe_generator
 from dermsynth.evaluation.utility import UtilityConfig, run_utility, utility_config
 from dermsynth.generate import generate_images
 from dermsynth.models.discriminator import sees_imagenet_features
@@ -315,6 +317,10 @@ class Study:
             judge=self.feature_judge_path(), split_file=self.paths.split,
             feature_cache=default_cache_dir() / "features", checks=self.checks), progress=self.progress)
 
+    def stage_probe(self, key: str) -> None:
+        probe_generator(self.paths.generator, self.data, self.paths.split, self.paths.probe, self.cfg.probe,
+                        self.checks, default_cache_dir() / "features", self.progress)
+
     def stage_utility(self, key: str) -> None:
         # Each classifier checks its own fingerprint: only changed ones retrain.
         external = self.cfg.utility.external
@@ -391,12 +397,13 @@ STAGE_TABLE: tuple[Stage, ...] = (
           lambda s: [s.paths.evaluation], lambda s: section_settings(s.cfg.metrics),
           Study.stage_metrics),
     # The filter arm's synthetic images are the ones the judge accepts.
+    Stage("probe", lambda s: ("gan",), lambda s: [s.paths.probe_json], lambda s: section_settings(s.cfg.probe),
+          Study.stage_probe),
     Stage("utility", lambda s: ("gan", "judge") if "filter" in s.utility.arms else ("gan",),
           lambda s: [s.paths.utility_json],
           lambda s: {**section_settings(s.cfg.utility), "classifier": result_settings(s.utility_cfg)},
           Study.stage_utility),
-    Stage("report", lambda s: ("prepare", "split", "gan", "judge", "feature_judge", "generate", "detection", "metrics",
-                               "utility"),
+    Stage("report", lambda s: STAGES[:-1],
           lambda s: [s.paths.report], lambda s: {"version": 1, "name": s.cfg.name}, Study.stage_report),
 )
 STAGE = {stage.name: stage for stage in STAGE_TABLE}

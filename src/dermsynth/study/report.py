@@ -144,6 +144,24 @@ def _metrics_section(paths: StudyLayout) -> str:
     return out
 
 
+def _probe_section(paths: StudyLayout) -> str:
+    from dermsynth.evaluation.probe import probe_caption, probe_rows
+
+    probe = _read(paths.probe_json)
+    out = "<h2>Utility probe: a fast instrument with known answers</h2>"
+    if probe is None:
+        return out + _missing("Utility probe", "probe")
+    out += (f"<p>Frozen EfficientNet-Lite0 features and a logistic head, fitted per arm and seed. "
+            f"{html.escape(probe_caption(probe))} The positive control (all real train lesions against half of "
+            "them) must show a gain and the negative control (class-shuffled real images) none: only then can "
+            "the other arms be read.</p>")
+    out += _table(*probe_rows(probe), "probe")
+    statement = probe.get("controls", {}).get("statement")
+    if statement:
+        out += f"<p class='note'>{html.escape(statement)}</p>"
+    return out
+
+
 def _utility_section(paths: StudyLayout) -> str:
     from dermsynth.evaluation.utility import summary_rows
 
@@ -194,7 +212,7 @@ def write_report(run: str | Path) -> Path:
         '<p class="note">Every generated image in this report and in <code>synthetic/</code> is synthetic '
         "(GAN-generated) and marked as such in its metadata; none is a patient's image.</p>",
         _data_section(paths), _gan_section(paths), _table3_section(paths), _metrics_section(paths),
-        _utility_section(paths), _provenance_section(paths),
+        _probe_section(paths), _utility_section(paths), _provenance_section(paths),
     ])
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>dermsynth: {html.escape(name)}"
             f"</title><style>{CSS}</style></head><body>{body}</body></html>")
