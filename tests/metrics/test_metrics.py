@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dermsynth.metrics import METRICS, per_class
-from dermsynth.metrics.frechet import fid_bootstrap, frechet_distance, gaussian_stats
+from dermsynth.metrics.frechet import fid, fid_bootstrap, frechet_distance, gaussian_stats
 from dermsynth.metrics.kid import kid, mmd2_unbiased
 from dermsynth.metrics.prdc import prdc
 
@@ -148,3 +148,12 @@ def test_standardised_features_weigh_every_unit_alike_and_drop_dead_ones():
     assert standardised == pytest.approx(1.0, abs=0.15)
     assert METRICS["fid"](real_s, fake_s)["fid"] > 2 * standardised
     assert z(fake_s).shape == (2000, 6)
+
+
+@pytest.mark.parametrize("n_real, n_fake", [(300, 40), (40, 300), (30, 30), (300, 200)])
+def test_fid_of_a_set_smaller_than_the_dimension_equals_the_full_formula(n_real, n_fake):
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(n_real, 64)) @ rng.normal(size=(64, 64))
+    fake = rng.normal(0.3, 1.2, size=(n_fake, 64)) @ rng.normal(size=(64, 64))
+    full = frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))
+    assert fid(real, fake)["fid"] == pytest.approx(full, rel=1e-7) and fid(fake, real)["fid"] == pytest.approx(full)

@@ -67,5 +67,16 @@ def fid_bootstrap(real: np.ndarray, fake: np.ndarray, draws: int = 50, seed: int
 
 
 def fid(real: np.ndarray, fake: np.ndarray) -> dict:
-    """Frechet distance of two feature sets; {'fid': value}."""
-    return {"fid": frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))}
+    """Frechet distance of two feature sets; {'fid': value}. Where the smaller set has fewer vectors than
+    dimensions (a class of a few hundred images in Inception's 2,048), tr((S_r S_f)^(1/2)) comes from its
+    n x n Gram matrix mapped by the other set's covariance: the same value without two D x D
+    eigendecompositions."""
+    small, big = sorted((np.asarray(real, dtype=np.float64), np.asarray(fake, dtype=np.float64)), key=len)
+    if len(small) < 2 or len(small) - 1 >= small.shape[1]:
+        return {"fid": frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))}
+    mu_big, sigma_big = gaussian_stats(big)
+    mu_small = small.mean(axis=0)
+    z = (small - mu_small) / np.sqrt(len(small) - 1)  # S_small = z^T z, of rank < D
+    tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(z @ sigma_big @ z.T), 0, None)).sum()
+    diff = mu_big - mu_small
+    return {"fid": float(diff @ diff + np.trace(sigma_big) + (z ** 2).sum() - 2 * tr_sqrt)}
