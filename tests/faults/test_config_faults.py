@@ -372,7 +372,7 @@ def test_study_sections_are_typed_and_every_problem_named(tmp_path):
         "filter_confidence, filter_max_draws, synthetic_per_class, synthetic_seed, preset, set, external)\n"
         "  - data_checks.follow_links: expected true or false, got 'on'\n"
         "  - extra: unknown section (known: name, phantom, split, gan, judge, feature_judge, generate, detection, "
-        "metrics, utility, data_checks)\n")
+        "metrics, probe, utility, data_checks)\n")
     assert not (tmp_path / "out").exists()
 
 
