@@ -330,6 +330,14 @@ def test_a_study_of_an_earlier_folder_format_is_refused_unless_overwritten_and_o
     assert run(old, "--overwrite").exit_code == 0
     assert json.loads((old / MARKER).read_text())["format"] == "dermsynth-folder/2"
     assert not (old / "stages" / "gan.json").exists()
+    # a newer dermsynth's study is not this version's to continue or replace
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    (newer / MARKER).write_text(json.dumps({"format": "dermsynth-folder/3", "kind": "study"}))
+    for extra in ((), ("--overwrite",)):
+        result = run(newer, *extra)
+        assert result.exit_code == 2 and "not a dermsynth study folder" in result.output
+    assert (newer / MARKER).is_file()
     # stages/ without a marker: some folder of the user's, never continued nor replaced
     (tmp_path / "bare" / "stages").mkdir(parents=True)
     for extra in ((), ("--overwrite",)):
