@@ -98,6 +98,8 @@ RESOLUTION = click.option("--resolution", default="64", show_default=True,
                           help="Every image is cropped and resized to this size in pixels.")
 CROP = click.option("--crop", default="center", show_default=True, type=click.Choice(CROPS),
                     help="center (centre square), full (squeeze the whole image) or pad (letterbox).")
+FEATURE_CACHE = click.option("--feature-cache", type=click.Path(path_type=Path), default=None,
+                             help="Folder caching real-image features [default: $DERMSYNTH_CACHE/features].")
 """Options several commands share, declared once."""
 
 
@@ -444,10 +446,6 @@ def measure_options(fn):
     return command
 
 
-FEATURE_CACHE = click.option("--feature-cache", type=click.Path(path_type=Path), default=None,
-                             help="Folder caching real-image features [default: $DERMSYNTH_CACHE/features].")
-
-
 def _evaluation_config(measuring: dict, split_file: Path | None, checks: DataChecks):
     """The EvaluationConfig of ``measure_options``' values."""
     from dermsynth.data.cache import default_cache_dir
@@ -511,16 +509,14 @@ def evaluate_images_cmd(images: Path, split_file: Path, out: Path, resolution: s
 @click.option("--generator", type=click.Path(path_type=Path), default=None, help="generator.pt snapshot.")
 @click.option("--images", type=click.Path(path_type=Path), default=None,
               help="Or a folder of images any tool made: HAM10000 layout (dx = intended class) or one folder per "
-                   "class.")
+                   "class, brought to --resolution with --crop.")
 @click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="The real data root.")
 @click.option("--split", "split_file", type=click.Path(path_type=Path), default=None,
               help="The split whose train part the images' generator learned from [default: split.json next to "
                    "the generator; needed with --images].")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--resolution", default="64", show_default=True, type=click.Choice([str(r) for r in RESOLUTIONS]),
-              help="--images: every image is cropped and resized to this size in pixels.")
-@click.option("--crop", default="center", show_default=True, type=click.Choice(CROPS),
-              help="--images: center (centre square), full (squeeze the whole image) or pad (letterbox).")
+@RESOLUTION
+@CROP
 @click.option("--probe", "probe_options", multiple=True, metavar="KEY=VALUE",
               help="A probe option, e.g. --probe seeds=20 --probe arms=[real,half,shuffled,topup] (ProbeConfig in "
                    "evaluation/probe.py).")

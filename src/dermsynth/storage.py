@@ -28,11 +28,11 @@ from dermsynth._version import __version__
 from dermsynth.errors import FolderError, StorageError
 
 MARKER = ".dermsynth-folder.json"
+_FORMAT_PREFIX = "dermsynth-folder/"
 FORMAT_VERSION = 2
-MARKER_FORMAT = f"dermsynth-folder/{FORMAT_VERSION}"
+MARKER_FORMAT = f"{_FORMAT_PREFIX}{FORMAT_VERSION}"
 """Raised from 1 when a study's stage keys came to hash every option as written (no option is left out at a
 value that kept an earlier behaviour): a study of format 1 is refused rather than silently retrained."""
-_FORMAT_PREFIX = "dermsynth-folder/"
 LOCK = ".dermsynth.lock"
 KINDS = ("gan-run", "classifier-run", "export", "study", "phantom")
 

@@ -75,6 +75,9 @@ def test_a_bad_probe_option_is_named(tiny_gan, phantom_data, tmp_path):
             "--out", str(tmp_path / "eval")]
     result = CliRunner().invoke(main, [*base, "--utility", "seeds=[0]"])
     assert result.exit_code == 2 and "add --classifier" in result.output
+    result = CliRunner().invoke(main, [*base, "--classifier", "classifier-tiny", "--utility", "arms=[filter]"])
+    assert result.exit_code == 2 and "the filter arm needs a judge" in result.output
+    assert not (tmp_path / "eval" / "probe").exists()  # refused before the probe's minutes
     result = CliRunner().invoke(main, [*base, "--images", str(phantom_data)])
     assert result.exit_code == 2 and "one of --generator" in result.output
     result = CliRunner().invoke(main, [*base, "--probe", "seeds=one"])

@@ -198,8 +198,7 @@ def run_utility(
     utility = utility or utility_config()
     out = Path(out)
     source = generator if isinstance(generator, (GeneratorSource, FolderSource)) else GeneratorSource(generator)
-    if "filter" in utility.arms and judge is None:
-        raise UsageError("the filter arm needs a judge (a classifier.pt) to keep the synthetic images it recognises")
+    check_filter_judge(utility, judge)
     index = open_index(data_root, **cfg.data.checks().readers())  # the classifier config's data checks
     split = load_split(split_file)
     part_of = split.part_of()
@@ -268,6 +267,13 @@ def run_utility(
     return result
 
 
+def check_filter_judge(utility: UtilityConfig, judge: str | Path | None) -> None:
+    """The filter arm keeps the synthetic images a judge recognises: refused without one."""
+    if "filter" in utility.arms and judge is None:
+        raise UsageError("the filter arm needs a judge (--judge, a classifier.pt) to keep the synthetic images it "
+                         "recognises")
+
+
 def evaluate_utility(source: GeneratorSource | FolderSource, data_root: str | Path, split_file: str | Path,
                      out: str | Path, probe=None, classifier: ClassifierRunConfig | None = None,
                      utility: UtilityConfig | None = None, judge: str | Path | None = None,
@@ -280,8 +286,8 @@ def evaluate_utility(source: GeneratorSource | FolderSource, data_root: str | Pa
     from dermsynth.evaluation.probe import probe_generator
 
     out = Path(out)
-    if classifier is not None and "filter" in (utility or utility_config()).arms and judge is None:
-        raise UsageError("the filter arm needs --judge (a classifier.pt) to keep the synthetic images it recognises")
+    if classifier is not None:  # before the probe's minutes
+        check_filter_judge(utility or utility_config(), judge)
     result = {"probe": probe_generator(source, data_root, split_file, out / "probe", probe, checks, feature_cache,
                                        progress, hints)}
     if classifier is not None:

@@ -148,10 +148,12 @@ class Study:
     # --- stage bookkeeping ----------------------------------------------------------
 
     def stage_key(self, stage: str) -> str:
-        entry = STAGE[stage]
-        upstream = [self.keys.get(s) or self._recorded(s) for s in entry.inputs(self)]
         extra = self.data_fingerprint if stage == "prepare" else None
-        return settings_key([stage, entry.settings(self), upstream, extra])
+        return settings_key([stage, STAGE[stage].settings(self), self._upstream(stage), extra])
+
+    def _upstream(self, stage: str) -> list[str | None]:
+        """The keys of the stages ``stage`` reads."""
+        return [self.keys.get(s) or self._recorded(s) for s in STAGE[stage].inputs(self)]
 
     def _recorded(self, stage: str) -> str | None:
         marker = self.paths.stage_record(stage)
@@ -250,8 +252,7 @@ class Study:
         config counts as the same run and is continued; one with other settings is refused, never deleted.
         """
         started = self.paths.stage_started(stage)
-        upstream = [self.keys.get(s) or self._recorded(s) for s in STAGE[stage].inputs(self)]
-        recipe = settings_key([stage, _beyond_time_cap(cfg), upstream])
+        recipe = settings_key([stage, _beyond_time_cap(cfg), self._upstream(stage)])
         before = _started_record(started)
         saved = folder / CONFIG_YAML
         same = before.get("key") == key
