@@ -3,11 +3,17 @@
     python benchmarks/utility_probe.py --resolution 64 --out runs/probe64
     python benchmarks/utility_probe.py --resolution 32 --generator runs/ttq32/hybrid/snapshots/min-40.pt \\
         --out runs/probe32-hybrid
+    python benchmarks/utility_probe.py --resolution 64 --folds 5 --out runs/probe64-folds5
 
 Draws (or reads) the lesion-grouped split, caches the frozen EfficientNet-Lite0 features of the real train and
 test parts, fits every arm ``--seeds`` times (:mod:`dermsynth.evaluation.probe`) and writes ``OUT/probe.json``
 and ``OUT/probe.md`` with the wall-clock time of each step and the machine. Without ``--generator`` only the
 baseline and the two controls run: what the instrument can resolve, before any generator is asked.
+
+``--folds K`` cross-fits the controls instead of using one split: K lesion-grouped folds of the whole dataset
+(each fold's split saved under ``OUT/folds/``), each tested by fits on the other folds, so every image is scored
+once and the interval is taken over all of them (a generator's arms would need K generators, one trained on each
+fold's train part, so this is for the controls only).
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ def main() -> None:
     from dermsynth.data.cache import default_cache_dir
     from dermsynth.data.index import open_index
     from dermsynth.data.splits import make_split, save_split
-    from dermsynth.evaluation.probe import (Lite0Features, ProbeConfig, probe_data, probe_generator,
-                                            probe_markdown, run_probe)
+    from dermsynth.evaluation.probe import (Lite0Features, ProbeConfig, crossfit_data, probe_data, probe_generator,
+                                            probe_markdown, run_crossfit, run_probe)
     from dermsynth.storage import atomic_write_text
     from dermsynth.training.runs import hardware
 
@@ -38,11 +44,14 @@ def main() -> None:
     parser.add_argument("--generator", type=Path, default=None)
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--feature-resolution", type=int, default=128)
+    parser.add_argument("--folds", type=int, default=None, help="cross-fit the controls over K lesion-grouped folds")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if args.folds is not None and (args.generator is not None or args.split is not None):
+        parser.error("--folds draws its own folds and fits the controls only: no --split or --generator")
     args.out.mkdir(parents=True, exist_ok=True)
     split = args.split
-    if split is None:
+    if split is None and args.folds is None:
         split = args.out / "split.json"
         index = open_index(args.data)
         save_split(make_split(index, (0.7, 0.1, 0.2), 0), split, index)
@@ -54,6 +63,16 @@ def main() -> None:
         result = probe_generator(args.generator, args.data, split, args.out,
                                  ProbeConfig(seeds=args.seeds, feature_resolution=args.feature_resolution),
                                  feature_cache=cache)
+    elif args.folds is not None:
+        cfg = ProbeConfig(arms=("real", "half", "shuffled"), seeds=args.seeds,
+                          feature_resolution=args.feature_resolution)
+        folds, _, index, splits = crossfit_data(args.data, args.folds, 0, args.resolution, feature_cache=cache,
+                                                extractor=Lite0Features(cfg.feature_resolution))
+        for i, fold_split in enumerate(splits):
+            save_split(fold_split, args.out / "folds" / f"fold-{i}" / "split.json", index)
+        features_s = time.perf_counter() - start
+        result = run_crossfit([(train, test, None) for train, test in folds], cfg)
+        result["features_s"] = round(features_s, 1)
     else:
         cfg = ProbeConfig(arms=("real", "half", "shuffled"), seeds=args.seeds,
                           feature_resolution=args.feature_resolution)

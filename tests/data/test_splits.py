@@ -10,7 +10,7 @@ import pytest
 
 from dermsynth.data import CLASSES, DataError, open_index
 from dermsynth.data.index import CLASS_TO_LABEL, DatasetIndex, Record
-from dermsynth.data.splits import PARTS, load_split, make_split, save_split
+from dermsynth.data.splits import PARTS, lesion_folds, load_split, make_split, save_split
 
 
 def synthetic_index(seed: int = 0) -> DatasetIndex:
@@ -90,6 +90,21 @@ def test_save_and_load_round_trip(tmp_path):
     payload = json.loads(path.read_text())
     assert payload["counts"] == {p: len(split.parts[p]) for p in PARTS}
     assert [r["dx"] for r in payload["per_class"]] == list(CLASSES)
+
+
+def test_cross_fitting_folds_test_every_image_once_and_never_a_trained_lesion():
+    index = synthetic_index()
+    folds = lesion_folds(index, 5, seed=0)
+    tested = [i for split in folds for i in split.parts["test"]]
+    assert sorted(tested) == sorted(r.image_id for r in index.records)  # every image scored exactly once
+    label = {r.image_id: r.label for r in index.records}
+    for split in folds:
+        check_grouped(split, index)  # a test lesion has no image in its fold's train part
+        assert split.parts["val"] == [] and len(split.parts["train"]) + len(split.parts["test"]) == len(index.records)
+        counts = Counter(label[i] for i in split.parts["test"])
+        assert set(counts) == set(range(len(CLASSES)))  # even df (16 images) is in every fold
+    with pytest.raises(DataError, match="at least 2 folds"):
+        lesion_folds(index, 1)
 
 
 def test_real_ham10000_split_is_grouped_and_stratified(shared_ham):

@@ -13,7 +13,8 @@ from dermsynth.cli import main
 from dermsynth.data.index import open_index
 from dermsynth.data.phantom import make_phantom
 from dermsynth.data.splits import make_split, save_split
-from dermsynth.evaluation.probe import Lite0Features, ProbeConfig, probe_data, run_probe
+from dermsynth.evaluation.probe import (Lite0Features, ProbeConfig, probe_caption, probe_data, run_crossfit,
+                                        run_probe)
 
 
 def test_the_controls_come_out_as_known_on_phantom_data(tmp_path):
@@ -47,6 +48,29 @@ def test_the_bootstrap_interval_narrows_with_more_test_lesions():
     widths = [run_probe(train, _gaussian([k * n for n in (60, 10, 10, 6, 4, 2, 2)], rng, means), cfg,
                         progress=False)["differences"]["half"]["half_width"] for k in (1, 8)]
     assert widths[1] < 0.7 * widths[0], widths
+
+
+def test_cross_fitting_pools_every_fold_and_narrows_the_interval():
+    rng = np.random.default_rng(1)
+    means = rng.normal(size=(7, 16)) * 0.5
+    shape = [120, 20, 20, 12, 8, 4, 4]
+    folds = [_gaussian([5 * n for n in shape], rng, means) for _ in range(5)]
+    for k, fold in enumerate(folds):
+        fold["lesions"] = [f"F{k}-{les}" for les in fold["lesions"]]
+
+    def merged(parts):
+        return {"features": np.concatenate([p["features"] for p in parts]),
+                "labels": np.concatenate([p["labels"] for p in parts]),
+                "lesions": [les for p in parts for les in p["lesions"]]}
+
+    cfg = ProbeConfig(arms=("real", "half"), seeds=4, iterations=50, bootstrap=400)
+    crossed = [(merged(folds[:k] + folds[k + 1:]), folds[k], None) for k in range(5)]
+    pooled = run_crossfit(crossed, cfg, progress=False)
+    single = run_probe(*crossed[0][:2], cfg, progress=False)
+    assert pooled["folds"] == 5 and pooled["n_test"] == sum(len(f["labels"]) for f in folds)
+    assert pooled["n_test_lesions"] == len({les for f in folds for les in f["lesions"]})
+    assert pooled["differences"]["half"]["half_width"] < 0.7 * single["differences"]["half"]["half_width"]
+    assert "5 lesion-grouped folds" in probe_caption(pooled)
 
 
 def test_evaluate_utility_runs_the_probe_and_reports_every_arm(tiny_gan, phantom_data, tmp_path):

@@ -71,8 +71,27 @@ def make_split(
     """Split ``index`` into train/val/test, grouped by lesion_id and stratified by class."""
     if len(fractions) != len(PARTS) or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise DataError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
-    rng = np.random.default_rng(seed)
+    # With fewer lesions than parts, train is served first, then test, then val.
+    priority = [p for p in ("train", "test", "val") if dict(zip(PARTS, fractions))[p] > 0]
+    images_of, assigned = _deal(index, dict(zip(PARTS, fractions)), priority, seed)
+    assigned = {p: assigned.get(p, []) for p in PARTS}
+    parts = {p: sorted(i for les in assigned[p] for i in images_of[les]) for p in PARTS}
+    return Split(
+        parts=parts,
+        seed=seed,
+        fractions=dict(zip(PARTS, fractions)),
+        data_root=str(index.root),
+        source=index.source,
+    )
 
+
+def _deal(index: DatasetIndex, share: dict[str, float], priority: list[str], seed: int
+          ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Deal the lesions of ``index`` to the groups with a positive ``share``, class by class, largest lesion first,
+    to the group furthest below its share (ties to the first in ``share``'s order); each group of ``priority``
+    first gets one lesion of every class that has enough. Returns (images of each lesion, lesions of each group)."""
+    groups = [g for g, f in share.items() if f > 0]
+    rng = np.random.default_rng(seed)
     # A lesion belongs to the class most of its images have (HAM10000 lesions have one).
     images_of: dict[str, list[str]] = defaultdict(list)
     labels_of: dict[str, Counter] = defaultdict(Counter)
@@ -83,36 +102,40 @@ def make_split(
     for lesion in sorted(images_of):
         lesions_by_class[labels_of[lesion].most_common(1)[0][0]].append(lesion)
 
-    assigned: dict[str, list[str]] = {p: [] for p in PARTS}
-    active = [p for p, f in zip(PARTS, fractions) if f > 0]
-    share = dict(zip(PARTS, fractions))
+    assigned: dict[str, list[str]] = {g: [] for g in groups}
     for label in sorted(lesions_by_class):
         lesions = [lesions_by_class[label][i] for i in rng.permutation(len(lesions_by_class[label]))]
         total = sum(len(images_of[les]) for les in lesions)
-        target = {p: share[p] * total for p in active}
-        count = {p: 0 for p in active}
-        # Every part gets one lesion first where the class has enough of them;
-        # with fewer lesions than parts, train is served first, then test, then val.
-        priority = [p for p in ("train", "test", "val") if p in active]
+        target = {g: share[g] * total for g in groups}
+        count = {g: 0 for g in groups}
+        # Every group gets one lesion first where the class has enough of them, in the order of ``priority``.
         seeded = lesions[: len(priority)]
-        for part, lesion in zip(priority, seeded):
-            assigned[part].append(lesion)
-            count[part] += len(images_of[lesion])
+        for group, lesion in zip(priority, seeded):
+            assigned[group].append(lesion)
+            count[group] += len(images_of[lesion])
         rest = lesions[len(seeded):]
         rest.sort(key=lambda les: -len(images_of[les]))  # stable: random order among equal sizes
         for lesion in rest:
-            part = max(active, key=lambda p: (target[p] - count[p]) / max(target[p], 1e-9))
-            assigned[part].append(lesion)
-            count[part] += len(images_of[lesion])
+            group = max(groups, key=lambda g: (target[g] - count[g]) / max(target[g], 1e-9))
+            assigned[group].append(lesion)
+            count[group] += len(images_of[lesion])
+    return images_of, assigned
 
-    parts = {p: sorted(i for les in assigned[p] for i in images_of[les]) for p in PARTS}
-    return Split(
-        parts=parts,
-        seed=seed,
-        fractions=dict(zip(PARTS, fractions)),
-        data_root=str(index.root),
-        source=index.source,
-    )
+
+def lesion_folds(index: DatasetIndex, folds: int = 5, seed: int = 0) -> list[Split]:
+    """``folds`` lesion-grouped, class-stratified folds of ``index`` for cross-fitting: split ``i`` tests on
+    fold ``i`` and trains on the others (no val part), so every image is scored once, by a model that saw
+    none of its lesion's images."""
+    if folds < 2:
+        raise DataError(f"cross-fitting needs at least 2 folds, got {folds}")
+    groups = [f"fold{i}" for i in range(folds)]
+    images_of, assigned = _deal(index, {g: 1 / folds for g in groups}, groups, seed)
+    fold_images = [sorted(i for les in assigned[g] for i in images_of[les]) for g in groups]
+    return [Split(parts={"train": sorted(i for j, ids in enumerate(fold_images) if j != f for i in ids),
+                         "val": [], "test": fold_images[f]},
+                  seed=seed, fractions={"train": 1 - 1 / folds, "val": 0.0, "test": 1 / folds},
+                  data_root=str(index.root), source=index.source)
+            for f in range(folds)]
 
 
 def split_table(split: Split, index: DatasetIndex) -> list[dict]:

@@ -181,8 +181,37 @@ def run_probe(train: dict, test: dict, cfg: ProbeConfig, pool: tuple[np.ndarray,
     ``train``/``test``: ``features`` (N, D), ``labels`` (N,) and ``lesions`` (N ids). ``pool``: features and
     labels of generated images (:func:`pool_sizes` per class, for topup and synthetic); each seed draws its
     images from it without replacement, so the seeds vary which synthetic images a fit sees."""
-    if pool is None and {"topup", "synthetic"} & set(cfg.arms):
+    return run_crossfit([(train, test, pool)], cfg, progress)
+
+
+def run_crossfit(folds: list[tuple[dict, dict, tuple[np.ndarray, np.ndarray] | None]], cfg: ProbeConfig,
+                 progress: bool = True) -> dict:
+    """:func:`run_probe` over the folds of a cross-fitting (:func:`~dermsynth.data.splits.lesion_folds`), each
+    (train, test, pool): every arm and seed is fitted on each fold's train part and scored on its test part, and
+    the answers of all folds are pooled, so balanced accuracy and its interval are taken over every image the
+    folds test. A pool must come from a generator that saw no image of its fold's test part."""
+    if any(pool is None for *_, pool in folds) and {"topup", "synthetic"} & set(cfg.arms):
         raise ValueError("the topup and synthetic arms need a pool of synthetic images")
+    bar = tqdm(total=len(folds) * len(cfg.arms) * cfg.seeds, desc="probe fits", disable=not progress)
+    answers = [_fit_arms(train, test, cfg, pool, fold, bar) for fold, (train, test, pool) in enumerate(folds)]
+    bar.close()
+    correct = {a: [np.concatenate([fold[a][s] for fold in answers]) for s in range(cfg.seeds)] for a in cfg.arms}
+    test_labels = np.concatenate([np.asarray(test["labels"]) for _, test, _ in folds])
+    test_lesions = [les for _, test, _ in folds for les in test["lesions"]]
+    rng = np.random.default_rng(0)
+    weights = lesion_weights(test_lesions, cfg.bootstrap, rng)
+    arms, differences = compare_arms(correct, test_labels, weights, rng)
+    verdict = controls_verdict(differences)
+    result = {"config": cfg.model_dump(), "n_train": int(len(folds[0][0]["labels"])),
+              "n_test": int(len(test_labels)), "n_test_lesions": int(len(set(test_lesions))), "arms": arms,
+              "differences": differences, "controls": verdict, "unit": "balanced accuracy, percentage points"}
+    if len(folds) > 1:  # n_train: the first fold's
+        result["folds"] = len(folds)
+    return result
+
+
+def _fit_arms(train: dict, test: dict, cfg: ProbeConfig, pool, fold: int, bar) -> dict[str, list[np.ndarray]]:
+    """One fold's fits: per arm, the right answers (N,) on ``test`` of each seed."""
     px, py = pool if pool is not None else (None, None)
 
     def synthetic(counts: dict[int, int], draw: np.random.Generator):
@@ -193,14 +222,11 @@ def run_probe(train: dict, test: dict, cfg: ProbeConfig, pool: tuple[np.ndarray,
         return px[rows], py[rows]
 
     x, y, lesions = train["features"], np.asarray(train["labels"]), np.asarray(train["lesions"])
-    rng = np.random.default_rng(0)
-    weights = lesion_weights(list(test["lesions"]), cfg.bootstrap, rng)
     test_labels = np.asarray(test["labels"])
     top = topup_counts(y, cfg.topup_to)
     correct: dict[str, list[np.ndarray]] = {a: [] for a in cfg.arms}
-    bar = tqdm(total=len(cfg.arms) * cfg.seeds, desc="probe fits", disable=not progress)
     for seed in range(cfg.seeds):
-        draw = np.random.default_rng(10_000 + seed)
+        draw = np.random.default_rng(10_000 + seed if fold == 0 else (10_000 + seed, fold))
         for arm in cfg.arms:
             if arm == "real" and seed > 0:  # a convex fit on the same data: the same head every seed
                 correct[arm].append(correct[arm][0])
@@ -221,12 +247,7 @@ def run_probe(train: dict, test: dict, cfg: ProbeConfig, pool: tuple[np.ndarray,
             predict = fit_logistic(fx, fy, cfg.l2, cfg.iterations)
             correct[arm].append(predict(test["features"]) == test_labels)
             bar.update()
-    bar.close()
-    arms, differences = compare_arms(correct, test_labels, weights, rng)
-    verdict = controls_verdict(differences)
-    return {"config": cfg.model_dump(), "n_train": int(len(y)), "n_test": int(len(test_labels)),
-            "n_test_lesions": int(len(set(test["lesions"]))), "arms": arms, "differences": differences,
-            "controls": verdict, "unit": "balanced accuracy, percentage points"}
+    return correct
 
 
 def compare_arms(correct: dict[str, list[np.ndarray]], labels: np.ndarray, weights: np.ndarray,
@@ -290,8 +311,12 @@ def probe_rows(result: dict) -> tuple[list[str], list[list[str]]]:
 
 def probe_caption(result: dict) -> str:
     """What the probe's table shows, in a sentence or three."""
-    return (f"{result['config']['seeds']} seeds per arm; {result['n_train']} real train and {result['n_test']} real "
-            f"test images ({result['n_test_lesions']} lesions); balanced accuracy on the real test part in percent. "
+    folds = result.get("folds", 1)
+    parts = (f"{result['n_train']} real train and {result['n_test']} real test images" if folds == 1 else
+             f"{folds} lesion-grouped folds, each trained on the others (about {result['n_train']} real images) "
+             f"and tested on its own: {result['n_test']} real test images in all")
+    return (f"{result['config']['seeds']} seeds per arm; {parts} ({result['n_test_lesions']} lesions); balanced "
+            "accuracy on the real test images in percent. "
             "The interval resamples the seeds and the test lesions together; MDE is the smallest difference it "
             "would detect with 80 % power.")
 
@@ -313,16 +338,11 @@ def probe_data(data_root, split_file, resolution: int, crop: str = "center", che
                progress: bool = True, hints: str | None = None):
     """The real train and test parts of a split as the probe's inputs (features cached by image content); returns
     (train, test, extractor, index, split)."""
-    from dermsynth.data.cache import load_cache
-    from dermsynth.data.index import DataChecks, open_index
     from dermsynth.data.splits import load_split
     from dermsynth.metrics.features import extract
 
-    index = open_index(data_root, hints=hints, **(checks or DataChecks()).readers())
-    for warning in index.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    index, cached = _open_real(data_root, resolution, crop, checks, progress, hints)
     split = load_split(split_file)
-    cached = load_cache(index, resolution, crop, progress=progress)
     extractor = extractor or Lite0Features()
     parts = {}
     for part in ("train", "test"):
@@ -331,6 +351,39 @@ def probe_data(data_root, split_file, resolution: int, crop: str = "center", che
                        "labels": np.asarray(cached.labels[rows]),
                        "lesions": [cached.lesion_ids[i] for i in rows]}
     return parts["train"], parts["test"], extractor, index, split
+
+
+def crossfit_data(data_root, folds: int, seed: int, resolution: int, crop: str = "center", checks=None,
+                  feature_cache: str | Path | None = None, extractor: Lite0Features | None = None,
+                  progress: bool = True, hints: str | None = None):
+    """Every real image of a dataset as the inputs of a cross-fitted probe (:func:`run_crossfit`): the features of
+    all images once, then each fold's (train, test); returns (parts, extractor, index, splits), ``splits`` the
+    folds' :class:`~dermsynth.data.splits.Split` (train: the other folds; test: the fold)."""
+    from dermsynth.data.splits import lesion_folds
+    from dermsynth.metrics.features import extract
+
+    index, cached = _open_real(data_root, resolution, crop, checks, progress, hints)
+    extractor = extractor or Lite0Features()
+    features = extract(extractor, np.asarray(cached.images), feature_cache, progress)
+    labels = np.asarray(cached.labels)
+    splits = lesion_folds(index, folds, seed)
+
+    def part(split, name):
+        rows = cached.part_rows(split.parts, name)
+        return {"features": features[rows], "labels": labels[rows], "lesions": [cached.lesion_ids[i] for i in rows]}
+
+    return [(part(s, "train"), part(s, "test")) for s in splits], extractor, index, splits
+
+
+def _open_real(data_root, resolution: int, crop: str, checks, progress: bool, hints: str | None):
+    """The dataset's index (its warnings printed) and its decoded images at ``resolution``."""
+    from dermsynth.data.cache import load_cache
+    from dermsynth.data.index import DataChecks, open_index
+
+    index = open_index(data_root, hints=hints, **(checks or DataChecks()).readers())
+    for warning in index.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return index, load_cache(index, resolution, crop, progress=progress)
 
 
 def probe_generator(generator, data_root, split_file, out: str | Path, cfg: ProbeConfig | None = None,
