@@ -49,6 +49,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.folds is not None and (args.generator is not None or args.split is not None):
         parser.error("--folds draws its own folds and fits the controls only: no --split or --generator")
+    if args.folds is not None and args.folds < 2:
+        parser.error(f"--folds: cross-fitting needs at least 2 folds, got {args.folds}")
     args.out.mkdir(parents=True, exist_ok=True)
     split = args.split
     if split is None and args.folds is None:

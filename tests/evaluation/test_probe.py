@@ -13,8 +13,8 @@ from dermsynth.cli import main
 from dermsynth.data.index import open_index
 from dermsynth.data.phantom import make_phantom
 from dermsynth.data.splits import make_split, save_split
-from dermsynth.evaluation.probe import (Lite0Features, ProbeConfig, probe_caption, probe_data, run_crossfit,
-                                        run_probe)
+from dermsynth.evaluation.probe import (Lite0Features, ProbeConfig, fit_logistic, probe_caption, probe_data,
+                                        run_crossfit, run_probe)
 
 
 def test_the_controls_come_out_as_known_on_phantom_data(tmp_path):
@@ -70,6 +70,12 @@ def test_cross_fitting_pools_every_fold_and_narrows_the_interval():
     assert pooled["folds"] == 5 and pooled["n_test"] == sum(len(f["labels"]) for f in folds)
     assert pooled["n_test_lesions"] == len({les for f in folds for les in f["lesions"]})
     assert pooled["differences"]["half"]["half_width"] < 0.7 * single["differences"]["half"]["half_width"]
+    # The pooled baseline is the balanced accuracy of every fold's own fit on its own test images, put together.
+    right = np.concatenate([fit_logistic(train["features"], train["labels"], cfg.l2, cfg.iterations)(
+        test["features"]) == test["labels"] for train, test, _ in crossed])
+    labels = np.concatenate([test["labels"] for _, test, _ in crossed])
+    by_hand = np.mean([right[labels == c].mean() for c in range(7)]) * 100
+    assert pooled["arms"]["real"]["balanced_accuracy_mean"] == pytest.approx(by_hand)
     assert "5 lesion-grouped folds" in probe_caption(pooled)
 
 

@@ -341,8 +341,8 @@ def probe_data(data_root, split_file, resolution: int, crop: str = "center", che
     from dermsynth.data.splits import load_split
     from dermsynth.metrics.features import extract
 
-    index, cached = _open_real(data_root, resolution, crop, checks, progress, hints)
     split = load_split(split_file)
+    index, cached = _open_real(data_root, resolution, crop, checks, progress, hints)
     extractor = extractor or Lite0Features()
     parts = {}
     for part in ("train", "test"):
@@ -363,10 +363,10 @@ def crossfit_data(data_root, folds: int, seed: int, resolution: int, crop: str =
     from dermsynth.metrics.features import extract
 
     index, cached = _open_real(data_root, resolution, crop, checks, progress, hints)
+    splits = lesion_folds(index, folds, seed)  # a bad fold count is refused before the features are computed
     extractor = extractor or Lite0Features()
     features = extract(extractor, np.asarray(cached.images), feature_cache, progress)
     labels = np.asarray(cached.labels)
-    splits = lesion_folds(index, folds, seed)
 
     def part(split, name):
         rows = cached.part_rows(split.parts, name)
