@@ -89,7 +89,8 @@ class Lite0Features:
     def __call__(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         out = []
         for i in tqdm(range(0, len(images), self.batch), desc="lite0 features", disable=not progress, unit="batch"):
-            x = torch.from_numpy(np.ascontiguousarray(images[i: i + self.batch])).permute(0, 3, 1, 2).float()
+            # np.array copies the rows of a read-only (memory-mapped) cache: torch warns on a read-only array.
+            x = torch.as_tensor(np.array(images[i: i + self.batch], dtype=np.float32)).permute(0, 3, 1, 2)
             x = F.interpolate(x, size=self.resolution, mode="bilinear", align_corners=False, antialias=True)
             out.append(self.model.forward_features((x - 127.0) / 128.0).numpy())
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 1280), np.float32)
