@@ -75,6 +75,16 @@ def shared_ham() -> Path:
     return SHARED_HAM
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session_cache(tmp_path_factory):
+    """Session fixtures (a tiny GAN trained on the phantom data, say) build caches before any test's own
+    fixture runs: they too must never touch the user's ~/.cache. (Autouse: set before the other session
+    fixtures.)"""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DERMSYNTH_CACHE", str(tmp_path_factory.mktemp("session-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Never touch the user's ~/.cache from tests."""

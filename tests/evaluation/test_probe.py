@@ -34,10 +34,10 @@ def test_the_controls_come_out_as_known_on_phantom_data(tmp_path):
     assert result["arms"]["real"]["balanced_accuracy_std"] == 0  # a convex fit on the same data every seed
 
 
-def _gaussian(counts, rng, means):
+def _gaussian(counts, rng, means, name="L"):
     labels = np.concatenate([np.full(n, c) for c, n in enumerate(counts)])
     return {"features": (means[labels] + rng.normal(size=(len(labels), means.shape[1]))).astype(np.float32),
-            "labels": labels, "lesions": [f"L{i // 2}" for i in range(len(labels))]}
+            "labels": labels, "lesions": [f"{name}{i // 2}" for i in range(len(labels))]}
 
 
 def test_the_bootstrap_interval_narrows_with_more_test_lesions():
@@ -45,7 +45,7 @@ def test_the_bootstrap_interval_narrows_with_more_test_lesions():
     means = rng.normal(size=(7, 16)) * 0.5
     train = _gaussian([600, 100, 100, 60, 40, 20, 20], rng, means)
     cfg = ProbeConfig(arms=("real", "half"), seeds=4, iterations=50, bootstrap=400)
-    widths = [run_probe(train, _gaussian([k * n for n in (60, 10, 10, 6, 4, 2, 2)], rng, means), cfg,
+    widths = [run_probe(train, _gaussian([k * n for n in (60, 10, 10, 6, 4, 2, 2)], rng, means, "T"), cfg,
                         progress=False)["differences"]["half"]["half_width"] for k in (1, 8)]
     assert widths[1] < 0.7 * widths[0], widths
 
@@ -77,6 +77,11 @@ def test_cross_fitting_pools_every_fold_and_narrows_the_interval():
     by_hand = np.mean([right[labels == c].mean() for c in range(7)]) * 100
     assert pooled["arms"]["real"]["balanced_accuracy_mean"] == pytest.approx(by_hand)
     assert "5 lesion-grouped folds" in probe_caption(pooled)
+    # Folds that test a lesion twice, or train on their own test lesions, are refused before any fit.
+    with pytest.raises(ValueError, match="fold 1: its test part shares lesions"):
+        run_crossfit([crossed[0], crossed[0]], cfg, progress=False)
+    with pytest.raises(ValueError, match="fold 0: its train part holds lesions of its own test part"):
+        run_crossfit([(merged(folds), folds[0], None)], cfg, progress=False)
 
 
 def test_evaluate_utility_runs_the_probe_and_reports_every_arm(tiny_gan, phantom_data, tmp_path):

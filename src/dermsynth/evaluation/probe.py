@@ -21,7 +21,9 @@ per arm and seed on the train part, and scored on the real test part. The arms:
 Seeds vary what each arm draws (the half, the shuffled images, which images of one synthetic pool). Each arm's
 paired difference from the baseline gets a 95 % interval that covers training and test sampling at once: a
 bootstrap that resamples the seeds and, jointly, the test part by lesion (a lesion's images stay together), with
-the minimum detectable effect (80 % power, two-sided 5 %) beside it.
+the minimum detectable effect (80 % power, two-sided 5 %) beside it. Cross-fitted (:func:`run_crossfit`), every
+image is a test image once; the interval is then conditional on the folds' fits, whose train parts overlap (the
+dealing of the folds is not resampled).
 """
 
 from __future__ import annotations
@@ -193,6 +195,14 @@ def run_crossfit(folds: list[tuple[dict, dict, tuple[np.ndarray, np.ndarray] | N
     folds test. A pool must come from a generator that saw no image of its fold's test part."""
     if any(pool is None for *_, pool in folds) and {"topup", "synthetic"} & set(cfg.arms):
         raise ValueError("the topup and synthetic arms need a pool of synthetic images")
+    tested: set = set()
+    for i, (train, test, _) in enumerate(folds):  # pooled answers are only sound if each lesion is tested once
+        lesions = set(test["lesions"])
+        if lesions & set(train["lesions"]):
+            raise ValueError(f"fold {i}: its train part holds lesions of its own test part")
+        if lesions & tested:
+            raise ValueError(f"fold {i}: its test part shares lesions with an earlier fold's")
+        tested |= lesions
     bar = tqdm(total=len(folds) * len(cfg.arms) * cfg.seeds, desc="probe fits", disable=not progress)
     answers = [_fit_arms(train, test, cfg, pool, fold, bar) for fold, (train, test, pool) in enumerate(folds)]
     bar.close()
@@ -319,7 +329,8 @@ def probe_caption(result: dict) -> str:
     return (f"{result['config']['seeds']} seeds per arm; {parts} ({result['n_test_lesions']} lesions); balanced "
             "accuracy on the real test images in percent. "
             "The interval resamples the seeds and the test lesions together; MDE is the smallest difference it "
-            "would detect with 80 % power.")
+            "would detect with 80 % power." + ("" if folds == 1 else " The folds' fits themselves are not "
+                                                "resampled: the interval is conditional on them."))
 
 
 def probe_markdown(result: dict) -> str:
