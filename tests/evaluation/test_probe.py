@@ -80,8 +80,10 @@ def test_cross_fitting_pools_every_fold_and_narrows_the_interval():
     # Folds that test a lesion twice, or train on their own test lesions, are refused before any fit.
     with pytest.raises(ValueError, match="fold 1: its test part shares lesions"):
         run_crossfit([crossed[0], crossed[0]], cfg, progress=False)
-    with pytest.raises(ValueError, match="fold 0: its train part holds lesions of its own test part"):
-        run_crossfit([(merged(folds), folds[0], None)], cfg, progress=False)
+    with pytest.raises(ValueError, match="fold 1: its train part holds lesions of its own test part"):
+        run_crossfit([crossed[0], (merged(folds), folds[1], None)], cfg, progress=False)
+    with pytest.raises(ValueError, match="^the train part holds lesions"):  # one split: no fold to name
+        run_probe(merged(folds), folds[0], cfg, progress=False)
 
 
 def test_evaluate_utility_runs_the_probe_and_reports_every_arm(tiny_gan, phantom_data, tmp_path):

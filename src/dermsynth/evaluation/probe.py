@@ -199,7 +199,8 @@ def run_crossfit(folds: list[tuple[dict, dict, tuple[np.ndarray, np.ndarray] | N
     for i, (train, test, _) in enumerate(folds):  # pooled answers are only sound if each lesion is tested once
         lesions = set(test["lesions"])
         if lesions & set(train["lesions"]):
-            raise ValueError(f"fold {i}: its train part holds lesions of its own test part")
+            whose = f"fold {i}: its" if len(folds) > 1 else "the"
+            raise ValueError(f"{whose} train part holds lesions of its own test part")
         if lesions & tested:
             raise ValueError(f"fold {i}: its test part shares lesions with an earlier fold's")
         tested |= lesions
