@@ -52,10 +52,10 @@ def g_gradient(t: Trainer) -> torch.Tensor:
 def test_both_heads_reach_the_generators_gradient(phantom_data):
     # fp32: on a CPU with native bf16, amp auto would round each gradient to bf16 (about 3 digits), and the sum
     # below holds only to that precision.
-    fp32 = ("loss.mode_seeking=0", "train.amp=none")
-    both = g_gradient(trainer(phantom_data, *fp32))
-    pixel = g_gradient(trainer(phantom_data, *fp32, "loss.feature_weight=0"))
-    feature = g_gradient(trainer(phantom_data, *fp32, "loss.pixel_weight=0"))
+    exact = ("loss.mode_seeking=0", "train.amp=none")
+    both = g_gradient(trainer(phantom_data, *exact))
+    pixel = g_gradient(trainer(phantom_data, *exact, "loss.feature_weight=0"))
+    feature = g_gradient(trainer(phantom_data, *exact, "loss.pixel_weight=0"))
     assert pixel.norm() > 0 and feature.norm() > 0
     assert not torch.allclose(pixel, feature)
     # One step, same seed, same batch: the weighted sum of the two terms' gradients is the gradient of both.
